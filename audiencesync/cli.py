@@ -1,0 +1,237 @@
+"""The `audiencesync` command. Every failure ends in one line that says what to do, and exit 1."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+import orjson
+import redis
+
+from audiencesync.errors import AudienceSyncError, ConfigError, RedisUnavailable
+from audiencesync.runstore import RunStore
+from audiencesync.settings import Settings, get_settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def connect_store(settings: Settings) -> RunStore:
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=30)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        where = redis.connection.parse_url(settings.redis_url)
+        host = f"{where.get('host', '?')}:{where.get('port', 6379)}"
+        raise RedisUnavailable(
+            f"cannot reach Redis at {host} ({type(exc).__name__}): start it or set "
+            "AUDIENCESYNC_REDIS_URL"
+        ) from None
+    return RunStore(client, ttl_s=settings.run_ttl_s)
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.app import app
+
+    critical = args.queues == "critical"
+    concurrency = args.concurrency or (
+        settings.critical_concurrency if critical else settings.standard_concurrency
+    )
+    argv = [
+        "worker",
+        "--queues",
+        args.queues,
+        "--concurrency",
+        str(concurrency),
+        # Uploads wait on the network: threads. Normalising and hashing burn CPU: processes.
+        "--pool",
+        "threads" if critical else "prefork",
+        "--hostname",
+        f"{args.name or args.queues}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        args.loglevel,
+    ]
+    if not critical:
+        argv += ["--time-limit", str(settings.prepare_time_limit_s)]
+    app.worker_main(argv)
+    return EXIT_OK
+
+
+def cmd_beat(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.app import app
+
+    app.start(["beat", "--loglevel", args.loglevel])
+    return EXIT_OK
+
+
+def cmd_flower(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.app import app
+
+    if settings.flower_basic_auth is None:
+        raise ConfigError(
+            "set AUDIENCESYNC_FLOWER_BASIC_AUTH=user:password: Flower shows every "
+            "task and worker, so it never runs open"
+        )
+    auth = settings.flower_basic_auth.get_secret_value()
+    app.start(["flower", f"--port={args.port}", f"--basic-auth={auth}", "--max_tasks=10000"])
+    return EXIT_OK
+
+
+def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
+    from audiencesync.display import ProgressBar, format_report
+    from producers.pipeline import RunRequest, create_run, produce
+    from producers.sources import open_source
+
+    if not args.audience_id:
+        raise ConfigError("--audience-id is required: the id of the Meta custom audience")
+    store = connect_store(settings)
+    source = open_source(
+        args.source, column=args.column, query=args.query, table=args.table, settings=settings
+    )
+    request = RunRequest(args.audience_id, mode=args.mode, hash_ids=args.hash)
+    run_id = create_run(store, request, source)
+    print(run_id, flush=True)
+    try:
+        if not args.wait:
+            produce(store, run_id, source, settings)
+            print(
+                f"run {run_id} enqueued; follow it with: audiencesync status {run_id}",
+                file=sys.stderr,
+            )
+            return EXIT_OK
+        with ProgressBar(store, run_id):
+            produce(store, run_id, source, settings)
+            report = wait_for_report(store, run_id)
+    finally:
+        source.close()
+    print(orjson.dumps(report).decode() if args.json else format_report(report))
+    return EXIT_OK if report["status"] == "completed" else EXIT_FAILED
+
+
+def wait_for_report(store: RunStore, run_id: str, poll_s: float = 0.25) -> dict:
+    while (report := store.report(run_id)) is None:
+        time.sleep(poll_s)
+    return report
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from audiencesync.display import format_report, progress_line
+
+    store = connect_store(settings)
+    if not store.exists(args.run_id):
+        raise ConfigError(f"no run {args.run_id} in this Redis: check the id and REDIS_URL")
+    report = store.report(args.run_id)
+    if report is None:
+        meta = store.meta(args.run_id)
+        if args.json:
+            print(orjson.dumps({"run_id": args.run_id, **meta}).decode())
+        else:
+            print(f"run {args.run_id}: {meta['status']}\n{progress_line(meta, time.time())}")
+        return EXIT_OK
+    print(orjson.dumps(report).decode() if args.json else format_report(report))
+    return EXIT_OK if report["status"] == "completed" else EXIT_FAILED
+
+
+def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
+    from audiencesync.sandbox import SandboxConfig, serve
+
+    serve(
+        SandboxConfig(
+            host=args.host,
+            port=args.port,
+            token=args.token,
+            app_secret=args.app_secret,
+            latency_ms=args.latency_ms,
+            jitter_ms=args.jitter_ms,
+            rate_per_s=args.rate,
+            penalty_s=args.penalty_s,
+            transient_rate=args.transient_rate,
+            seed=args.seed,
+        )
+    )
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from audiencesync.demo import run_demo
+
+    return run_demo(ids=args.ids, latency_ms=args.latency_ms)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="audiencesync", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("worker", help="start a worker for one queue")
+    p.add_argument("--queues", choices=["standard", "critical"], required=True)
+    p.add_argument("--concurrency", type=int)
+    p.add_argument("--name", help="worker name (default: the queue name)")
+    p.add_argument("--loglevel", default="INFO")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("beat", help="start the scheduler (exactly one per deployment)")
+    p.add_argument("--loglevel", default="INFO")
+    p.set_defaults(func=cmd_beat)
+
+    p = sub.add_parser("flower", help="start Flower (basic auth required)")
+    p.add_argument("--port", type=int, default=5555)
+    p.set_defaults(func=cmd_flower)
+
+    p = sub.add_parser("upload", help="send an audience (file or Snowflake) to Meta")
+    p.add_argument("source", nargs="?", help="a .csv, .csv.gz or .parquet file")
+    p.add_argument("--audience-id", required=True)
+    p.add_argument("--column", help="column holding the IDs (default: the first)")
+    p.add_argument("--query", help="Snowflake query whose rows are the IDs")
+    p.add_argument("--table", help="Snowflake table holding the IDs")
+    p.add_argument("--mode", choices=["add", "remove"], default="add")
+    p.add_argument("--hash", action="store_true", help="send SHA-256 of each normalised ID")
+    p.add_argument("--wait", action="store_true", help="show progress and wait for the report")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON line")
+    p.set_defaults(func=cmd_upload)
+
+    p = sub.add_parser("status", help="progress or report of a run")
+    p.add_argument("run_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("sandbox", help="run the local fake Graph API")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--token", default="sandbox-token")
+    p.add_argument("--app-secret")
+    p.add_argument("--latency-ms", type=float, default=0.0)
+    p.add_argument("--jitter-ms", type=float, default=0.0)
+    p.add_argument("--rate", type=float, help="calls per second per ad account")
+    p.add_argument("--penalty-s", type=float, default=2.0)
+    p.add_argument("--transient-rate", type=float, default=0.0)
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=cmd_sandbox)
+
+    p = sub.add_parser("demo", help="1M generated IDs through a private local stack")
+    p.add_argument("--ids", type=int, default=1_000_000)
+    p.add_argument("--latency-ms", type=float, default=50.0)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    try:
+        settings = get_settings()
+        return args.func(args, settings)
+    except AudienceSyncError as exc:
+        print(f"audiencesync: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("audiencesync: interrupted; a started run goes on in the workers", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""What a person sees: the live progress line and the human-readable report."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import TextIO
+
+from audiencesync.runstore import RunStore
+
+BAR_WIDTH = 30
+
+
+def progress_line(meta: dict[str, str], now: float) -> str:
+    done_chunks = int(meta.get("chunks_done", 0))
+    staged = int(meta.get("chunks_staged", 0))
+    ids_done = int(meta.get("ids_done", 0))
+    ids_read = int(meta.get("ids_read", 0))
+    producer_done = meta.get("producer_done") == "1"
+    total_ids = ids_read if producer_done else max(int(meta.get("estimated_ids") or 0), ids_read)
+    elapsed_s = max(now - float(meta.get("started_at", now)), 1e-6)
+    rate = ids_done / elapsed_s
+    share = ids_done / total_ids if total_ids else 0.0
+    filled = int(share * BAR_WIDTH)
+    bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+    chunks_total = str(staged) if producer_done else f"{staged}+"
+    eta = f"{(total_ids - ids_done) / rate:5.0f}s" if rate > 0 and total_ids else "    ?"
+    return (
+        f"[{bar}] {share:6.1%}  chunks {done_chunks}/{chunks_total}  "
+        f"{ids_done:,} IDs  {rate:,.0f} IDs/s  ETA {eta}"
+    )
+
+
+class ProgressBar:
+    """Redraws the progress line on a terminal (or prints it now and then elsewhere)."""
+
+    def __init__(self, store: RunStore, run_id: str, out: TextIO = sys.stderr, every_s=0.5):
+        self.store, self.run_id, self.out, self.every_s = store, run_id, out, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._tty = out.isatty()
+
+    def __enter__(self) -> ProgressBar:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._draw(final=True)
+
+    def _loop(self) -> None:
+        interval_s = self.every_s if self._tty else max(self.every_s, 5.0)
+        while not self._stop.wait(interval_s):
+            self._draw()
+
+    def _draw(self, final: bool = False) -> None:
+        try:
+            line = progress_line(self.store.meta(self.run_id), time.time())
+        except Exception:  # a progress line is never worth failing the run
+            return
+        end = "\n" if final or not self._tty else ""
+        self.out.write(("\r" if self._tty else "") + line + end)
+        self.out.flush()
+
+
+def format_report(report: dict) -> str:
+    rejected = report["ids_rejected"]
+    lines = [
+        f"run {report['run_id']}: {report['status'].upper()}"
+        + (f" - {report['message']}" if report.get("message") else ""),
+        f"  audience {report['audience_id']} ({report['mode']}), source {report['source']}",
+        f"  read      {report['ids_read']:>12,}",
+        f"  uploaded  {report['ids_uploaded']:>12,}",
+        f"  rejected  {sum(rejected.values()):>12,}  "
+        + ", ".join(f"{k} {v:,}" for k, v in rejected.items()),
+        f"  duplicate {report['duplicates']:>12,}",
+        f"  failed    {report['ids_failed']:>12,}  in {report['chunks_failed']} of "
+        f"{report['chunks']} chunks",
+        f"  requests {report['requests']:,} (retries {report['retries']:,}, throttled "
+        f"{report['throttled']:,}); Meta received {report['num_received']:,}, "
+        f"invalid {report['num_invalid_entries']:,}",
+        f"  {report['duration_s']:.1f}s, {report['ids_per_s']:,.0f} IDs/s",
+    ]
+    lines += [
+        f"  chunk {f['chunk']}: {f['ids']:,} IDs: {f['reason']}"
+        for f in report["failed_chunks"][:10]
+    ]
+    return "\n".join(lines)

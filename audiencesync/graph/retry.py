@@ -1,0 +1,35 @@
+"""When to try a failed upload again, and after how long: an immutable policy of pure functions."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from audiencesync.errors import (
+    AudienceSyncError,
+    RetryableGraphError,
+    ThrottledError,
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_s: float = 1.0  # first backoff ceiling
+    cap_s: float = 300.0  # no single wait is longer (stays below the broker's visibility timeout)
+    max_attempts: int = 8  # calls in all, the first included
+    budget_s: float = 1800.0  # give up once this long has passed since the first call
+
+    def should_retry(self, error: AudienceSyncError, *, attempt: int, elapsed_s: float) -> bool:
+        """attempt counts the calls made so far (1 after the first call failed)."""
+        if not isinstance(error, RetryableGraphError):
+            return False
+        return attempt < self.max_attempts and elapsed_s < self.budget_s
+
+    def delay_s(self, error: AudienceSyncError, *, attempt: int, rng: random.Random) -> float:
+        """Exponential backoff with full jitter; never sooner than Meta's own regain estimate."""
+        ceiling_s = min(self.cap_s, self.base_s * 2 ** (attempt - 1))
+        delay = rng.uniform(0.0, ceiling_s)
+        if isinstance(error, ThrottledError) and error.retry_after_s:
+            # Waiting less than Meta asked only earns another refusal; jitter spreads the herd.
+            delay = min(self.cap_s, error.retry_after_s + rng.uniform(0.0, self.base_s))
+        return delay

@@ -1,0 +1,74 @@
+"""Turn one chunk of raw source values into the entries Meta expects (pure, no I/O).
+
+Meta's rules for MOBILE_ADVERTISER_ID: trim, lower case, keep the hyphens, 8-4-4-4-12 hex;
+the all-zero ID means the person opted out of tracking and must be dropped. Hashing is optional
+(SHA-256 of the normalised form).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+OPTED_OUT_ID = "00000000-0000-0000-0000-000000000000"
+MAID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+# Rejection reasons, as they appear in run reports.
+BLANK = "blank"
+INVALID_FORMAT = "invalid_format"
+NOT_UTF8 = "not_utf8"
+OPTED_OUT = "opted_out"
+REASONS = (BLANK, INVALID_FORMAT, NOT_UTF8, OPTED_OUT)
+
+
+@dataclass
+class PreparedChunk:
+    entries: list[str]  # unique, normalised (or hashed), in first-seen order
+    rejected: dict[str, int] = field(default_factory=dict)  # reason -> count
+    duplicates: int = 0
+
+    @property
+    def ids_in(self) -> int:
+        return len(self.entries) + sum(self.rejected.values()) + self.duplicates
+
+
+def normalize_id(raw: str) -> str:
+    return raw.strip().lower()
+
+
+def invalid_reason(normalized: str) -> str:
+    """Why a normalised value that is not of the 8-4-4-4-12 hex form was rejected."""
+    if not normalized:
+        return BLANK
+    if not normalized.isascii() and _has_undecodable_bytes(normalized):
+        return NOT_UTF8
+    return INVALID_FORMAT
+
+
+def _has_undecodable_bytes(value: str) -> bool:
+    # Sources decode with errors="surrogateescape": bytes that were not UTF-8 become U+DC80-DCFF.
+    return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def sha256_hex(normalized: str) -> str:
+    return hashlib.sha256(normalized.encode()).hexdigest()
+
+
+def prepare_chunk(raw_values: list[str], *, hash_ids: bool = False) -> PreparedChunk:
+    """Normalise, validate, drop opted-out and duplicate IDs, optionally hash; count every drop."""
+    normalized = list(map(str.lower, map(str.strip, raw_values)))
+    match = MAID_RE.fullmatch
+    # Fast path first: the common case is a valid ID, checked by one C-level regex call.
+    valid = [v for v in normalized if match(v)]
+    rejected: Counter[str] = Counter()
+    if len(valid) < len(normalized):
+        rejected.update(invalid_reason(v) for v in normalized if not match(v))
+    opted_out = valid.count(OPTED_OUT_ID)
+    if opted_out:
+        rejected[OPTED_OUT] = opted_out
+        valid = [v for v in valid if v != OPTED_OUT_ID]
+    unique = list(dict.fromkeys(valid))
+    entries = list(map(sha256_hex, unique)) if hash_ids else unique
+    return PreparedChunk(entries, dict(rejected), len(valid) - len(unique))

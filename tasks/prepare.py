@@ -1,0 +1,50 @@
+"""prepare (queue `standard`): raw staged chunk -> normalised payload staged for upload."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+
+from audiencesync.normalize import prepare_chunk
+from audiencesync.report import chunk_result
+from workers.app import app
+from workers.resources import get_store
+
+log = logging.getLogger("audiencesync.prepare")
+
+
+def build_payload(entries: list[str]) -> bytes:
+    return orjson.dumps({"schema": "MOBILE_ADVERTISER_ID", "data": entries})
+
+
+@app.task(name="audiencesync.prepare", ignore_result=True)
+def prepare(run_id: str, chunk: int, ids_in: int) -> dict:
+    """Never raises for a chunk's failure: it returns it as data, so the chord body still runs."""
+    store = get_store()
+    try:
+        raw = store.take_raw(run_id, chunk)
+        if raw is None:
+            return chunk_result(
+                chunk,
+                ids_in,
+                failed="staged chunk missing from Redis (expired?)",
+                ids_failed=ids_in,
+            )
+        hash_ids = store.meta(run_id).get("hash") == "1"
+        prepared = prepare_chunk(raw, hash_ids=hash_ids)
+        if prepared.entries:
+            closer = prepared.entries[0]
+            store.put_prepared(run_id, chunk, build_payload(prepared.entries), closer)
+        return chunk_result(
+            chunk,
+            ids_in,
+            entries=len(prepared.entries),
+            rejected=prepared.rejected,
+            duplicates=prepared.duplicates,
+        )
+    except Exception as exc:  # a bug or a Redis fault must fail this chunk, not the whole chord
+        log.exception("run=%s chunk=%s prepare failed", run_id, chunk)
+        return chunk_result(
+            chunk, ids_in, failed=f"prepare failed: {type(exc).__name__}", ids_failed=ids_in
+        )

@@ -1,0 +1,112 @@
+"""upload (queue `critical`): send one prepared chunk; retry with backoff; record the outcome.
+
+Retries are re-enqueued with a countdown (`self.retry`), never slept in the worker thread. A
+chunk's failure is returned as data, so the chord body always runs and reports it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+
+from celery.exceptions import Retry
+
+from audiencesync.errors import GraphError, RetryableGraphError, ThrottledError, TokenError
+from audiencesync.graph import RetryPolicy
+from audiencesync.settings import get_settings
+from workers.app import app
+from workers.resources import get_graph, get_store
+
+log = logging.getLogger("audiencesync.upload")
+_rng = random.Random()
+
+
+def retry_policy() -> RetryPolicy:
+    s = get_settings()
+    return RetryPolicy(s.retry_base_s, s.retry_cap_s, s.retry_max_attempts, s.retry_budget_s)
+
+
+@app.task(bind=True, name="audiencesync.upload", max_retries=None)
+def upload(self, summary: dict, run_id: str, chunk: int, calls: dict | None = None) -> dict:
+    try:
+        return _upload(self, summary, run_id, chunk, calls)
+    except Retry:
+        raise
+    except Exception as exc:  # a bug must fail this chunk, not the whole chord
+        log.exception("run=%s chunk=%s upload failed unexpectedly", run_id, chunk)
+        result = dict(summary, failed=f"upload failed: {type(exc).__name__}")
+        result["ids_failed"] = summary.get("entries", summary["ids_in"])
+        get_store().finish_chunk(run_id, chunk, ids_in=summary["ids_in"], uploaded=0, failed=True)
+        return result
+
+
+def _upload(task, summary: dict, run_id: str, chunk: int, calls: dict | None) -> dict:
+    store = get_store()
+    result = dict(summary)
+    calls = calls or {"requests": 0, "throttled": 0, "first_at": time.time()}
+    result.update(
+        requests=calls["requests"],
+        throttled=calls["throttled"],
+        retries=max(calls["requests"] - 1, 0),
+    )
+
+    def finish(**outcome) -> dict:
+        result.update(outcome)
+        store.finish_chunk(
+            run_id,
+            chunk,
+            ids_in=result["ids_in"],
+            uploaded=result["uploaded"],
+            failed=bool(result["failed"]),
+        )
+        return result
+
+    def fail(reason: str) -> dict:
+        log.warning("run=%s chunk=%s failed: %s", run_id, chunk, reason)
+        return finish(failed=reason, ids_failed=result.get("entries", result["ids_in"]))
+
+    if result["failed"] or not result.get("entries"):
+        return finish()
+    if reason := store.aborted(run_id):
+        return fail(f"not sent: {reason}")
+    payload = store.get_prepared(run_id, chunk)
+    if payload is None:
+        return fail("prepared chunk missing from Redis (expired?)")
+    meta = store.meta(run_id)
+    session = {
+        "session_id": int(meta["session_id"]),
+        "batch_seq": chunk + 1,
+        "last_batch_flag": False,
+    }
+    calls["requests"] += 1
+    result.update(requests=calls["requests"], retries=calls["requests"] - 1)
+    try:
+        sent = get_graph().upload(meta["audience_id"], payload, session, mode=meta["mode"])
+    except TokenError as exc:
+        store.abort(
+            run_id,
+            f"the access token was rejected ({exc}): "
+            "set a valid AUDIENCESYNC_ACCESS_TOKEN and run again",
+        )
+        return fail(str(exc))
+    except RetryableGraphError as exc:
+        if isinstance(exc, ThrottledError):
+            calls["throttled"] += 1
+            result["throttled"] = calls["throttled"]
+        policy = retry_policy()
+        elapsed_s = time.time() - calls["first_at"]
+        if policy.should_retry(exc, attempt=calls["requests"], elapsed_s=elapsed_s):
+            delay_s = policy.delay_s(exc, attempt=calls["requests"], rng=_rng)
+            log.info("run=%s chunk=%s retry in %.1fs: %s", run_id, chunk, delay_s, exc)
+            raise task.retry(countdown=delay_s, kwargs={"calls": calls}) from None
+        return fail(f"gave up after {calls['requests']} calls: {exc}")
+    except GraphError as exc:
+        return fail(str(exc))
+    return finish(
+        uploaded=result["entries"],
+        num_received=sent.num_received,
+        num_invalid_entries=sent.num_invalid_entries,
+        invalid_samples=sent.invalid_samples,
+        latency_s=round(sent.latency_s, 4),
+    )

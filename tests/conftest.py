@@ -1,0 +1,99 @@
+"""Real parts, really running: a private redis-server, the sandbox over HTTP, worker processes.
+
+Redis starts in pytest_configure, before any test module imports the Celery app, so the app, the
+workers and the tests all use this private server and never touch data they did not create.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from audiencesync import devstack
+from audiencesync.graph import GraphClient
+from audiencesync.settings import Settings
+
+_state: dict = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="audiencesync-tests-"))
+    proc, url = devstack.start_redis(workdir / "redis")
+    _state.update(workdir=workdir, redis=proc, redis_url=url)
+    os.environ["AUDIENCESYNC_REDIS_URL"] = url
+    os.environ["AUDIENCESYNC_ACCESS_TOKEN"] = devstack.SANDBOX_TOKEN
+    os.environ["AUDIENCESYNC_AD_ACCOUNT_ID"] = "1001"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "redis" in _state:
+        devstack.stop(_state["redis"])
+        shutil.rmtree(_state["workdir"], ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Path:
+    return _state["workdir"]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return _state["redis_url"]
+
+
+@dataclass
+class Stack:
+    redis_url: str
+    graph_url: str
+    env: dict[str, str]
+    logs: Path
+
+    def sandbox_stats(self) -> dict:
+        return httpx.get(f"{self.graph_url}/_sandbox/stats").json()
+
+    def members(self, audience_id: str) -> set[str]:
+        text = httpx.get(f"{self.graph_url}/_sandbox/audiences/{audience_id}/members").text
+        return set(filter(None, text.split("\n")))
+
+    def calls(self, audience_id: str) -> list[dict]:
+        return httpx.get(f"{self.graph_url}/_sandbox/audiences/{audience_id}/calls").json()
+
+    def new_audience(self, name: str = "test") -> str:
+        """Created through our own Graph client, as an operator would."""
+        settings = Settings(graph_url=self.graph_url, access_token=devstack.SANDBOX_TOKEN)
+        client = GraphClient(settings)
+        try:
+            return client.create_audience("1001", name)
+        finally:
+            client.close()
+
+
+@pytest.fixture(scope="session")
+def stack(workdir: Path, redis_url: str):
+    """Sandbox + one standard (prefork) and one critical (threads) worker process."""
+    from workers.app import app
+
+    logs = workdir / "logs"
+    logs.mkdir(exist_ok=True)
+    sandbox, graph_url = devstack.start_sandbox(log=logs / "sandbox.log")
+    env = devstack.stack_env(redis_url, graph_url, retry_base_s="0.2", retry_cap_s="2")
+    procs = [
+        devstack.start_worker(
+            "standard", env, concurrency=2, name="standard-t", log=logs / "standard.log"
+        ),
+        devstack.start_worker(
+            "critical", env, concurrency=16, name="critical-t", log=logs / "critical.log"
+        ),
+    ]
+    try:
+        devstack.wait_workers(app, ["standard-t", "critical-t"], procs=procs)
+        yield Stack(redis_url, graph_url, env, logs)
+    finally:
+        for proc in [*procs, sandbox]:
+            devstack.stop(proc)

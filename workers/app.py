@@ -1,0 +1,58 @@
+"""The Celery app; its configuration is derived from the one settings object."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from audiencesync.settings import Settings, get_settings
+
+QUEUE_CRITICAL = "critical"  # network I/O: uploads and the chord body (closes the session)
+QUEUE_STANDARD = "standard"  # CPU: normalising, hashing, encoding
+
+TASK_ROUTES = {
+    "audiencesync.prepare": {"queue": QUEUE_STANDARD},
+    "audiencesync.upload": {"queue": QUEUE_CRITICAL},
+    "audiencesync.finalize": {"queue": QUEUE_CRITICAL},
+}
+
+
+def celery_config(settings: Settings) -> dict:
+    visibility = {"visibility_timeout": settings.visibility_timeout_s}
+    return {
+        "broker_url": settings.redis_url,
+        "result_backend": settings.redis_url,
+        "broker_transport_options": visibility,
+        "result_backend_transport_options": visibility,
+        "visibility_timeout": settings.visibility_timeout_s,
+        "broker_connection_retry_on_startup": True,
+        "task_publish_retry_policy": {
+            "max_retries": 5,
+            "interval_start": 0.2,
+            "interval_step": 0.5,
+        },
+        "task_queues": [Queue(QUEUE_CRITICAL), Queue(QUEUE_STANDARD)],
+        "task_default_queue": QUEUE_STANDARD,
+        "task_create_missing_queues": False,
+        "task_routes": TASK_ROUTES,
+        # Redelivered, not lost, when a worker dies mid-task: every task here is idempotent.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_max_memory_per_child": settings.worker_max_memory_per_child_kb,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        # Chord keys must outlive the longest run, or the body never fires.
+        "result_expires": settings.run_ttl_s,
+        "worker_hijack_root_logger": False,
+    }
+
+
+TASK_MODULES = ["tasks.prepare", "tasks.upload", "tasks.finalize"]
+
+app = Celery("audiencesync", include=TASK_MODULES)
+app.conf.update(celery_config(get_settings()))

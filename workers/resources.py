@@ -1,0 +1,54 @@
+"""Per-process clients: one Redis pool and one pooled HTTP client per worker process.
+
+Built lazily on first use and dropped in a forked child (a prefork worker must not share the
+parent's sockets), so every process, whatever the pool, gets its own.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import redis
+
+from audiencesync.graph import GraphClient
+from audiencesync.runstore import RunStore
+from audiencesync.settings import get_settings
+
+_lock = threading.Lock()
+_store: RunStore | None = None
+_graph: GraphClient | None = None
+
+
+def _forget_after_fork() -> None:
+    global _store, _graph
+    _store, _graph = None, None
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def get_store() -> RunStore:
+    global _store
+    with _lock:
+        if _store is None:
+            settings = get_settings()
+            client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+            _store = RunStore(client, ttl_s=settings.run_ttl_s)
+        return _store
+
+
+def get_graph() -> GraphClient:
+    global _graph
+    with _lock:
+        if _graph is None:
+            _graph = GraphClient(get_settings())
+        return _graph
+
+
+def close_all() -> None:
+    global _graph
+    with _lock:
+        if _graph is not None:
+            _graph.close()
+            _graph = None
