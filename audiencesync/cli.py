@@ -80,6 +80,30 @@ def cmd_flower(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def preflight(settings: Settings, audience_id: str) -> None:
+    """One cheap call before reading the source: a bad token or audience costs one call, not
+    a run. An unreachable destination is left to the uploads' retries (and reported)."""
+    from audiencesync.errors import PermanentGraphError, RetryableGraphError, TokenError
+    from audiencesync.graph import GraphClient
+
+    client = GraphClient(settings)
+    try:
+        client.get_audience(audience_id)
+    except TokenError as exc:
+        raise ConfigError(
+            f"the access token was rejected ({exc}): set a valid AUDIENCESYNC_ACCESS_TOKEN"
+        ) from None
+    except PermanentGraphError as exc:
+        raise ConfigError(
+            f"audience {audience_id} cannot be used ({exc}): check --audience-id and that the "
+            "token's user may manage it"
+        ) from None
+    except RetryableGraphError as exc:
+        print(f"audiencesync: warning: {exc}; starting anyway, uploads will retry", file=sys.stderr)
+    finally:
+        client.close()
+
+
 def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
     from audiencesync.display import ProgressBar, format_report
     from producers.pipeline import RunRequest, create_run, produce
@@ -88,6 +112,7 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
     if not args.audience_id:
         raise ConfigError("--audience-id is required: the id of the Meta custom audience")
     store = connect_store(settings)
+    preflight(settings, args.audience_id)
     source = open_source(
         args.source, column=args.column, query=args.query, table=args.table, settings=settings
     )
@@ -218,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -225,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = get_settings()
         return args.func(args, settings)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = "AUDIENCESYNC_" + str(err["loc"][0]).upper() if err["loc"] else "a setting"
+        print(f"audiencesync: error: {name}: {err['msg']}", file=sys.stderr)
+        return EXIT_FAILED
     except AudienceSyncError as exc:
         print(f"audiencesync: error: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -55,3 +55,108 @@ def test_dirty_csv_lands_exactly(stack, tmp_path):
     # Every upload call but the closing one carried new entries: the sandbox saw what we counted.
     assert sum(c["entries"] for c in calls) == report["ids_uploaded"] + 1
     assert report["session_closed"] and calls[-1]["last_batch_flag"] is True
+
+
+def assert_exact(stack, audience: str, report: dict, rows: list[str]) -> None:
+    want = expected(rows)
+    assert report["status"] == "completed", report
+    assert report["ids_read"] == len(rows)
+    assert report["ids_uploaded"] == want["uploaded"]
+    assert report["duplicates"] == want["duplicates"]
+    assert sum(report["ids_rejected"].values()) == want["rejected"]
+    assert stack.members(audience) == want["members"]
+
+
+@pytest.mark.slow
+def test_parquet_lands_exactly(stack, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from producers.sources import open_source
+
+    rows = dirty_rows(60_000, seed=11)
+    values = [None if r == "" else r for r in rows]  # blanks as real NULLs
+    pq.write_table(
+        pa.table({"n": range(len(rows)), "maid": values}),
+        tmp_path / "a.parquet",
+        row_group_size=7_000,
+    )
+    audience = stack.new_audience()
+    source = open_source(str(tmp_path / "a.parquet"), column="maid", settings=Settings())
+    assert source.estimated_ids == len(rows)
+    assert_exact(stack, audience, run_upload(stack, source, audience), rows)
+
+
+@pytest.mark.slow
+def test_snowflake_query_lands_exactly(stack):
+    import fakesnow
+    import snowflake.connector
+
+    from producers.sources import open_source
+
+    rows = dirty_rows(40_000, seed=12)
+    with fakesnow.server() as kw:
+        conn = snowflake.connector.connect(**kw)
+        cur = conn.cursor()
+        cur.execute("create database db")
+        cur.execute("create schema db.s")
+        cur.execute("create table db.s.audience (n int, maid varchar)")
+        cur.executemany("insert into db.s.audience values (%s, %s)", list(enumerate(rows)))
+        conn.close()
+        settings = Settings(
+            snowflake_account=kw["account"],
+            snowflake_user=kw["user"],
+            snowflake_password=kw["password"],
+            snowflake_host=kw["host"],
+            snowflake_port=kw["port"],
+            snowflake_protocol=kw["protocol"],
+            snowflake_database="DB",
+            snowflake_schema="S",
+        )
+        audience = stack.new_audience()
+        source = open_source(None, query="SELECT maid FROM audience ORDER BY n", settings=settings)
+        assert_exact(stack, audience, run_upload(stack, source, audience), rows)
+
+
+@pytest.mark.slow
+def test_backpressure_bounds_staged_chunks(stack, tmp_path):
+    """An audience 20x the staging window flows through; staged data never exceeds the window."""
+    import threading
+
+    import redis
+
+    from producers.sources import open_source
+
+    window, chunk = 4, 1_000
+    rows = dirty_rows(20 * window * chunk, seed=13)
+    write_csv(tmp_path / "a.csv", rows)
+    r = redis.Redis.from_url(stack.redis_url)
+    peaks = {"keys": 0, "bytes": 0}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            keys = [
+                k for k in r.scan_iter("as:run:*", count=1000) if b":raw:" in k or b":prep:" in k
+            ]
+            staged_bytes = sum(r.strlen(k) for k in keys)
+            peaks["keys"] = max(peaks["keys"], len(keys))
+            peaks["bytes"] = max(peaks["bytes"], staged_bytes)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        audience = stack.new_audience()
+        source = open_source(str(tmp_path / "a.csv"), column="maid", settings=Settings())
+        report = run_upload(stack, source, audience, chunk_size=chunk, staging_window_chunks=window)
+    finally:
+        stop.set()
+        sampler.join()
+    assert report["chunks"] == 80
+    assert_exact_chunks = expected(rows, chunk_size=chunk)
+    assert report["ids_uploaded"] == assert_exact_chunks["uploaded"]
+    assert stack.members(audience) == assert_exact_chunks["members"]
+    # A chunk is staged raw, then prepared: at most `window` chunks hold at most 2 keys each.
+    assert 0 < peaks["keys"] <= 2 * window
+    max_chunk_bytes = chunk * (256 + 4)  # values are cut to 256 chars by the sources
+    assert peaks["bytes"] <= window * max_chunk_bytes

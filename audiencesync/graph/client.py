@@ -47,19 +47,23 @@ class GraphClient:
     def close(self) -> None:
         self._http.close()
 
+    def _proof(self) -> dict[str, str]:
+        """appsecret_proof of `token|time` (valid 5 minutes), when the app has a secret."""
+        if not self._app_secret:
+            return {}
+        now = str(int(time.time()))
+        msg = f"{self._token}|{now}".encode()
+        proof = hmac.new(self._app_secret.encode(), msg, hashlib.sha256).hexdigest()
+        return {"appsecret_proof": proof, "appsecret_time": now}
+
     def _auth_fields(self) -> bytes:
-        fields = {"access_token": self._token}
-        if self._app_secret:
-            now = str(int(time.time()))
-            msg = f"{self._token}|{now}".encode()
-            proof = hmac.new(self._app_secret.encode(), msg, hashlib.sha256).hexdigest()
-            fields |= {"appsecret_proof": proof, "appsecret_time": now}
+        fields = {"access_token": self._token, **self._proof()}
         return orjson.dumps(fields)[1:-1]  # the members, to splice into a larger object
 
-    def _send(self, method: str, path: str, body: bytes) -> tuple[httpx.Response, float]:
+    def _send(self, method: str, path: str, **kwargs) -> tuple[httpx.Response, float]:
         started = time.perf_counter()
         try:
-            response = self._http.request(method, f"{self._base_url}/{path}", content=body)
+            response = self._http.request(method, f"{self._base_url}/{path}", **kwargs)
         except httpx.TransportError as exc:
             # Connect errors never reached Meta; read errors may have been applied. Both retry:
             # adding the same IDs again is harmless (an audience is a set).
@@ -70,7 +74,9 @@ class GraphClient:
 
     def _call(self, method: str, path: str, members: bytes) -> tuple[dict, Usage, float]:
         body = b"{" + members + b"," + self._auth_fields() + b"}"
-        response, latency_s = self._send(method, path, body)
+        return self._answer(*self._send(method, path, content=body))
+
+    def _answer(self, response: httpx.Response, latency_s: float) -> tuple[dict, Usage, float]:
         usage = parse_usage(response.headers)
         if response.status_code != 200:
             raise classify_error(response.status_code, response.content, usage)
@@ -99,6 +105,17 @@ class GraphClient:
             usage=usage,
             latency_s=latency_s,
         )
+
+    def get_audience(self, audience_id: str) -> dict:
+        """Size and state of an audience; the cheapest call that proves token and audience."""
+        fields = "approximate_count_lower_bound,approximate_count_upper_bound,operation_status"
+        sent = self._send(
+            "GET",
+            audience_id,
+            params={"fields": fields, **self._proof()},
+            headers={"Authorization": f"Bearer {self._token}"},  # a token never goes in a URL
+        )
+        return self._answer(*sent)[0]
 
     def create_audience(self, ad_account_id: str, name: str) -> str:
         members = orjson.dumps(

@@ -1,0 +1,121 @@
+"""`audiencesync` as a user runs it: a real process, real exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import orjson
+import pytest
+from e2e_helpers import dirty_rows, expected
+from test_pipeline_e2e import write_csv
+
+from audiencesync import devstack
+
+
+def cli(stack_env: dict, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        devstack.cli_command(*args),
+        env=stack_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+
+
+def test_upload_wait_json_then_status(stack, tmp_path):
+    rows = dirty_rows(25_000, seed=3)
+    write_csv(tmp_path / "a.csv", rows)
+    audience = stack.new_audience()
+    done = cli(
+        stack.env,
+        "upload",
+        str(tmp_path / "a.csv"),
+        "--column",
+        "maid",
+        "--audience-id",
+        audience,
+        "--wait",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.splitlines()[0]
+    report = orjson.loads(done.stdout.splitlines()[-1])
+    assert report["run_id"] == run_id and report["status"] == "completed"
+    assert report["ids_uploaded"] == expected(rows)["uploaded"]
+    assert "chunks 3/3" in done.stderr  # the progress bar's final line
+
+    status = cli(stack.env, "status", run_id, "--json")
+    assert status.returncode == 0
+    assert orjson.loads(status.stdout) == report
+    human = cli(stack.env, "status", run_id)
+    assert f"run {run_id}: COMPLETED" in human.stdout
+
+
+def test_upload_without_wait_enqueues_and_returns(stack, tmp_path):
+    write_csv(tmp_path / "a.csv", dirty_rows(1_000, seed=4))
+    done = cli(
+        stack.env,
+        "upload",
+        str(tmp_path / "a.csv"),
+        "--audience-id",
+        stack.new_audience(),
+        "--column",
+        "maid",
+    )
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.strip()
+    assert f"audiencesync status {run_id}" in done.stderr
+    deadline = time.monotonic() + 30
+    while (
+        (status := cli(stack.env, "status", run_id)).returncode == 0
+        and "COMPLETED" not in status.stdout
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.5)
+    assert "COMPLETED" in status.stdout
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda p, a: [str(p / "missing.csv"), "--audience-id", a], "no such file"),
+        (lambda p, a: [str(p / "a.csv"), "--audience-id", a, "--column", "nope"], "--column"),
+        (
+            lambda p, a: [str(p / "a.csv"), "--audience-id", "999999"],
+            "audience 999999 cannot be used",
+        ),
+    ],
+)
+def test_bad_input_fails_in_one_line_before_anything_is_sent(stack, tmp_path, make_args, message):
+    write_csv(tmp_path / "a.csv", ["6d92078a-8246-4ba4-ae5b-76104861e7dc"])
+    audience = stack.new_audience()
+    done = cli(stack.env, "upload", *make_args(tmp_path, audience))
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("audiencesync: error:"), done.stderr
+    assert message in lines[0]
+    assert stack.calls(audience) == []
+
+
+def test_wrong_token_costs_one_call_and_names_the_setting(stack, tmp_path):
+    write_csv(tmp_path / "a.csv", dirty_rows(100))
+    env = {**stack.env, "AUDIENCESYNC_ACCESS_TOKEN": "expired-token"}
+    done = cli(env, "upload", str(tmp_path / "a.csv"), "--audience-id", stack.new_audience())
+    assert done.returncode == 1
+    assert "AUDIENCESYNC_ACCESS_TOKEN" in done.stderr and "expired-token" not in done.stderr
+
+
+def test_redis_down_is_a_clear_error_within_seconds(stack, tmp_path):
+    write_csv(tmp_path / "a.csv", dirty_rows(10))
+    env = {**stack.env, "AUDIENCESYNC_REDIS_URL": f"redis://:pw@127.0.0.1:{devstack.free_port()}/0"}
+    started = time.monotonic()
+    done = cli(env, "upload", str(tmp_path / "a.csv"), "--audience-id", "1", timeout_s=30)
+    assert time.monotonic() - started < 15
+    assert done.returncode == 1
+    assert "cannot reach Redis" in done.stderr and ":pw@" not in done.stderr
+
+
+def test_status_of_unknown_run(stack):
+    done = cli(stack.env, "status", "no-such-run")
+    assert done.returncode == 1 and "no run no-such-run" in done.stderr
