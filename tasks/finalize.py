@@ -50,6 +50,7 @@ def _close_session(run_id: str, meta: dict[str, str], report: dict, closer: str 
     error: GraphError | None = None
     for attempt in range(1, CLOSE_ATTEMPTS + 1):
         report["requests"] += 1
+        report["retries"] += attempt > 1
         try:
             get_graph().upload(
                 meta["audience_id"],
@@ -63,6 +64,10 @@ def _close_session(run_id: str, meta: dict[str, str], report: dict, closer: str 
             error = exc
             time.sleep(min(2.0**attempt, 10.0))
         except GraphError as exc:
+            if error is not None and "closed" in exc.message:
+                # The earlier attempt was applied though its answer was lost: closed it is.
+                report["session_closed"] = True
+                return
             error = exc
             break
     report["session_close_error"] = str(error)

@@ -64,6 +64,10 @@ class Stack:
     def calls(self, audience_id: str) -> list[dict]:
         return httpx.get(f"{self.graph_url}/_sandbox/audiences/{audience_id}/calls").json()
 
+    def configure_sandbox(self, **knobs) -> None:
+        response = httpx.post(f"{self.graph_url}/_sandbox/config", json=knobs)
+        response.raise_for_status()
+
     def new_audience(self, name: str = "test") -> str:
         """Created through our own Graph client, as an operator would."""
         settings = Settings(graph_url=self.graph_url, access_token=devstack.SANDBOX_TOKEN)
@@ -97,3 +101,12 @@ def stack(workdir: Path, redis_url: str):
     finally:
         for proc in [*procs, sandbox]:
             devstack.stop(proc)
+
+
+@pytest.fixture
+def sandbox_knobs(stack):
+    """Change the shared sandbox's behaviour for one test; restored afterwards."""
+    yield stack.configure_sandbox
+    stack.configure_sandbox(
+        token=devstack.SANDBOX_TOKEN, latency_ms=0, jitter_ms=0, rate_per_s=None, transient_rate=0
+    )

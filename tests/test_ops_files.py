@@ -14,13 +14,15 @@ from audiencesync.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-APP_SERVICES = [name for name, svc in SERVICES.items() if svc.get("image", "").startswith(
-    "audiencesync")]
+APP_SERVICES = [
+    name for name, svc in SERVICES.items() if svc.get("image", "").startswith("audiencesync")
+]
 
 
 def test_the_design_cards_services_are_there():
     assert {"redis", "worker-standard", "worker-critical", "beat", "flower", "sandbox"} <= set(
-        SERVICES)
+        SERVICES
+    )
     assert len(APP_SERVICES) == 5
 
 

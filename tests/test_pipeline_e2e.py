@@ -119,7 +119,7 @@ def test_snowflake_query_lands_exactly(stack):
 
 
 @pytest.mark.slow
-def test_backpressure_bounds_staged_chunks(stack, tmp_path):
+def test_backpressure_bounds_staged_chunks(stack, sandbox_knobs, tmp_path):
     """An audience 20x the staging window flows through; staged data never exceeds the window."""
     import threading
 
@@ -131,7 +131,7 @@ def test_backpressure_bounds_staged_chunks(stack, tmp_path):
     rows = dirty_rows(20 * window * chunk, seed=13)
     write_csv(tmp_path / "a.csv", rows)
     r = redis.Redis.from_url(stack.redis_url)
-    peaks = {"keys": 0, "bytes": 0}
+    peaks = {"keys": 0, "bytes": 0, "inflight": 0}
     stop = threading.Event()
 
     def sample() -> None:
@@ -142,20 +142,24 @@ def test_backpressure_bounds_staged_chunks(stack, tmp_path):
             staged_bytes = sum(r.strlen(k) for k in keys)
             peaks["keys"] = max(peaks["keys"], len(keys))
             peaks["bytes"] = max(peaks["bytes"], staged_bytes)
+            inflight = sum(r.scard(k) for k in r.scan_iter("as:run:*:inflight"))
+            peaks["inflight"] = max(peaks["inflight"], inflight)
 
+    audience = stack.new_audience()
+    sandbox_knobs(latency_ms=30)  # uploads slower than reading: the window fills and holds
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
-        audience = stack.new_audience()
         source = open_source(str(tmp_path / "a.csv"), column="maid", settings=Settings())
         report = run_upload(stack, source, audience, chunk_size=chunk, staging_window_chunks=window)
     finally:
         stop.set()
         sampler.join()
     assert report["chunks"] == 80
-    assert_exact_chunks = expected(rows, chunk_size=chunk)
-    assert report["ids_uploaded"] == assert_exact_chunks["uploaded"]
-    assert stack.members(audience) == assert_exact_chunks["members"]
+    want = expected(rows, chunk_size=chunk)
+    assert report["ids_uploaded"] == want["uploaded"]
+    assert stack.members(audience) == want["members"]
+    assert peaks["inflight"] == window  # the producer was held back, never let past it
     # A chunk is staged raw, then prepared: at most `window` chunks hold at most 2 keys each.
     assert 0 < peaks["keys"] <= 2 * window
     max_chunk_bytes = chunk * (256 + 4)  # values are cut to 256 chars by the sources
