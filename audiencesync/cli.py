@@ -116,7 +116,7 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
     source = open_source(
         args.source, column=args.column, query=args.query, table=args.table, settings=settings
     )
-    request = RunRequest(args.audience_id, mode=args.mode, hash_ids=args.hash)
+    request = RunRequest(args.audience_id, hash_ids=args.hash)
     run_id = create_run(store, request, source)
     print(run_id, flush=True)
     try:
@@ -211,7 +211,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--column", help="column holding the IDs (default: the first)")
     p.add_argument("--query", help="Snowflake query whose rows are the IDs")
     p.add_argument("--table", help="Snowflake table holding the IDs")
-    p.add_argument("--mode", choices=["add", "remove"], default="add")
     p.add_argument("--hash", action="store_true", help="send SHA-256 of each normalised ID")
     p.add_argument("--wait", action="store_true", help="show progress and wait for the report")
     p.add_argument("--json", action="store_true", help="print the report as one JSON line")

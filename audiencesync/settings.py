@@ -60,7 +60,6 @@ class Settings(BaseSettings):
     worker_max_memory_per_child_kb: int = 300_000
     prepare_time_limit_s: int = 300
     visibility_timeout_s: int = 7200  # must exceed the longest task and every retry countdown
-    log_json: bool = False
     flower_basic_auth: SecretStr | None = None  # "user:password"; Flower refuses to start without
 
     @model_validator(mode="after")

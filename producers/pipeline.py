@@ -29,7 +29,6 @@ from tasks.prepare import prepare
 from tasks.upload import upload
 
 log = logging.getLogger("audiencesync.producer")
-MODES = ("add", "remove")
 
 
 @dataclass(frozen=True)

@@ -119,3 +119,16 @@ def test_redis_down_is_a_clear_error_within_seconds(stack, tmp_path):
 def test_status_of_unknown_run(stack):
     done = cli(stack.env, "status", "no-such-run")
     assert done.returncode == 1 and "no run no-such-run" in done.stderr
+
+
+def test_hash_sends_sha256_of_normalised_ids(stack, tmp_path):
+    import hashlib
+
+    rows = dirty_rows(12_000, seed=5)
+    write_csv(tmp_path / "a.csv", rows)
+    audience = stack.new_audience()
+    done = cli(stack.env, "upload", str(tmp_path / "a.csv"), "--column", "maid", "--hash",
+               "--audience-id", audience, "--wait", "--json")
+    assert done.returncode == 0, done.stderr
+    hashed = {hashlib.sha256(m.encode()).hexdigest() for m in expected(rows)["members"]}
+    assert stack.members(audience) == hashed
