@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import fakesnow
 import httpx
 import pytest
 
@@ -20,6 +21,9 @@ from audiencesync.graph import GraphClient
 from audiencesync.settings import Settings
 
 _state: dict = {}
+# fakesnow.server() imports its submodule `fakesnow.server`, which then shadows the function on
+# the package: a second call would fail. Keep the function, and share one server per session.
+_fakesnow_server = fakesnow.server
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -110,3 +114,10 @@ def sandbox_knobs(stack):
     stack.configure_sandbox(
         token=devstack.SANDBOX_TOKEN, latency_ms=0, jitter_ms=0, rate_per_s=None, transient_rate=0
     )
+
+
+@pytest.fixture(scope="session")
+def fakesnow_kwargs():
+    """Connection kwargs of one fakesnow server (real HTTP) for the whole session."""
+    with _fakesnow_server() as kwargs:
+        yield kwargs

@@ -127,8 +127,18 @@ def test_hash_sends_sha256_of_normalised_ids(stack, tmp_path):
     rows = dirty_rows(12_000, seed=5)
     write_csv(tmp_path / "a.csv", rows)
     audience = stack.new_audience()
-    done = cli(stack.env, "upload", str(tmp_path / "a.csv"), "--column", "maid", "--hash",
-               "--audience-id", audience, "--wait", "--json")
+    done = cli(
+        stack.env,
+        "upload",
+        str(tmp_path / "a.csv"),
+        "--column",
+        "maid",
+        "--hash",
+        "--audience-id",
+        audience,
+        "--wait",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     hashed = {hashlib.sha256(m.encode()).hexdigest() for m in expected(rows)["members"]}
     assert stack.members(audience) == hashed

@@ -88,34 +88,33 @@ def test_parquet_lands_exactly(stack, tmp_path):
 
 
 @pytest.mark.slow
-def test_snowflake_query_lands_exactly(stack):
-    import fakesnow
+def test_snowflake_query_lands_exactly(stack, fakesnow_kwargs):
     import snowflake.connector
 
     from producers.sources import open_source
 
     rows = dirty_rows(40_000, seed=12)
-    with fakesnow.server() as kw:
-        conn = snowflake.connector.connect(**kw)
-        cur = conn.cursor()
-        cur.execute("create database db")
-        cur.execute("create schema db.s")
-        cur.execute("create table db.s.audience (n int, maid varchar)")
-        cur.executemany("insert into db.s.audience values (%s, %s)", list(enumerate(rows)))
-        conn.close()
-        settings = Settings(
-            snowflake_account=kw["account"],
-            snowflake_user=kw["user"],
-            snowflake_password=kw["password"],
-            snowflake_host=kw["host"],
-            snowflake_port=kw["port"],
-            snowflake_protocol=kw["protocol"],
-            snowflake_database="DB",
-            snowflake_schema="S",
-        )
-        audience = stack.new_audience()
-        source = open_source(None, query="SELECT maid FROM audience ORDER BY n", settings=settings)
-        assert_exact(stack, audience, run_upload(stack, source, audience), rows)
+    kw = fakesnow_kwargs
+    conn = snowflake.connector.connect(**kw)
+    cur = conn.cursor()
+    cur.execute("create database e2e")
+    cur.execute("create schema e2e.s")
+    cur.execute("create table e2e.s.audience (n int, maid varchar)")
+    cur.executemany("insert into e2e.s.audience values (%s, %s)", list(enumerate(rows)))
+    conn.close()
+    settings = Settings(
+        snowflake_account=kw["account"],
+        snowflake_user=kw["user"],
+        snowflake_password=kw["password"],
+        snowflake_host=kw["host"],
+        snowflake_port=kw["port"],
+        snowflake_protocol=kw["protocol"],
+        snowflake_database="E2E",
+        snowflake_schema="S",
+    )
+    audience = stack.new_audience()
+    source = open_source(None, query="SELECT maid FROM audience ORDER BY n", settings=settings)
+    assert_exact(stack, audience, run_upload(stack, source, audience), rows)
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-import fakesnow
 import pytest
 import snowflake.connector
 from cryptography.hazmat.primitives import serialization
@@ -38,31 +37,31 @@ def query_error(settings: Settings, **kw: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def settings() -> Iterator[Settings]:
-    with fakesnow.server() as kw:
-        conn = snowflake.connector.connect(**kw)
-        cur = conn.cursor()
-        for sql in (
-            "create database db",
-            "create schema db.s",
-            "create table db.s.maids (maid varchar, n int)",
-            "insert into db.s.maids values ('a', 1), (null, 2), ('b\nc', 3), "
-            f"('{'x' * 300}', 4), ('', null)",
-            "create table db.s.big (maid varchar)",
-            f"insert into db.s.big select 'id-' || i::varchar from range({BIG_ROWS}) t(i)",
-        ):
-            cur.execute(sql)
-        conn.close()
-        yield Settings(
-            snowflake_account=kw["account"],
-            snowflake_user=kw["user"],
-            snowflake_password=SecretStr(kw["password"]),
-            snowflake_host=kw["host"],
-            snowflake_port=kw["port"],
-            snowflake_protocol="http",
-            snowflake_database="DB",
-            snowflake_schema="S",
-        )
+def settings(fakesnow_kwargs) -> Iterator[Settings]:
+    kw = fakesnow_kwargs
+    conn = snowflake.connector.connect(**kw)
+    cur = conn.cursor()
+    for sql in (
+        "create database db",
+        "create schema db.s",
+        "create table db.s.maids (maid varchar, n int)",
+        "insert into db.s.maids values ('a', 1), (null, 2), ('b\nc', 3), "
+        f"('{'x' * 300}', 4), ('', null)",
+        "create table db.s.big (maid varchar)",
+        f"insert into db.s.big select 'id-' || i::varchar from range({BIG_ROWS}) t(i)",
+    ):
+        cur.execute(sql)
+    conn.close()
+    yield Settings(
+        snowflake_account=kw["account"],
+        snowflake_user=kw["user"],
+        snowflake_password=SecretStr(kw["password"]),
+        snowflake_host=kw["host"],
+        snowflake_port=kw["port"],
+        snowflake_protocol="http",
+        snowflake_database="DB",
+        snowflake_schema="S",
+    )
 
 
 def test_query_streams_first_column_with_nulls_and_hygiene(settings: Settings) -> None:
