@@ -61,8 +61,9 @@ def upload(
             raise
         if session_fault is not None:
             raise session_fault
-        # DELETE /users may come without a session (Meta's SDK sends none for removals).
-        needs_session = op != state.REMOVE or raw_session is not None
+        # /users (add or remove) may come without a session: it is for multi-batch uploads,
+        # and Meta's own SDK sends none unless asked. usersreplace always needs one.
+        needs_session = op == state.REPLACE or raw_session is not None
         session = rules.check_session(raw_session) if needs_session else None
         entries = rules.classify(payload)  # the costly part: outside the lock
         _apply(sandbox, audience, op, payload, session, entries, record)
