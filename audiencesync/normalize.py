@@ -56,6 +56,38 @@ def sha256_hex(normalized: str) -> str:
     return hashlib.sha256(normalized.encode()).hexdigest()
 
 
+MAID_CHARS = b"0123456789abcdef-"
+MAID_LEN = 36
+HYPHEN_AT = (8, 13, 18, 23)
+
+
+def clean_values(blob: bytes, count: int) -> list[str] | None:
+    """The normalised values of a staged chunk (`count` values joined by newlines) when every
+    one is already a valid MAID but for case; else None.
+
+    Only C-level bytes operations (no per-ID Python work): one line per value of 36 characters,
+    only hex digits and hyphens, and hyphens exactly at 8-4-4-4-12 positions.
+    """
+    stride = MAID_LEN + 1
+    low = blob.lower()
+    if len(low) != stride * count - 1 or low.translate(None, MAID_CHARS + b"\n"):
+        return None
+    if low.count(b"-") != 4 * count or low[MAID_LEN::stride] != b"\n" * (count - 1):
+        return None  # with the newlines in place, every value is 36 characters long
+    if any(low[at::stride] != b"-" * count for at in HYPHEN_AT):
+        return None
+    return low.decode("ascii").split("\n")
+
+
+def prepare_staged(blob: bytes, count: int, *, hash_ids: bool = False) -> PreparedChunk:
+    """prepare_chunk for a staged chunk, fast when the whole chunk is well-formed."""
+    values = clean_values(blob, count)
+    if values is None:
+        raw = blob.decode("utf-8", "surrogateescape").split("\n")
+        return prepare_chunk(raw, hash_ids=hash_ids)
+    return _drop_opted_out_and_duplicates(values, Counter(), hash_ids)
+
+
 def prepare_chunk(raw_values: list[str], *, hash_ids: bool = False) -> PreparedChunk:
     """Normalise, validate, drop opted-out and duplicate IDs, optionally hash; count every drop."""
     normalized = list(map(str.lower, map(str.strip, raw_values)))
@@ -65,8 +97,13 @@ def prepare_chunk(raw_values: list[str], *, hash_ids: bool = False) -> PreparedC
     rejected: Counter[str] = Counter()
     if len(valid) < len(normalized):
         rejected.update(invalid_reason(v) for v in normalized if not match(v))
-    opted_out = valid.count(OPTED_OUT_ID)
-    if opted_out:
+    return _drop_opted_out_and_duplicates(valid, rejected, hash_ids)
+
+
+def _drop_opted_out_and_duplicates(
+    valid: list[str], rejected: Counter[str], hash_ids: bool
+) -> PreparedChunk:
+    if opted_out := valid.count(OPTED_OUT_ID):
         rejected[OPTED_OUT] = opted_out
         valid = [v for v in valid if v != OPTED_OUT_ID]
     unique = list(dict.fromkeys(valid))

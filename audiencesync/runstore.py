@@ -3,7 +3,7 @@
     as:runs                     sorted set of run ids by start time
     as:run:{id}                 hash: what the run is, its progress counters, its outcome
     as:run:{id}:raw:{n}         chunk n as read from the source (claim check for `prepare`)
-    as:run:{id}:prep:{n}        chunk n's payload, ready to send, compressed (for `upload`)
+    as:run:{id}:prep:{n}        chunk n's payload, ready to send (zlib-compressed if set)
     as:run:{id}:inflight        chunk numbers staged and not yet finished (backpressure)
     as:run:{id}:wake            a nudge for a producer waiting for room in the staging window
     as:run:{id}:closer          one entry already sent, re-sent to close the upload session
@@ -42,14 +42,11 @@ def encode_raw(values: list[str]) -> bytes:
     return blob
 
 
-def decode_raw(blob: bytes) -> list[str]:
-    return blob.decode("utf-8", "surrogateescape").split("\n")
-
-
 class RunStore:
-    def __init__(self, client: redis.Redis, *, ttl_s: int = 30 * 24 * 3600):
+    def __init__(self, client: redis.Redis, *, ttl_s: int = 30 * 24 * 3600, compress_level=0):
         self.r = client
         self.ttl_s = ttl_s
+        self.compress_level = compress_level  # zlib level for prepared payloads; 0 = none
         self._finish = client.register_script(_FINISH_CHUNK)
 
     @staticmethod
@@ -95,13 +92,15 @@ class RunStore:
         while self.staged_count(run_id) >= window_chunks:
             self.r.blpop([self.key(run_id, "wake")], timeout=poll_s)
 
-    def take_raw(self, run_id: str, chunk: int) -> list[str] | None:
-        blob = self.r.get(self.key(run_id, "raw", chunk))
-        return None if blob is None else decode_raw(blob)
+    def take_raw(self, run_id: str, chunk: int) -> bytes | None:
+        """The staged chunk as encode_raw wrote it (prepare validates it without decoding)."""
+        return self.r.get(self.key(run_id, "raw", chunk))
 
     def put_prepared(self, run_id: str, chunk: int, payload_json: bytes, closer: str | None):
+        if self.compress_level:
+            payload_json = zlib.compress(payload_json, self.compress_level)
         pipe = self.r.pipeline()
-        pipe.set(self.key(run_id, "prep", chunk), zlib.compress(payload_json, 1), ex=self.ttl_s)
+        pipe.set(self.key(run_id, "prep", chunk), payload_json, ex=self.ttl_s)
         if closer is not None:
             pipe.set(self.key(run_id, "closer"), closer, nx=True, ex=self.ttl_s)
         pipe.delete(self.key(run_id, "raw", chunk))
@@ -109,7 +108,9 @@ class RunStore:
 
     def get_prepared(self, run_id: str, chunk: int) -> bytes | None:
         blob = self.r.get(self.key(run_id, "prep", chunk))
-        return None if blob is None else zlib.decompress(blob)
+        if blob is None or blob.startswith(b"{"):  # a JSON object, stored as it is
+            return blob
+        return zlib.decompress(blob)
 
     def closer(self, run_id: str) -> str | None:
         value = self.r.get(self.key(run_id, "closer"))

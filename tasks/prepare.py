@@ -6,7 +6,7 @@ import logging
 
 import orjson
 
-from audiencesync.normalize import prepare_chunk
+from audiencesync.normalize import prepare_staged
 from audiencesync.report import chunk_result
 from workers.app import app
 from workers.resources import get_store
@@ -32,7 +32,7 @@ def prepare(run_id: str, chunk: int, ids_in: int) -> dict:
                 ids_failed=ids_in,
             )
         hash_ids = store.meta(run_id).get("hash") == "1"
-        prepared = prepare_chunk(raw, hash_ids=hash_ids)
+        prepared = prepare_staged(raw, ids_in, hash_ids=hash_ids)
         if prepared.entries:
             closer = prepared.entries[0]
             store.put_prepared(run_id, chunk, build_payload(prepared.entries), closer)

@@ -9,10 +9,13 @@ from audiencesync.normalize import (
     NOT_UTF8,
     OPTED_OUT,
     OPTED_OUT_ID,
+    clean_values,
     normalize_id,
     prepare_chunk,
+    prepare_staged,
     sha256_hex,
 )
+from audiencesync.runstore import encode_raw
 
 GOOD = "6d92078a-8246-4ba4-ae5b-76104861e7dc"
 maids = st.uuids().map(str)
@@ -67,3 +70,35 @@ def test_normalisation_is_idempotent(raw):
     once = prepare_chunk(raw).entries
     assert prepare_chunk(once).entries == once
     assert [normalize_id(v) for v in once] == once
+
+
+@given(
+    st.lists(
+        st.one_of(
+            maids,
+            maids.map(str.upper),
+            st.just(OPTED_OUT_ID),
+            st.text(alphabet="0123456789abcdefABCDEF- \n", max_size=40),
+            st.text(max_size=40),
+        ),
+        min_size=1,
+    )
+)
+def test_the_staged_fast_path_agrees_with_the_generic_one(raw):
+    raw = [v.replace("\n", " ") for v in raw]  # sources never stage a newline inside a value
+    blob = encode_raw(raw)
+    assert prepare_staged(blob, len(raw)) == prepare_chunk(raw)
+    assert prepare_staged(blob, len(raw), hash_ids=True) == prepare_chunk(raw, hash_ids=True)
+
+
+def test_the_fast_path_takes_clean_chunks_and_refuses_near_misses():
+    clean = [GOOD.upper(), GOOD, OPTED_OUT_ID]
+    assert clean_values(encode_raw(clean), 3) == [GOOD, GOOD, OPTED_OUT_ID]
+    shifted = GOOD[:8] + GOOD[9:13] + "-" + GOOD[13:]  # right length, hyphen moved
+    for near_miss in (
+        [GOOD + " "],
+        [shifted.replace("-", "a", 1)],
+        [GOOD[:-1] + "g"],
+        [GOOD[:-1], GOOD + "a"],
+    ):
+        assert clean_values(encode_raw(near_miss), len(near_miss)) is None

@@ -34,7 +34,9 @@ def get_store() -> RunStore:
         if _store is None:
             settings = get_settings()
             client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
-            _store = RunStore(client, ttl_s=settings.run_ttl_s)
+            _store = RunStore(
+                client, ttl_s=settings.run_ttl_s, compress_level=settings.staging_compress_level
+            )
         return _store
 
 

@@ -1,0 +1,1 @@
+"""Side-by-side benchmark: the official SDK loop, a lean single-process uploader, audiencesync."""
