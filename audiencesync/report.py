@@ -109,6 +109,12 @@ def _verdict(report: dict, meta: dict[str, str]) -> tuple[str, str]:
         )
     if report["ids_read"] == 0:
         return "failed", "the source had no IDs: check the file, column or query"
+    if not report["ids_uploaded"] and not report["chunks_failed"]:
+        reason, count = max(report["ids_rejected"].items(), key=lambda kv: kv[1])
+        return "failed", (
+            f"no ID could be sent: {report['ids_read'] - report['duplicates']} values were "
+            f"rejected (most as {reason}: {count}); check the column (--column) or the query"
+        )
     if report["chunks_failed"]:
         top = next(iter(report["failure_reasons"]))
         status = "completed_with_errors" if report["ids_uploaded"] else "failed"

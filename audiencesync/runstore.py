@@ -76,8 +76,10 @@ class RunStore:
         return value.decode() if value else None
 
     # --- staged chunks ------------------------------------------------------------------------
-    def stage_raw(self, run_id: str, chunk: int, values: list[str]) -> None:
+    def stage_raw(self, run_id: str, chunk: int, values: list[str], estimated_ids: int = 0):
         pipe = self.r.pipeline()
+        if estimated_ids:
+            pipe.hset(self.key(run_id), "estimated_ids", estimated_ids)
         pipe.set(self.key(run_id, "raw", chunk), encode_raw(values), ex=self.ttl_s)
         pipe.sadd(self.key(run_id, "inflight"), chunk)
         pipe.hincrby(self.key(run_id), "chunks_staged", 1)

@@ -73,16 +73,26 @@ def produce(store: RunStore, run_id: str, source: Source, settings: Settings) ->
         return None
 
     def header() -> Iterator:
+        ids_read = 0
         for number, values in enumerate(_prepend(first, chunks)):
             store.wait_for_room(run_id, settings.staging_window_chunks)
             if store.aborted(run_id):
                 break  # the chord still closes with what was already published
-            store.stage_raw(run_id, number, values)
+            ids_read += len(values)
+            store.stage_raw(run_id, number, values, _estimate(source, ids_read))
             yield chain(prepare.si(run_id, number, len(values)), upload.s(run_id, number))
 
     result = chord(header(), finalize.s(run_id)).apply_async()
     store.update(run_id, producer_done=1)
     return result
+
+
+def _estimate(source: Source, ids_read: int) -> int:
+    """The audience's size as far as the source can tell (exact, or from the share read)."""
+    if source.estimated_ids:
+        return source.estimated_ids
+    share = source.progress()
+    return round(ids_read / share) if share else 0
 
 
 def _prepend(first: list[str], rest: Iterator[list[str]]) -> Iterator[list[str]]:

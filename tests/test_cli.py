@@ -142,3 +142,46 @@ def test_hash_sends_sha256_of_normalised_ids(stack, tmp_path):
     assert done.returncode == 0, done.stderr
     hashed = {hashlib.sha256(m.encode()).hexdigest() for m in expected(rows)["members"]}
     assert stack.members(audience) == hashed
+
+
+def test_status_of_a_live_run_shows_progress_with_an_estimate(stack, sandbox_knobs, tmp_path):
+    rows = dirty_rows(60_000, seed=6)
+    write_csv(tmp_path / "a.csv", rows)
+    audience = stack.new_audience()
+    sandbox_knobs(latency_ms=400)  # slow enough to look at the run while it goes on
+    proc = subprocess.Popen(
+        devstack.cli_command(
+            "upload", str(tmp_path / "a.csv"), "--column", "maid", "--audience-id", audience
+        ),
+        env=stack.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    run_id = proc.stdout.readline().strip()
+    deadline = time.monotonic() + 20
+    while "chunks 0/" in (live := cli(stack.env, "status", run_id).stdout) or "IDs/s" not in live:
+        assert time.monotonic() < deadline, live
+        time.sleep(0.1)
+    proc.wait(timeout=60)
+    assert f"run {run_id}: running" in live
+    # The CSV's byte offset gives an estimate of the total before the file is read to the end.
+    share = float(live.split("%")[0].split("]")[-1])
+    assert 0 < share < 100
+    assert "ETA" in live and "ETA     ?" not in live
+
+
+def test_a_run_that_sends_nothing_fails_and_points_at_the_column(stack, tmp_path):
+    write_csv(tmp_path / "a.csv", dirty_rows(2_000, seed=7))  # column "id" holds row numbers
+    done = cli(
+        stack.env,
+        "upload",
+        str(tmp_path / "a.csv"),
+        "--audience-id",
+        stack.new_audience(),
+        "--wait",
+        "--json",
+    )
+    assert done.returncode == 1
+    report = orjson.loads(done.stdout.splitlines()[-1])
+    assert report["status"] == "failed" and "--column" in report["message"]
+    assert report["ids_rejected"] == {"invalid_format": 2_000}
