@@ -45,10 +45,10 @@ def csv_source(path: Path, rows: list[str]):
 
 
 @pytest.fixture(scope="module")
-def flower(stack):
+def flower(stack, tmp_path_factory):
     port = devstack.free_port()
     env = {**stack.env, "AUDIENCESYNC_FLOWER_BASIC_AUTH": ":".join(AUTH)}
-    with open(stack.logs / "flower.log", "ab") as out:
+    with open(tmp_path_factory.mktemp("flower") / "flower.log", "ab") as out:
         proc = subprocess.Popen(
             devstack.cli_command("flower", "--port", str(port)),
             env=env,
@@ -186,9 +186,9 @@ def producer(stack, tmp_path_factory):
     """A `producer` worker (scheduled runs) reading a declared-audiences file the tests write."""
     from workers.app import app
 
-    audiences = tmp_path_factory.mktemp("declared") / "audiences.toml"
+    workdir = tmp_path_factory.mktemp("declared")
+    audiences, log = workdir / "audiences.toml", workdir / "producer.log"
     env = {**stack.env, "AUDIENCESYNC_AUDIENCES_FILE": str(audiences)}
-    log = stack.logs / "producer.log"
     proc = devstack.start_worker("producer", env, concurrency=2, name="producer-t", log=log)
     try:
         devstack.wait_workers(app, ["producer-t"], procs=[proc])
