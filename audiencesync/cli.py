@@ -84,6 +84,11 @@ def cmd_beat(args: argparse.Namespace, settings: Settings) -> int:
             )
         entries = audience_entries(load_audiences(path))
         app.conf.beat_schedule = {**(app.conf.beat_schedule or {}), **entries}
+    else:
+        print(
+            "audiencesync: no declared audiences (--audiences or AUDIENCESYNC_AUDIENCES_FILE)",
+            file=sys.stderr,
+        )
     argv = ["beat", "--loglevel", args.loglevel, "--schedule", args.schedule_file]
     app.start(argv)
     return EXIT_OK

@@ -90,3 +90,26 @@ def test_an_empty_file_is_an_error():
     assert parse_audiences("", "a.toml")[1] == [
         "a.toml:1: declare at least one [audiences.NAME] table"
     ]
+
+
+def test_validate_command_lists_errors_with_lines_and_exits_1(tmp_path):
+    import subprocess
+
+    from audiencesync import devstack
+
+    path = tmp_path / "a.toml"
+    path.write_text(broken(12, '"add"', '"mirror"'))
+    done = subprocess.run(
+        devstack.cli_command("audiences", "validate", str(path)), capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"audiencesync: error: {path}:12: mode 'mirror' is not supported yet; only \"add\" is"
+    )
+    path.write_text(GOOD)
+    done = subprocess.run(
+        devstack.cli_command("audiences", "validate", str(path)), capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout.splitlines()[0] == (
+        "lapsed: audience 23850000000000001 (add), every 600s"
+    )
