@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 
 import orjson
 import redis
 
+from audiencesync import logs
 from audiencesync.errors import AudienceSyncError, ConfigError, RedisUnavailable
+from audiencesync.operate import add_commands as add_operator_commands
 from audiencesync.runstore import RunStore
 from audiencesync.settings import Settings, get_settings
 
@@ -35,18 +36,22 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from workers.app import app
 
     critical = args.queues == "critical"
-    concurrency = args.concurrency or (
-        settings.critical_concurrency if critical else settings.standard_concurrency
-    )
+    threads = args.queues in ("critical", "producer")
+    default_concurrency = {
+        "critical": settings.critical_concurrency,
+        "standard": settings.standard_concurrency,
+        "producer": settings.producer_concurrency,
+    }
+    concurrency = args.concurrency or default_concurrency[args.queues]
     argv = [
         "worker",
         "--queues",
         args.queues,
         "--concurrency",
         str(concurrency),
-        # Uploads wait on the network: threads. Normalising and hashing burn CPU: processes.
+        # Uploads and producers wait on I/O: threads. Normalising and hashing burn CPU: processes.
         "--pool",
-        "threads" if critical else "prefork",
+        "threads" if threads else "prefork",
         "--hostname",
         f"{args.name or args.queues}@%h",
         "--without-gossip",
@@ -54,16 +59,38 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         "--loglevel",
         args.loglevel,
     ]
-    if not critical:
+    if not threads:
         argv += ["--time-limit", str(settings.prepare_time_limit_s)]
+    if critical and settings.metrics_port:  # threads pool: this one process records them all
+        from audiencesync.metrics import serve
+
+        serve(settings.metrics_port)
     app.worker_main(argv)
     return EXIT_OK
 
 
 def cmd_beat(args: argparse.Namespace, settings: Settings) -> int:
+    from audiencesync.audiences import load_audiences
     from workers.app import app
+    from workers.schedule import audience_entries
 
-    app.start(["beat", "--loglevel", args.loglevel])
+    path = args.audiences or settings.audiences_file
+    if path:
+        if args.audiences and settings.audiences_file and args.audiences != settings.audiences_file:
+            print(
+                "audiencesync: warning: producer workers read AUDIENCESYNC_AUDIENCES_FILE "
+                f"({settings.audiences_file}), not {args.audiences}",
+                file=sys.stderr,
+            )
+        entries = audience_entries(load_audiences(path))
+        app.conf.beat_schedule = {**(app.conf.beat_schedule or {}), **entries}
+    else:
+        print(
+            "audiencesync: no declared audiences (--audiences or AUDIENCESYNC_AUDIENCES_FILE)",
+            file=sys.stderr,
+        )
+    argv = ["beat", "--loglevel", args.loglevel, "--schedule", args.schedule_file]
+    app.start(argv)
     return EXIT_OK
 
 
@@ -191,13 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("worker", help="start a worker for one queue")
-    p.add_argument("--queues", choices=["standard", "critical"], required=True)
+    p.add_argument("--queues", choices=["standard", "critical", "producer"], required=True)
     p.add_argument("--concurrency", type=int)
     p.add_argument("--name", help="worker name (default: the queue name)")
     p.add_argument("--loglevel", default="INFO")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("beat", help="start the scheduler (exactly one per deployment)")
+    p.add_argument("--audiences", help="declared audiences (default: AUDIENCESYNC_AUDIENCES_FILE)")
+    p.add_argument("--schedule-file", default="celerybeat-schedule", help="beat's state file")
     p.add_argument("--loglevel", default="INFO")
     p.set_defaults(func=cmd_beat)
 
@@ -238,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ids", type=int, default=1_000_000)
     p.add_argument("--latency-ms", type=float, default=50.0)
     p.set_defaults(func=cmd_demo)
+    add_operator_commands(sub)
     return parser
 
 
@@ -245,11 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
     try:
         settings = get_settings()
+        logs.configure(json_lines=settings.log_json)
         return args.func(args, settings)
     except ValidationError as exc:
         err = exc.errors()[0]

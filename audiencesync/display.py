@@ -88,3 +88,38 @@ def format_report(report: dict) -> str:
         for f in report["failed_chunks"][:10]
     ]
     return "\n".join(lines)
+
+
+def run_row(run_id: str, meta: dict[str, str], report: dict | None, now: float) -> dict:
+    """One line of `audiencesync runs`: from the report when finished, from progress otherwise."""
+    audience = meta.get("audience_name") or meta.get("audience_id", "?")
+    if report is not None:
+        return {
+            "run_id": run_id,
+            "audience": audience,
+            "status": report["status"],
+            "ids": report["ids_uploaded"],
+            "ids_per_s": report["ids_per_s"],
+            "duration_s": report["duration_s"],
+        }
+    elapsed_s = max(now - float(meta.get("started_at", now)), 1e-6)
+    ids_done = int(meta.get("ids_done", 0))
+    return {
+        "run_id": run_id,
+        "audience": audience,
+        "status": meta.get("status", "?"),
+        "ids": ids_done,
+        "ids_per_s": round(ids_done / elapsed_s, 1),
+        "duration_s": round(elapsed_s, 3),
+    }
+
+
+def format_runs(rows: list[dict]) -> str:
+    header = f"{'run id':<22} {'audience':<24} {'status':<22} {'IDs':>12} {'IDs/s':>10} {'time':>9}"
+    lines = [header]
+    for row in rows:
+        lines.append(
+            f"{row['run_id']:<22} {row['audience'][:24]:<24} {row['status']:<22} "
+            f"{row['ids']:>12,} {row['ids_per_s']:>10,.0f} {row['duration_s']:>8.1f}s"
+        )
+    return "\n".join(lines)

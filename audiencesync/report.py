@@ -98,6 +98,8 @@ def build_report(run_id: str, meta: dict[str, str], results: list[dict], finishe
 
 
 def _verdict(report: dict, meta: dict[str, str]) -> tuple[str, str]:
+    if meta.get("cancelled"):
+        return "cancelled", meta["aborted"]
     if meta.get("aborted"):
         return "failed", meta["aborted"]
     if meta.get("source_error"):

@@ -8,6 +8,7 @@
     as:run:{id}:wake            a nudge for a producer waiting for room in the staging window
     as:run:{id}:closer          one entry already sent, re-sent to close the upload session
     as:run:{id}:report          the final report (JSON)
+    as:lock:audience:{name}     the run id holding a declared audience (SET NX, with a TTL)
 Task messages carry only the run id and chunk number: never IDs, never secrets.
 """
 
@@ -18,6 +19,16 @@ import zlib
 
 import orjson
 import redis
+
+# Deletes or extends a lock only while it still holds the given value (the owner's run id).
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_REFRESH_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
 
 # Frees a finished chunk and counts it once, however often its task is delivered.
 _FINISH_CHUNK = """
@@ -48,6 +59,8 @@ class RunStore:
         self.ttl_s = ttl_s
         self.compress_level = compress_level  # zlib level for prepared payloads; 0 = none
         self._finish = client.register_script(_FINISH_CHUNK)
+        self._release = client.register_script(_RELEASE_LOCK)
+        self._refresh = client.register_script(_REFRESH_LOCK)
 
     @staticmethod
     def key(run_id: str, *parts: object) -> str:
@@ -74,6 +87,33 @@ class RunStore:
     def aborted(self, run_id: str) -> str | None:
         value = self.r.hget(self.key(run_id), "aborted")
         return value.decode() if value else None
+
+    def cancel(self, run_id: str) -> None:
+        """An operator's abort: the same stop, reported as `cancelled` rather than `failed`."""
+        self.abort(run_id, "cancelled by an operator (audiencesync cancel)")
+        self.r.hsetnx(self.key(run_id), "cancelled", 1)
+
+    def recent(self, limit: int) -> list[str]:
+        return [v.decode() for v in self.r.zrevrange("as:runs", 0, limit - 1)]
+
+    # --- one run at a time per declared audience ----------------------------------------------
+    @staticmethod
+    def lock_key(audience_name: str) -> str:
+        return f"as:lock:audience:{audience_name}"
+
+    def take_audience_lock(self, audience_name: str, run_id: str, ttl_s: int) -> str | None:
+        """None if taken now; otherwise the run id that holds it."""
+        key = self.lock_key(audience_name)
+        if self.r.set(key, run_id, nx=True, ex=ttl_s):
+            return None
+        holder = self.r.get(key)
+        return holder.decode() if holder else "(just released)"
+
+    def refresh_audience_lock(self, audience_name: str, run_id: str, ttl_s: int) -> bool:
+        return bool(self._refresh(keys=[self.lock_key(audience_name)], args=[run_id, ttl_s]))
+
+    def release_audience_lock(self, audience_name: str, run_id: str) -> bool:
+        return bool(self._release(keys=[self.lock_key(audience_name)], args=[run_id]))
 
     # --- staged chunks ------------------------------------------------------------------------
     def stage_raw(self, run_id: str, chunk: int, values: list[str], estimated_ids: int = 0):

@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = 7200  # must exceed the longest task and every retry countdown
     flower_basic_auth: SecretStr | None = None  # "user:password"; Flower refuses to start without
 
+    # Operations: declared audiences, the scheduler, metrics, logs.
+    audiences_file: str | None = None  # TOML of declared audiences (beat and producer workers)
+    producer_concurrency: int = Field(4, ge=1)  # runs one `producer` worker streams at once
+    # An audience's run lock lives this long unless refreshed (every third of it, while the
+    # producer streams): a producer that died frees its audience within this time.
+    audience_lock_ttl_s: int = Field(300, ge=3)
+    metrics_port: int | None = None  # Prometheus exporter of a `critical` worker; off if unset
+    log_json: bool = False  # one JSON object per log line (workers and CLI)
+
     @model_validator(mode="after")
     def _retry_fits_visibility(self) -> Settings:
         if self.retry_cap_s >= self.visibility_timeout_s:

@@ -36,6 +36,7 @@ class RunRequest:
     audience_id: str
     mode: str = "add"
     hash_ids: bool = False
+    name: str | None = None  # a declared audience's name (scheduled runs): metrics label, lock
 
 
 def new_run_id() -> str:
@@ -43,8 +44,11 @@ def new_run_id() -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
-def create_run(store: RunStore, request: RunRequest, source: Source) -> str:
-    run_id = new_run_id()
+def create_run(
+    store: RunStore, request: RunRequest, source: Source, run_id: str | None = None
+) -> str:
+    run_id = run_id or new_run_id()
+    named = {"audience_name": request.name} if request.name else {}
     store.create_run(
         run_id,
         {
@@ -58,6 +62,7 @@ def create_run(store: RunStore, request: RunRequest, source: Source) -> str:
             "chunks_staged": 0,
             "ids_read": 0,
             "producer_done": 0,
+            **named,
         },
     )
     return run_id

@@ -6,6 +6,7 @@ import logging
 import time
 
 from audiencesync.errors import GraphError, RetryableGraphError
+from audiencesync.metrics import METRICS
 from audiencesync.report import build_report
 from tasks.prepare import build_payload
 from workers.app import app
@@ -22,7 +23,10 @@ def finalize(results: list[dict], run_id: str) -> dict:
     report = build_report(run_id, meta, results, finished_at=time.time())
     if report["ids_uploaded"] and not meta.get("aborted"):
         _close_session(run_id, meta, report, store.closer(run_id))
+    METRICS.record_run(meta.get("audience_name") or meta["audience_id"], report, results)
     store.save_report(run_id, report)
+    if name := meta.get("audience_name"):  # a scheduled run: the audience may run again
+        store.release_audience_lock(name, run_id)
     log.info(
         "run=%s %s: read=%d uploaded=%d rejected=%d failed=%d in %.1fs",
         run_id,

@@ -57,6 +57,7 @@ class Stack:
     graph_url: str
     env: dict[str, str]
     logs: Path
+    metrics_url: str = ""  # the critical worker's Prometheus exporter
 
     def sandbox_stats(self) -> dict:
         return httpx.get(f"{self.graph_url}/_sandbox/stats").json()
@@ -91,17 +92,22 @@ def stack(workdir: Path, redis_url: str):
     logs.mkdir(exist_ok=True)
     sandbox, graph_url = devstack.start_sandbox(log=logs / "sandbox.log")
     env = devstack.stack_env(redis_url, graph_url, retry_base_s="0.2", retry_cap_s="2")
+    metrics_port = devstack.free_port()
     procs = [
         devstack.start_worker(
             "standard", env, concurrency=2, name="standard-t", log=logs / "standard.log"
         ),
         devstack.start_worker(
-            "critical", env, concurrency=16, name="critical-t", log=logs / "critical.log"
+            "critical",
+            {**env, "AUDIENCESYNC_METRICS_PORT": str(metrics_port)},
+            concurrency=16,
+            name="critical-t",
+            log=logs / "critical.log",
         ),
     ]
     try:
         devstack.wait_workers(app, ["standard-t", "critical-t"], procs=procs)
-        yield Stack(redis_url, graph_url, env, logs)
+        yield Stack(redis_url, graph_url, env, logs, f"http://127.0.0.1:{metrics_port}/metrics")
     finally:
         for proc in [*procs, sandbox]:
             devstack.stop(proc)

@@ -23,7 +23,7 @@ def test_the_design_cards_services_are_there():
     assert {"redis", "worker-standard", "worker-critical", "beat", "flower", "sandbox"} <= set(
         SERVICES
     )
-    assert len(APP_SERVICES) == 5
+    assert len(APP_SERVICES) == 6  # and worker-producer
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
@@ -62,3 +62,17 @@ def test_dockerfile_copies_every_package_and_installs_the_entry_point():
         assert f"COPY {package} ./{package}" in dockerfile
     assert 'ENTRYPOINT ["audiencesync"]' in dockerfile
     assert "pip install" in dockerfile
+
+
+def test_beat_and_the_producer_worker_read_the_same_declared_audiences():
+    assert SERVICES["worker-producer"]["command"] == ["worker", "--queues", "producer"]
+    files = {
+        SERVICES[n]["environment"]["AUDIENCESYNC_AUDIENCES_FILE"]
+        for n in ("beat", "worker-producer")
+    }
+    assert len(files) == 1
+    mounted = files.pop()
+    for name in ("beat", "worker-producer"):
+        assert any(v.endswith(f":{mounted}:ro") for v in SERVICES[name]["volumes"])
+    assert "deploy" not in SERVICES["beat"]  # exactly one beat: never replicated
+    assert SERVICES["worker-critical"]["environment"]["AUDIENCESYNC_METRICS_PORT"]

@@ -12,11 +12,15 @@ from audiencesync.settings import Settings, get_settings
 
 QUEUE_CRITICAL = "critical"  # network I/O: uploads and the chord body (closes the session)
 QUEUE_STANDARD = "standard"  # CPU: normalising, hashing, encoding
+# Scheduled producers: each holds its slot for a whole run (waiting on backpressure), so they get
+# their own small threads worker; on `standard` they could take every slot `prepare` needs.
+QUEUE_PRODUCER = "producer"
 
 TASK_ROUTES = {
     "audiencesync.prepare": {"queue": QUEUE_STANDARD},
     "audiencesync.upload": {"queue": QUEUE_CRITICAL},
     "audiencesync.finalize": {"queue": QUEUE_CRITICAL},
+    "audiencesync.start_run": {"queue": QUEUE_PRODUCER},
 }
 
 
@@ -34,7 +38,7 @@ def celery_config(settings: Settings) -> dict:
             "interval_start": 0.2,
             "interval_step": 0.5,
         },
-        "task_queues": [Queue(QUEUE_CRITICAL), Queue(QUEUE_STANDARD)],
+        "task_queues": [Queue(QUEUE_CRITICAL), Queue(QUEUE_STANDARD), Queue(QUEUE_PRODUCER)],
         "task_default_queue": QUEUE_STANDARD,
         "task_create_missing_queues": False,
         "task_routes": TASK_ROUTES,
@@ -55,7 +59,7 @@ def celery_config(settings: Settings) -> dict:
     }
 
 
-TASK_MODULES = ["tasks.prepare", "tasks.upload", "tasks.finalize"]
+TASK_MODULES = ["tasks.prepare", "tasks.upload", "tasks.finalize", "tasks.start_run"]
 
 app = Celery("audiencesync", include=TASK_MODULES)
 app.conf.update(celery_config(get_settings()))

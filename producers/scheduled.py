@@ -1,0 +1,87 @@
+"""A declared audience's scheduled run: one at a time per audience, under a Redis lock.
+
+The lock (`as:lock:audience:{name}`, value = the run id) is taken with SET NX before anything is
+read, refreshed while the producer streams, stretched once the producer is done to cover the
+run's tail (every remaining chunk finishes within the retry budget), and released by `finalize`.
+A producer that dies stops refreshing: the audience is free again within `audience_lock_ttl_s`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from audiencesync.audiences import Audience, find_audience
+from audiencesync.errors import ConfigError
+from audiencesync.runstore import RunStore
+from audiencesync.settings import Settings
+from producers.pipeline import RunRequest, create_run, new_run_id, produce
+from producers.sources import open_source
+
+log = logging.getLogger("audiencesync.scheduled")
+
+
+def start_declared_run(store: RunStore, settings: Settings, name: str) -> str | None:
+    """Run audience `name` from the declared file; the run id, or None when it was skipped."""
+    if not settings.audiences_file:
+        raise ConfigError("set AUDIENCESYNC_AUDIENCES_FILE on producer workers")
+    audience = find_audience(settings.audiences_file, name)
+    run_id = new_run_id()
+    ttl_s = settings.audience_lock_ttl_s
+    holder = store.take_audience_lock(name, run_id, ttl_s)
+    if holder is not None:
+        log.info("audience=%s skipped: run=%s is still running", name, holder)
+        return None
+    try:
+        with _kept_alive(store, name, run_id, ttl_s):
+            _produce(store, settings, audience, run_id)
+    except BaseException:
+        store.release_audience_lock(name, run_id)
+        raise
+    if store.report(run_id) is not None:  # an empty source: no chord, so no finalize
+        store.release_audience_lock(name, run_id)
+    else:  # published: the remaining chunks finish within the retry budget; finalize releases
+        store.refresh_audience_lock(name, run_id, int(settings.retry_budget_s) + ttl_s)
+    return run_id
+
+
+def _produce(store: RunStore, settings: Settings, audience: Audience, run_id: str) -> None:
+    source = open_source(
+        audience.file,
+        column=audience.column,
+        query=audience.query,
+        table=audience.table,
+        settings=settings,
+    )
+    try:
+        request = RunRequest(
+            audience.audience_id, mode=audience.mode, hash_ids=audience.hash_ids, name=audience.name
+        )
+        create_run(store, request, source, run_id=run_id)
+        log.info("audience=%s run=%s started", audience.name, run_id)
+        produce(store, run_id, source, settings)
+    finally:
+        source.close()
+
+
+@contextmanager
+def _kept_alive(store: RunStore, name: str, run_id: str, ttl_s: int) -> Iterator[None]:
+    """Refresh the lock every third of its TTL while the block runs (it may wait on backpressure
+    for as long as the run lasts)."""
+    stop = threading.Event()
+
+    def keep() -> None:
+        while not stop.wait(ttl_s / 3):
+            if not store.refresh_audience_lock(name, run_id, ttl_s):
+                log.warning("audience=%s run=%s lost its lock", name, run_id)
+                return
+
+    thread = threading.Thread(target=keep, name=f"lock-{name}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
