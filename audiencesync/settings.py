@@ -45,7 +45,9 @@ class Settings(BaseSettings):
     # Pipeline.
     chunk_size: int = Field(MAX_CHUNK_IDS, ge=1, le=MAX_CHUNK_IDS)
     # Chunks staged in Redis and not yet finished, per run; bounds producer and Redis memory.
-    staging_window_chunks: int = Field(32, ge=2)
+    # At least 4: Celery reads a lazy chord header up to 3 chunks ahead of what it has
+    # published (measured with 5.7), and a producer waiting for room for those would wait forever.
+    staging_window_chunks: int = Field(32, ge=4)
     run_ttl_s: int = 30 * 24 * 3600  # how long run state and reports stay in Redis
     # zlib level for staged payloads: 0 = off. Level 1 saves ~40 % of Redis memory within the
     # window but costs ~10 ms of CPU per chunk (measured): more than normalising it.
