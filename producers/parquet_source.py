@@ -16,6 +16,7 @@ from producers.sources import (
     one_line,
     open_file,
     pick_column,
+    rows_progress,
     tidy,
 )
 
@@ -87,11 +88,7 @@ class ParquetSource:
             ) from None
 
     def progress(self) -> float | None:
-        if self._done:
-            return 1.0
-        if not self.estimated_ids:
-            return None
-        return min(1.0, self._rows_read / self.estimated_ids)
+        return rows_progress(self._done, self._rows_read, self.estimated_ids)
 
     def close(self) -> None:
         self._parquet.close()

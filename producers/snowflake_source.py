@@ -17,7 +17,7 @@ from snowflake.connector.errors import NotSupportedError, ProgrammingError
 from audiencesync.errors import SourceError
 from audiencesync.settings import Settings
 from producers.parquet_source import arrow_values
-from producers.sources import BATCH_IDS, one_line, pick_column, tidy
+from producers.sources import BATCH_IDS, one_line, pick_column, rows_progress, tidy
 
 log = logging.getLogger(__name__)
 
@@ -202,11 +202,7 @@ class SnowflakeSource:
             yield tidy(values)
 
     def progress(self) -> float | None:
-        if self._done:
-            return 1.0
-        if not self.estimated_ids:
-            return None
-        return min(1.0, self._rows_read / self.estimated_ids)
+        return rows_progress(self._done, self._rows_read, self.estimated_ids)
 
     def close(self) -> None:
         for resource in (getattr(self, "_cursor", None), self._conn):

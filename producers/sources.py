@@ -56,6 +56,13 @@ def _tidy_one(value: str) -> str:
     return value
 
 
+def rows_progress(done: bool, rows_read: int, total_rows: int | None) -> float | None:
+    """Share read, for sources that know their row count up front."""
+    if done:
+        return 1.0
+    return min(1.0, rows_read / total_rows) if total_rows else None
+
+
 def one_line(exc: BaseException, limit_chars: int = 300) -> str:
     """An exception's message on one line, bounded (third-party messages can span many lines)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
