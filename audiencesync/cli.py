@@ -171,6 +171,7 @@ def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
             app_secret=args.app_secret,
             latency_ms=args.latency_ms,
             jitter_ms=args.jitter_ms,
+            latency_per_inflight_ms=args.latency_per_inflight_ms,
             rate_per_s=args.rate,
             penalty_s=args.penalty_s,
             transient_rate=args.transient_rate,
@@ -228,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app-secret")
     p.add_argument("--latency-ms", type=float, default=0.0)
     p.add_argument("--jitter-ms", type=float, default=0.0)
+    p.add_argument(
+        "--latency-per-inflight-ms",
+        type=float,
+        default=0.0,
+        help="extra latency per other Graph call in flight (a destination slowed by load)",
+    )
     p.add_argument("--rate", type=float, help="calls per second per ad account")
     p.add_argument("--penalty-s", type=float, default=2.0)
     p.add_argument("--transient-rate", type=float, default=0.0)
