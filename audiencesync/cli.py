@@ -56,6 +56,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     ]
     if not critical:
         argv += ["--time-limit", str(settings.prepare_time_limit_s)]
+    logging.getLogger("audiencesync").setLevel(args.loglevel)  # throttle episodes are INFO
     app.worker_main(argv)
     return EXIT_OK
 
@@ -116,7 +117,7 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
     source = open_source(
         args.source, column=args.column, query=args.query, table=args.table, settings=settings
     )
-    request = RunRequest(args.audience_id, hash_ids=args.hash)
+    request = RunRequest(args.audience_id, hash_ids=args.hash, ad_account_id=settings.ad_account_id)
     run_id = create_run(store, request, source)
     print(run_id, flush=True)
     try:
@@ -150,11 +151,19 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"no run {args.run_id} in this Redis: check the id and REDIS_URL")
     report = store.report(args.run_id)
     if report is None:
+        from audiencesync.throttle.gate import Gate, account_key
+        from audiencesync.throttle.summary import live_line, live_section
+
         meta = store.meta(args.run_id)
+        account = account_key(meta)
+        throttle = live_section(
+            account, meta, Gate.from_settings(store.r, settings).snapshot(account)
+        )
         if args.json:
-            print(orjson.dumps({"run_id": args.run_id, **meta}).decode())
+            print(orjson.dumps({"run_id": args.run_id, **meta, "throttle": throttle}).decode())
         else:
             print(f"run {args.run_id}: {meta['status']}\n{progress_line(meta, time.time())}")
+            print(live_line(throttle))
         return EXIT_OK
     print(orjson.dumps(report).decode() if args.json else format_report(report))
     return EXIT_OK if report["status"] == "completed" else EXIT_FAILED

@@ -36,6 +36,7 @@ class RunRequest:
     audience_id: str
     mode: str = "add"
     hash_ids: bool = False
+    ad_account_id: str = ""  # the throttle's key; the audience's own id when unknown
 
 
 def new_run_id() -> str:
@@ -49,6 +50,7 @@ def create_run(store: RunStore, request: RunRequest, source: Source) -> str:
         run_id,
         {
             "audience_id": request.audience_id,
+            "ad_account_id": request.ad_account_id,
             "mode": request.mode,
             "hash": int(request.hash_ids),
             "source": source.description,
