@@ -51,8 +51,8 @@ def test_report_section_adds_up_the_runs_throttling():
     }
     report["throttle"] = section
     assert (
-        "throttle 2 episode(s), cooled down 5.5s, 1 soft; 3 deferrals; 1.00 requests/s "
-        "(adapted rate 8.25/s, in-flight limit 3) on act_77"
+        "  throttle on act_77: 2 episode(s), cooled down 5.5s, 1 soft, 3 deferrals\n"
+        "  1.00 requests/s; adapted rate 8.25/s, in-flight limit 3"
     ) in format_report(report)
 
 

@@ -39,10 +39,11 @@ def throttle_section(
 
 def throttle_line(section: dict) -> str:
     return (
-        f"  throttle {section['episodes']} episode(s), cooled down {section['cooldown_s']:.1f}s, "
-        f"{section['soft_episodes']} soft; {section['deferrals']:,} deferrals; "
-        f"{section['requests_per_s']:.2f} requests/s (adapted rate {section['rate_per_s']:.2f}/s, "
-        f"in-flight limit {section['inflight_limit']}) on {section['account']}"
+        f"  throttle on {section['account']}: {section['episodes']} episode(s), cooled down "
+        f"{section['cooldown_s']:.1f}s, {section['soft_episodes']} soft, "
+        f"{section['deferrals']:,} deferrals\n"
+        f"  {section['requests_per_s']:.2f} requests/s; adapted rate "
+        f"{section['rate_per_s']:.2f}/s, in-flight limit {section['inflight_limit']}"
     )
 
 
