@@ -28,6 +28,7 @@ from workers.resources import get_graph, get_guard, get_store
 
 log = logging.getLogger("audiencesync.upload")
 _rng = random.Random()
+NEW_CALLS = {"requests": 0, "throttled": 0, "deferrals": 0, "deferred_s": 0.0}
 
 
 def retry_policy() -> RetryPolicy:
@@ -52,13 +53,8 @@ def upload(self, summary: dict, run_id: str, chunk: int, calls: dict | None = No
 def _upload(task, summary: dict, run_id: str, chunk: int, calls: dict | None) -> dict:
     store = get_store()
     result = dict(summary)
-    calls = calls or {
-        "requests": 0,
-        "throttled": 0,
-        "first_at": time.time(),
-        "deferrals": 0,
-        "deferred_s": 0.0,
-    }
+    # A retry carries its counts (a message from before an upgrade may lack newer ones).
+    calls = {**NEW_CALLS, "first_at": time.time(), **(calls or {})}
     result.update(
         requests=calls["requests"],
         throttled=calls["throttled"],

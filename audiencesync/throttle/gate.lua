@@ -51,7 +51,7 @@ local function next_rate(rate, usage, calls_per_s, blocked)
   if not blocked then return rate end
   local projected = usage
   if calls_per_s > 0 then projected = usage * rate / calls_per_s end
-  local room = 1e9
+  local room = math.huge
   if projected > 0 then room = rate * (p.usage_target_pct / projected - 1) end
   return clamp_rate(rate + math.min(p.rate_increase_per_s, math.max(0, room / 2)))
 end

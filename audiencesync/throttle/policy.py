@@ -17,6 +17,7 @@ SLOT_POLL_S = 0.05  # no in-flight slot free: ask again this soon (a call ends a
 BOOK_SPAN_S = 1.0  # appointments for callers told to come back span at most this
 REGAIN_UNIT_S = 60.0  # Meta's estimated_time_to_regain_access counts whole minutes
 CALM_INTERVALS = 3  # normal latency this many intervals in a row before the limit grows
+NORMAL, RAISED, STRAINED = 0, 1, 2  # latency levels; RAISED lies between exit and entry
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Params:
     adapt_interval_s: float
     usage_target_pct: float  # Meta's usage figure the rate is steered to
     usage_cut_pct: float  # from here the rate is cut hard (usage_factor)
-    cooldown_base_s: float  # cool-down when Meta gives no estimate; doubles per strike
+    cooldown_base_s: float  # the cool-down's backoff; doubles per refused probe
     cooldown_max_s: float
     inflight_start: int
     inflight_floor: int
@@ -95,7 +96,9 @@ def next_rate(
     if not blocked:
         return rate_per_s
     projected_pct = usage_pct * rate_per_s / calls_per_s if calls_per_s > 0 else usage_pct
-    room_per_s = rate_per_s * (p.usage_target_pct / projected_pct - 1) if projected_pct else 1e9
+    room_per_s = (
+        rate_per_s * (p.usage_target_pct / projected_pct - 1) if projected_pct else math.inf
+    )
     return clamp_rate(rate_per_s + min(p.rate_increase_per_s, max(0.0, room_per_s / 2)), p)
 
 
@@ -122,9 +125,6 @@ def baseline_s(samples: list[float]) -> float:
     return ordered[math.floor((len(ordered) - 1) * BASELINE_PERCENTILE)]
 
 
-NORMAL, RAISED, STRAINED = 0, 1, 2  # latency levels; RAISED lies between exit and entry
-
-
 def latency_level(
     samples: list[float], interval_avg_s: float, interval_calls: int, p: Params
 ) -> int | None:
@@ -143,8 +143,8 @@ def latency_level(
 
 
 def next_limit(limit: int, level: int | None, calm_intervals: int, blocked: bool, p: Params) -> int:
-    """Halve when strained; grow by one when callers found every slot taken and latency has
-    been normal for CALM_INTERVALS in a row (a step from 1 to 2 doubles the load)."""
+    """Cut by decrease_factor when strained; grow by one when callers found every slot taken
+    and latency has been normal for CALM_INTERVALS in a row (a step from 1 to 2 doubles load)."""
     if level == STRAINED:
         return max(p.inflight_floor, math.floor(limit * p.decrease_factor))
     if blocked and calm_intervals >= CALM_INTERVALS:
