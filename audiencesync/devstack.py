@@ -21,6 +21,7 @@ import redis
 from audiencesync.errors import ConfigError
 
 SANDBOX_TOKEN = "sandbox-token"
+CONCURRENCY = {"standard": 2, "critical": 16}  # a private stack's workers
 
 
 def free_port() -> int:
@@ -180,14 +181,17 @@ def private_stack(
         sandbox, graph_url = start_sandbox(*sandbox_knobs, log=workdir / "sandbox.log")
         procs.append(sandbox)
         env = stack_env(redis_url, graph_url, **settings)
-        names = ["standard", *(f"critical{i}" for i in range(critical_workers))]
+        queues = {"standard": "standard"} | {
+            f"critical{i}": "critical" for i in range(critical_workers)
+        }
         workers = [
-            start_worker(name.rstrip("0123456789"), env, concurrency=16 if i else 2, name=name,
-                         log=workdir / f"{name}.log")
-            for i, name in enumerate(names)
-        ]  # fmt: skip
+            start_worker(
+                queue, env, concurrency=CONCURRENCY[queue], name=name, log=workdir / f"{name}.log"
+            )
+            for name, queue in queues.items()
+        ]
         procs += workers
-        wait_workers(Celery(broker=redis_url), names, procs=workers)
+        wait_workers(Celery(broker=redis_url), list(queues), procs=workers)
         yield PrivateStack(redis_url, graph_url, env, workdir)
     finally:
         stop(*procs[2:])  # the workers first: they still talk to Redis while shutting down

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import random
+import threading
 import uuid
 
 import httpx
@@ -10,7 +12,8 @@ import pytest
 import redis
 
 from audiencesync import devstack
-from audiencesync.throttle.gate import Gate
+from audiencesync.settings import Settings
+from audiencesync.throttle.gate import Gate, params_from
 
 pytestmark = pytest.mark.slow
 LIMIT_PER_S = 10
@@ -63,17 +66,32 @@ def test_a_million_ids_at_the_accounts_limit_never_into_its_wall(fleet, tmp_path
 
 
 def test_latency_growing_with_load_lowers_the_fleets_concurrency(fleet, tmp_path):
-    """No hard limit now, but every call in flight slows the others by 60 ms: the detector sees
+    """No hard limit now, but every call in flight slows the others by 200 ms: the detector sees
     latency climb to 3x its baseline, cuts the in-flight limit, and says so."""
     ids = write_ids(tmp_path / "a.csv", 200_000, seed=2)
     audience = new_audience(fleet)
-    sandbox(fleet, "POST", "config", rate_per_s=None, latency_ms=20, jitter_ms=0,
-            latency_per_inflight_ms=60)  # fmt: skip
-    report = fleet.upload(tmp_path / "a.csv", audience, chunk_size=2_000)
+    sandbox(fleet, "POST", "config", rate_per_s=None, latency_ms=50, jitter_ms=0,
+            latency_per_inflight_ms=200)  # fmt: skip
+    gate = Gate(redis.Redis.from_url(fleet.redis_url), params_from(Settings()))
+    limits: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:  # the account's in-flight limit, as the run goes
+        while not done.wait(0.1):
+            limits.append(gate.snapshot("act_1001").inflight_limit)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        report = fleet.upload(tmp_path / "a.csv", audience, chunk_size=2_000)
+    finally:
+        done.set()
+        watcher.join()
     assert report["status"] == "completed", report
     assert members(fleet, audience) == ids
     throttle = report["throttle"]
     assert throttle["soft_episodes"] >= 1 and throttle["episodes"] == 0
-    assert throttle["inflight_limit"] < 8  # started at 8
+    cuts = [(a, b) for a, b in itertools.pairwise(limits) if b < a]
+    assert cuts and all(b <= a // 2 for a, b in cuts), limits  # halved, never just trimmed
     logs = "".join(p.read_text() for p in fleet.logs.glob("critical*.log"))
     assert f"run={report['run_id']} soft throttling started on act_1001" in logs
