@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 
@@ -61,6 +62,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     ]
     if not threads:
         argv += ["--time-limit", str(settings.prepare_time_limit_s)]
+    logging.getLogger("audiencesync").setLevel(args.loglevel)  # throttle episodes are INFO
     if critical and settings.metrics_port:  # threads pool: this one process records them all
         from audiencesync.metrics import serve
 
@@ -143,7 +145,7 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
     source = open_source(
         args.source, column=args.column, query=args.query, table=args.table, settings=settings
     )
-    request = RunRequest(args.audience_id, hash_ids=args.hash)
+    request = RunRequest(args.audience_id, hash_ids=args.hash, ad_account_id=settings.ad_account_id)
     run_id = create_run(store, request, source)
     print(run_id, flush=True)
     try:
@@ -177,11 +179,19 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"no run {args.run_id} in this Redis: check the id and REDIS_URL")
     report = store.report(args.run_id)
     if report is None:
+        from audiencesync.throttle.gate import Gate, account_key
+        from audiencesync.throttle.summary import live_line, live_section
+
         meta = store.meta(args.run_id)
+        account = account_key(meta)
+        throttle = live_section(
+            account, meta, Gate.from_settings(store.r, settings).snapshot(account)
+        )
         if args.json:
-            print(orjson.dumps({"run_id": args.run_id, **meta}).decode())
+            print(orjson.dumps({"run_id": args.run_id, **meta, "throttle": throttle}).decode())
         else:
             print(f"run {args.run_id}: {meta['status']}\n{progress_line(meta, time.time())}")
+            print(live_line(throttle))
         return EXIT_OK
     print(orjson.dumps(report).decode() if args.json else format_report(report))
     return EXIT_OK if report["status"] == "completed" else EXIT_FAILED
@@ -198,6 +208,7 @@ def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
             app_secret=args.app_secret,
             latency_ms=args.latency_ms,
             jitter_ms=args.jitter_ms,
+            latency_per_inflight_ms=args.latency_per_inflight_ms,
             rate_per_s=args.rate,
             penalty_s=args.penalty_s,
             transient_rate=args.transient_rate,
@@ -257,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app-secret")
     p.add_argument("--latency-ms", type=float, default=0.0)
     p.add_argument("--jitter-ms", type=float, default=0.0)
+    p.add_argument(
+        "--latency-per-inflight-ms",
+        type=float,
+        default=0.0,
+        help="extra latency per other Graph call in flight (a destination slowed by load)",
+    )
     p.add_argument("--rate", type=float, help="calls per second per ad account")
     p.add_argument("--penalty-s", type=float, default=2.0)
     p.add_argument("--transient-rate", type=float, default=0.0)

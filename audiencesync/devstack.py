@@ -3,6 +3,7 @@ the tests and the benchmark alike, so all three run exactly what an operator run
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -10,13 +11,17 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import redis
 
 from audiencesync.errors import ConfigError
 
 SANDBOX_TOKEN = "sandbox-token"
+CONCURRENCY = {"standard": 2, "critical": 16}  # a private stack's workers
 
 
 def free_port() -> int:
@@ -128,12 +133,66 @@ def wait_workers(app, names: list[str], timeout_s: float = 60, procs=()) -> None
             raise TimeoutError(f"workers {names} not ready after {timeout_s}s")
 
 
-def stop(proc: subprocess.Popen, *, timeout_s: float = 20) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
+def stop(*procs: subprocess.Popen, timeout_s: float = 20) -> None:
+    """SIGTERM to all at once (workers shut down in parallel), then wait; SIGKILL if need be."""
+    running = [proc for proc in procs if proc.poll() is None]
+    for proc in running:
+        proc.send_signal(signal.SIGTERM)
+    for proc in running:
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass(frozen=True)
+class PrivateStack:
+    redis_url: str
+    graph_url: str
+    env: dict[str, str]  # the workers' environment
+    logs: Path
+
+    def upload(self, source: Path, audience_id: str, timeout_s: float = 600, **settings) -> dict:
+        """`audiencesync upload --wait --json`, as an operator runs it; returns the report."""
+        args = ["upload", str(source), "--audience-id", audience_id, "--wait", "--json"]
+        env = self.env | {f"AUDIENCESYNC_{k.upper()}": str(v) for k, v in settings.items()}
+        done = subprocess.run(
+            cli_command(*args), env=env, capture_output=True, text=True, timeout=timeout_s
+        )
+        if not done.stdout.strip():
+            raise RuntimeError(f"upload printed no report: {done.stderr[-2000:]}")
+        return orjson.loads(done.stdout.splitlines()[-1])
+
+
+@contextlib.contextmanager
+def private_stack(
+    workdir: Path, *sandbox_knobs: str, critical_workers: int = 1, **settings: str
+) -> Iterator[PrivateStack]:
+    """redis-server, the sandbox (with these CLI knobs), one standard worker and
+    critical_workers critical workers, all with these settings; stopped on exit."""
+    from celery import Celery
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    procs: list[subprocess.Popen] = []
     try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        redis_proc, redis_url = start_redis(workdir / "redis")
+        procs.append(redis_proc)
+        sandbox, graph_url = start_sandbox(*sandbox_knobs, log=workdir / "sandbox.log")
+        procs.append(sandbox)
+        env = stack_env(redis_url, graph_url, **settings)
+        queues = {"standard": "standard"} | {
+            f"critical{i}": "critical" for i in range(critical_workers)
+        }
+        workers = [
+            start_worker(
+                queue, env, concurrency=CONCURRENCY[queue], name=name, log=workdir / f"{name}.log"
+            )
+            for name, queue in queues.items()
+        ]
+        procs += workers
+        wait_workers(Celery(broker=redis_url), list(queues), procs=workers)
+        yield PrivateStack(redis_url, graph_url, env, workdir)
+    finally:
+        stop(*procs[2:])  # the workers first: they still talk to Redis while shutting down
+        stop(*procs[:2])

@@ -8,6 +8,7 @@ import time
 from typing import TextIO
 
 from audiencesync.runstore import RunStore
+from audiencesync.throttle.summary import throttle_line
 
 BAR_WIDTH = 30
 
@@ -83,6 +84,8 @@ def format_report(report: dict) -> str:
         f"invalid {report['num_invalid_entries']:,}",
         f"  {report['duration_s']:.1f}s, {report['ids_per_s']:,.0f} IDs/s",
     ]
+    if "throttle" in report:
+        lines.append(throttle_line(report["throttle"]))
     lines += [
         f"  chunk {f['chunk']}: {f['ids']:,} IDs: {f['reason']}"
         for f in report["failed_chunks"][:10]

@@ -4,6 +4,7 @@ AudienceSyncError                 str(e) is one line that says what to do
 ├── ConfigError                   bad settings or command-line use
 ├── SourceError                   unreadable file, missing column, failed query
 ├── RedisUnavailable              Redis cannot be reached
+├── Deferred                      not a failure: the throttle gate says come back in wait_s
 └── GraphError                    Meta answered with an error (or never answered)
     ├── RetryableGraphError       worth another try after a delay
     │   ├── ThrottledError        rate limited: back off (retry_after_s when Meta says)
@@ -29,6 +30,15 @@ class SourceError(AudienceSyncError):
 
 class RedisUnavailable(AudienceSyncError):
     pass
+
+
+class Deferred(AudienceSyncError):
+    """The ad account is cooling down or busy: re-enqueue the call, never sleep for long."""
+
+    def __init__(self, wait_s: float, reason: str) -> None:
+        super().__init__(f"throttle gate: {reason}, come back in {wait_s:.2f}s")
+        self.wait_s = wait_s
+        self.reason = reason
 
 
 class GraphError(AudienceSyncError):

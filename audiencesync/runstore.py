@@ -80,6 +80,13 @@ class RunStore:
     def update(self, run_id: str, **fields: str | int | float) -> None:
         self.r.hset(self.key(run_id), mapping=fields)
 
+    def count(self, run_id: str, **amounts: float) -> None:
+        """Add to the run's counters (throttle events, cool-down seconds), from any worker."""
+        pipe = self.r.pipeline()
+        for name, amount in amounts.items():
+            pipe.hincrbyfloat(self.key(run_id), name, amount)
+        pipe.execute()
+
     def abort(self, run_id: str, reason: str) -> None:
         """Stop the run: the producer stops reading, queued uploads fail without calling Meta."""
         self.r.hsetnx(self.key(run_id), "aborted", reason)

@@ -59,6 +59,26 @@ class Settings(BaseSettings):
     retry_max_attempts: int = 8
     retry_budget_s: float = 1800.0
 
+    # Fleet-wide throttle per ad account (audiencesync/throttle/; the README explains each).
+    throttle_rate_start_per_s: float = Field(5.0, gt=0)  # a new account's upload calls/s
+    throttle_rate_floor_per_s: float = Field(0.5, gt=0)
+    throttle_rate_ceiling_per_s: float = Field(100.0, gt=0)
+    throttle_rate_increase_per_s: float = Field(2.0, ge=0)  # added per adapt interval
+    throttle_decrease_factor: float = Field(0.5, gt=0, lt=1)  # rate on 80003; limit on latency
+    throttle_adapt_interval_s: float = Field(1.0, gt=0)
+    throttle_usage_target_pct: float = Field(85.0, gt=0)  # Meta's usage figure to steer to
+    throttle_usage_cut_pct: float = Field(90.0, lt=100)  # ... and from where to cut hard
+    throttle_cooldown_base_s: float = Field(2.0, gt=0)  # when Meta gives no estimate; doubles
+    throttle_cooldown_max_s: float = Field(900.0, gt=0)
+    # Concurrent calls per account, fleet-wide; a low start lets the latency baseline be learnt
+    # unloaded (the limit grows by one per interval while callers find every slot taken).
+    throttle_inflight_start: int = Field(2, ge=1)
+    throttle_inflight_floor: int = Field(1, ge=1)
+    throttle_inflight_ceiling: int = Field(64, ge=1)
+    throttle_latency_factor: float = Field(3.0, ge=0)  # x baseline = soft throttling; 0 = off
+    throttle_max_wait_s: float = Field(0.5, ge=0, le=1)  # longest wait in a worker thread
+    throttle_state_ttl_s: int = Field(86_400, ge=60)  # an idle account's state is forgotten
+
     # Workers.
     critical_concurrency: int = Field(32, ge=1)  # threads: uploads wait on the network
     standard_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
@@ -83,6 +103,26 @@ class Settings(BaseSettings):
                 "AUDIENCESYNC_RETRY_CAP_S must stay below AUDIENCESYNC_VISIBILITY_TIMEOUT_S, "
                 "or a retried upload would be delivered twice"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _throttle_ranges(self) -> Settings:
+        rate = (
+            self.throttle_rate_floor_per_s,
+            self.throttle_rate_start_per_s,
+            self.throttle_rate_ceiling_per_s,
+        )
+        inflight = (
+            self.throttle_inflight_floor,
+            self.throttle_inflight_start,
+            self.throttle_inflight_ceiling,
+        )
+        if list(rate) != sorted(rate) or list(inflight) != sorted(inflight):
+            raise ValueError(
+                "AUDIENCESYNC_THROTTLE_RATE_* and _INFLIGHT_* need floor <= start <= ceiling"
+            )
+        if self.throttle_usage_target_pct >= self.throttle_usage_cut_pct:
+            raise ValueError("AUDIENCESYNC_THROTTLE_USAGE_TARGET_PCT must be below _USAGE_CUT_PCT")
         return self
 
     @property

@@ -37,6 +37,7 @@ class RunRequest:
     mode: str = "add"
     hash_ids: bool = False
     name: str | None = None  # a declared audience's name (scheduled runs): metrics label, lock
+    ad_account_id: str = ""  # the throttle's key; the audience's own id when unknown
 
 
 def new_run_id() -> str:
@@ -53,6 +54,7 @@ def create_run(
         run_id,
         {
             "audience_id": request.audience_id,
+            "ad_account_id": request.ad_account_id,
             "mode": request.mode,
             "hash": int(request.hash_ids),
             "source": source.description,

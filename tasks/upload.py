@@ -1,7 +1,9 @@
 """upload (queue `critical`): send one prepared chunk; retry with backoff; record the outcome.
 
-Retries are re-enqueued with a countdown (`self.retry`), never slept in the worker thread. A
-chunk's failure is returned as data, so the chord body always runs and reports it.
+Retries are re-enqueued with a countdown (`self.retry`), never slept in the worker thread. So is
+a call the throttle gate holds back (the account cools down or is busy): that is no failed
+attempt and does not run down the chunk's retry budget. A chunk's failure is returned as data,
+so the chord body always runs and reports it.
 """
 
 from __future__ import annotations
@@ -12,14 +14,21 @@ import time
 
 from celery.exceptions import Retry
 
-from audiencesync.errors import GraphError, RetryableGraphError, ThrottledError, TokenError
+from audiencesync.errors import (
+    Deferred,
+    GraphError,
+    RetryableGraphError,
+    ThrottledError,
+    TokenError,
+)
 from audiencesync.graph import RetryPolicy
 from audiencesync.settings import get_settings
 from workers.app import app
-from workers.resources import get_graph, get_store
+from workers.resources import get_graph, get_guard, get_store
 
 log = logging.getLogger("audiencesync.upload")
 _rng = random.Random()
+NEW_CALLS = {"requests": 0, "throttled": 0, "deferrals": 0, "deferred_s": 0.0}
 
 
 def retry_policy() -> RetryPolicy:
@@ -44,11 +53,14 @@ def upload(self, summary: dict, run_id: str, chunk: int, calls: dict | None = No
 def _upload(task, summary: dict, run_id: str, chunk: int, calls: dict | None) -> dict:
     store = get_store()
     result = dict(summary)
-    calls = calls or {"requests": 0, "throttled": 0, "first_at": time.time()}
+    # A retry carries its counts (a message from before an upgrade may lack newer ones).
+    calls = {**NEW_CALLS, "first_at": time.time(), **(calls or {})}
     result.update(
         requests=calls["requests"],
         throttled=calls["throttled"],
         retries=max(calls["requests"] - 1, 0),
+        deferrals=calls["deferrals"],
+        deferred_s=round(calls["deferred_s"], 3),
     )
 
     def finish(**outcome) -> dict:
@@ -79,10 +91,18 @@ def _upload(task, summary: dict, run_id: str, chunk: int, calls: dict | None) ->
         "batch_seq": chunk + 1,
         "last_batch_flag": False,
     }
+    guard = get_guard(run_id, meta)
+    try:
+        lease = guard.enter()
+    except Deferred as wait:
+        _defer(task, calls, wait.wait_s)
     calls["requests"] += 1
     result.update(requests=calls["requests"], retries=calls["requests"] - 1)
     try:
-        sent = get_graph().upload(meta["audience_id"], payload, session, mode=meta["mode"])
+        sent = guard.send(
+            lease,
+            lambda: get_graph().upload(meta["audience_id"], payload, session, mode=meta["mode"]),
+        )
     except TokenError as exc:
         store.abort(
             run_id,
@@ -95,8 +115,10 @@ def _upload(task, summary: dict, run_id: str, chunk: int, calls: dict | None) ->
             calls["throttled"] += 1
             result["throttled"] = calls["throttled"]
         policy = retry_policy()
-        elapsed_s = time.time() - calls["first_at"]
+        elapsed_s = time.time() - calls["first_at"] - calls["deferred_s"]
         if policy.should_retry(exc, attempt=calls["requests"], elapsed_s=elapsed_s):
+            if isinstance(exc, ThrottledError) and guard.cool_wait_s:
+                _defer(task, calls, guard.cool_wait_s)  # the whole account waits, not just us
             delay_s = policy.delay_s(exc, attempt=calls["requests"], rng=_rng)
             log.info("run=%s chunk=%s retry in %.1fs: %s", run_id, chunk, delay_s, exc)
             raise task.retry(countdown=delay_s, kwargs={"calls": calls}) from None
@@ -110,3 +132,11 @@ def _upload(task, summary: dict, run_id: str, chunk: int, calls: dict | None) ->
         invalid_samples=sent.invalid_samples,
         latency_s=round(sent.latency_s, 4),
     )
+
+
+def _defer(task, calls: dict, wait_s: float) -> None:
+    """Come back when the gate will let us through; counted apart from failed attempts."""
+    countdown_s = retry_policy().defer_s(wait_s, rng=_rng)
+    calls["deferrals"] += 1
+    calls["deferred_s"] += countdown_s
+    raise task.retry(countdown=countdown_s, kwargs={"calls": calls})

@@ -37,15 +37,26 @@ def test_transient_errors_are_retried_and_nothing_is_lost(stack, sandbox_knobs, 
     assert stack.members(audience) == want["members"]
 
 
-def test_throttling_is_backed_off_and_completes(stack, sandbox_knobs, tmp_path):
+def test_throttle_episode_cools_the_account_down_and_is_reported(stack, sandbox_knobs, tmp_path):
+    """The gate starts at 5 calls/s; the sandbox allows 3: the fleet is refused, cools down (2 s,
+    its first probe within Meta's one-minute estimate), halves its rate and finishes exactly."""
     audience = stack.new_audience()
-    sandbox_knobs(rate_per_s=8, penalty_s=0.5)
-    rows = dirty_rows(150_000, seed=22)
+    sandbox_knobs(rate_per_s=3, penalty_s=0.5)
+    before = stack.sandbox_stats()
+    rows = dirty_rows(100_000, seed=22)
     report = run_upload(stack, csv_source(tmp_path, rows), audience)
-    want = expected(rows)
+    after = stack.sandbox_stats()
     assert report["status"] == "completed", report
-    assert report["throttled"] > 0 and report["retries"] >= report["throttled"]
-    assert stack.members(audience) == want["members"]
+    assert stack.members(audience) == expected(rows)["members"]
+    throttle = report["throttle"]
+    assert report["throttled"] >= 1 and throttle["episodes"] >= 1
+    assert throttle["cooldown_s"] >= 2.0 * throttle["episodes"]  # nothing sent before it ended
+    assert throttle["deferrals"] > 0 and throttle["rate_per_s"] < 3
+    # Only calls already on their way when the first refusal came land in the penalty.
+    assert after["calls_in_penalty"] - before["calls_in_penalty"] <= 3 * throttle["episodes"]
+    log = (stack.logs / "critical.log").read_text()
+    assert log.count(f"run={report['run_id']} throttling started") == throttle["episodes"]
+    assert log.count(f"run={report['run_id']} throttling ended") == throttle["episodes"]
 
 
 def test_token_rejected_mid_run_stops_the_run(stack, sandbox_knobs, tmp_path):

@@ -14,15 +14,18 @@ import redis
 from audiencesync.graph import GraphClient
 from audiencesync.runstore import RunStore
 from audiencesync.settings import get_settings
+from audiencesync.throttle.gate import Gate, account_key
+from audiencesync.throttle.guard import Guard
 
 _lock = threading.Lock()
 _store: RunStore | None = None
 _graph: GraphClient | None = None
+_gate: Gate | None = None
 
 
 def _forget_after_fork() -> None:
-    global _store, _graph
-    _store, _graph = None, None
+    global _store, _graph, _gate
+    _store, _graph, _gate = None, None, None
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
@@ -46,6 +49,20 @@ def get_graph() -> GraphClient:
         if _graph is None:
             _graph = GraphClient(get_settings())
         return _graph
+
+
+def get_gate() -> Gate:
+    global _gate
+    store = get_store()
+    with _lock:
+        if _gate is None:
+            _gate = Gate.from_settings(store.r, get_settings())
+        return _gate
+
+
+def get_guard(run_id: str, meta: dict[str, str]) -> Guard:
+    """The throttle guard for one call of a run, keyed by the run's ad account."""
+    return Guard(get_gate(), get_store(), run_id, account_key(meta))
 
 
 def close_all() -> None:

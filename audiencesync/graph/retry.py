@@ -11,6 +11,9 @@ from audiencesync.errors import (
     ThrottledError,
 )
 
+DEFER_JITTER = 0.1  # share of a gate's wait added at random, so a fleet does not return at once
+DEFER_JITTER_MIN_S = 0.05
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -33,3 +36,10 @@ class RetryPolicy:
             # Waiting less than Meta asked only earns another refusal; jitter spreads the herd.
             delay = min(self.cap_s, error.retry_after_s + rng.uniform(0.0, self.base_s))
         return delay
+
+    def defer_s(self, wait_s: float, *, rng: random.Random) -> float:
+        """Countdown for a call the throttle gate holds back (not a failed attempt): its wait
+        plus a little jitter, capped at cap_s like every countdown (a longer cool-down is
+        waited out in several turns)."""
+        jitter_s = rng.uniform(0.0, DEFER_JITTER * wait_s + DEFER_JITTER_MIN_S)
+        return min(self.cap_s, wait_s + jitter_s)

@@ -6,12 +6,13 @@ error or not, carries the usage headers of the ad account the call concerns.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,10 +85,26 @@ class Sandbox:
             self._latency_rng = random.Random(None if seed is None else seed + 1)
         self.limiter.reset()
 
+    @contextlib.contextmanager
+    def in_flight(self) -> Iterator[None]:
+        """Counts the Graph calls being served: latency_per_inflight_ms makes load slow them."""
+        with self.lock:
+            stats = self.stats  # a reset meanwhile must not see this call leave
+            stats.inflight += 1
+            stats.max_inflight = max(stats.max_inflight, stats.inflight)
+        try:
+            yield
+        finally:
+            with self.lock:
+                stats.inflight -= 1
+
     def latency_s(self) -> float:
-        jitter_ms = self.config.jitter_ms
-        extra_ms = self._latency_rng.uniform(0, jitter_ms) if jitter_ms else 0.0
-        return (self.config.latency_ms + extra_ms) / 1000
+        """Called inside in_flight(): the other calls in flight each add latency_per_inflight_ms."""
+        config = self.config
+        extra_ms = self._latency_rng.uniform(0, config.jitter_ms) if config.jitter_ms else 0.0
+        with self.lock:
+            others = max(self.stats.inflight - 1, 0)
+        return (config.latency_ms + extra_ms + config.latency_per_inflight_ms * others) / 1000
 
     def new_audience_id(self) -> str:
         with self.lock:

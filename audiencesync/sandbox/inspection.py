@@ -56,7 +56,10 @@ def handle(sandbox: Sandbox, req: Request) -> Response:
     return json_response(404, faults.unknown_path(req.path).body())
 
 
-RUNTIME_KNOBS = {"token", "latency_ms", "jitter_ms", "rate_per_s", "penalty_s", "transient_rate"}
+RUNTIME_KNOBS = {
+    "token", "latency_ms", "jitter_ms", "latency_per_inflight_ms", "rate_per_s", "penalty_s",
+    "transient_rate",
+}  # fmt: skip
 
 
 def _configure(sandbox: Sandbox, body: bytes) -> Response:

@@ -70,8 +70,9 @@ class _Handler(BaseHTTPRequestHandler):
             if path.startswith(inspection.PREFIX):
                 response = inspection.handle(sandbox, req)
             else:
-                time.sleep(sandbox.latency_s())
-                response = sandbox.graph(req)
+                with sandbox.in_flight():
+                    time.sleep(sandbox.latency_s())
+                    response = sandbox.graph(req)
         except Exception:  # a sandbox bug: say so loudly, answer like Meta's vaguest error
             traceback.print_exc(file=sys.stderr)
             response = json_response(500, faults.GraphFault("Sandbox bug", code=1).body())

@@ -136,6 +136,8 @@ class Stats:
     transient_before_apply: int = 0
     transient_after_apply: int = 0
     invalid_entries: int = 0
+    inflight: int = 0  # Graph calls being served now
+    max_inflight: int = 0
     errors_by_code: Counter[int] = field(default_factory=Counter)
 
     def to_json(self, audiences: dict[str, Audience]) -> dict[str, Any]:

@@ -1,0 +1,212 @@
+-- One ad account's throttle machine, atomically for the whole fleet: the twin of policy.py and
+-- machine.py (same names, same sums; tests/test_throttle_lua.py checks they agree).
+-- KEYS: state hash, latency list (newest first), leases zset (lease id -> expiry time).
+-- ARGV: op ("acquire" | "settle" | "peek"), now ("" = Redis's clock, one for every host),
+--       params (JSON), lease id, state ttl_s, then per op:
+--       acquire: max_wait_s, lease_ttl_s        settle: outcome, latency_s ("" = none),
+--                                                       usage_pct, regain_s
+-- Answers: acquire {go, wait_s, reason}; settle {cool_wait_s, episode_s, rate_per_s, limit,
+-- events...}; peek {rate_per_s, limit, cool_wait_s, soft, inflight}. Numbers come back as
+-- strings: Redis would truncate a Lua number to an integer.
+local state_key, latency_key, leases_key = KEYS[1], KEYS[2], KEYS[3]
+local op, p, lease, ttl_s = ARGV[1], cjson.decode(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local now = tonumber(ARGV[2])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+end
+
+local CUT_MILD, CUT_STRONG, EXIT_SHARE, BASELINE_PERCENTILE = 0.9, 0.5, 2 / 3, 0.1
+local SLOT_POLL_S, BOOK_SPAN_S, REGAIN_UNIT_S, CALM_INTERVALS = 0.05, 1.0, 60, 3
+local FIELDS = {'rate_per_s', 'next_free_s', 'limit', 'interval_at_s', 'cool_until_s',
+  'strikes', 'throttled_since_s', 'soft', 'calm_intervals', 'booked_until_s', 'calls',
+  'usage_sum', 'latency_sum_s', 'latency_calls', 'rate_blocked', 'slots_blocked'}
+
+-- policy.py
+local function token_wait_s(next_free_s)
+  return math.max(0, next_free_s - now)
+end
+local function take_token(next_free_s, rate)
+  return math.max(next_free_s, now) + 1 / rate
+end
+local function appointment_s(booked_until_s, earliest_s)
+  if earliest_s <= booked_until_s and booked_until_s <= earliest_s + BOOK_SPAN_S then
+    return booked_until_s
+  end
+  return earliest_s
+end
+local function usage_factor(usage)
+  if usage < p.usage_cut_pct then return 1 end
+  local share = (usage - p.usage_cut_pct) / (100 - p.usage_cut_pct)
+  return math.max(CUT_STRONG, CUT_MILD - (CUT_MILD - CUT_STRONG) * share)
+end
+local function clamp_rate(rate)
+  return math.min(p.rate_ceiling_per_s, math.max(p.rate_floor_per_s, rate))
+end
+local function next_rate(rate, usage, calls_per_s, blocked)
+  if usage >= p.usage_cut_pct then return clamp_rate(rate * usage_factor(usage)) end
+  if usage > p.usage_target_pct then
+    return clamp_rate((rate + rate * p.usage_target_pct / usage) / 2)
+  end
+  if not blocked then return rate end
+  local projected = usage
+  if calls_per_s > 0 then projected = usage * rate / calls_per_s end
+  local room = math.huge
+  if projected > 0 then room = rate * (p.usage_target_pct / projected - 1) end
+  return clamp_rate(rate + math.min(p.rate_increase_per_s, math.max(0, room / 2)))
+end
+local function throttled_rate(rate) return clamp_rate(rate * p.decrease_factor) end
+local function cooldown_s(regain_s, strikes)
+  local wait_s = p.cooldown_base_s * 2 ^ (strikes - 1)
+  if regain_s > 0 then wait_s = math.min(math.max(wait_s, regain_s - REGAIN_UNIT_S), regain_s) end
+  return math.min(wait_s, p.cooldown_max_s)
+end
+local function baseline_s(samples)
+  table.sort(samples)
+  return samples[math.floor((#samples - 1) * BASELINE_PERCENTILE) + 1]
+end
+local NORMAL, RAISED, STRAINED = 0, 1, 2
+local function latency_level(samples, average_s, calls)  -- nil: too little evidence
+  if p.latency_factor <= 0 then return NORMAL end
+  if calls < p.interval_min_samples or #samples < p.latency_min_samples then return nil end
+  local threshold_s = p.latency_factor * baseline_s(samples)
+  if average_s >= threshold_s then return STRAINED end
+  if average_s >= EXIT_SHARE * threshold_s then return RAISED end
+  return NORMAL
+end
+local function next_limit(limit, level, calm_intervals, blocked)
+  if level == STRAINED then
+    return math.max(p.inflight_floor, math.floor(limit * p.decrease_factor))
+  end
+  if blocked and calm_intervals >= CALM_INTERVALS then
+    return math.min(p.inflight_ceiling, limit + 1)
+  end
+  return limit
+end
+
+-- machine.py
+local s = {rate_per_s = p.rate_start_per_s, next_free_s = now, limit = p.inflight_start,
+  interval_at_s = now, calm_intervals = CALM_INTERVALS}  -- new_state; the others start at 0
+for _, name in ipairs(FIELDS) do s[name] = s[name] or 0 end
+local stored = redis.call('HGETALL', state_key)
+for i = 1, #stored, 2 do s[stored[i]] = tonumber(stored[i + 1]) end
+-- fit: the settings may have changed since the state was saved
+s.rate_per_s = clamp_rate(s.rate_per_s)
+s.limit = math.min(p.inflight_ceiling, math.max(p.inflight_floor, s.limit))
+
+local function start_interval()
+  s.interval_at_s = now
+  s.calls, s.latency_calls, s.rate_blocked, s.slots_blocked = 0, 0, 0, 0
+  s.usage_sum, s.latency_sum_s = 0, 0
+end
+
+local function close_interval(events)
+  if s.calls > 0 then
+    s.rate_per_s = next_rate(s.rate_per_s, s.usage_sum / s.calls, s.calls / (now - s.interval_at_s),
+      s.rate_blocked == 1)
+  end
+  local average_s = 0
+  if s.latency_calls > 0 then average_s = s.latency_sum_s / s.latency_calls end
+  local samples = {}
+  for i, v in ipairs(redis.call('LRANGE', latency_key, 0, -1)) do samples[i] = tonumber(v) end
+  local level = latency_level(samples, average_s, s.latency_calls)
+  local soft = s.soft == 1
+  if level ~= nil then soft = level == STRAINED or (soft and level == RAISED) end
+  if soft ~= (s.soft == 1) then
+    if soft then table.insert(events, 'soft_started') else table.insert(events, 'soft_ended') end
+    s.soft = soft and 1 or 0
+  end
+  if level == NORMAL then
+    s.calm_intervals = s.calm_intervals + 1
+  elseif level ~= nil then
+    s.calm_intervals = 0
+  end
+  s.limit = next_limit(s.limit, level, s.calm_intervals, s.slots_blocked == 1)
+  start_interval()
+end
+
+local function save()
+  local flat = {}
+  for _, name in ipairs(FIELDS) do
+    table.insert(flat, name)
+    table.insert(flat, s[name])
+  end
+  redis.call('HSET', state_key, unpack(flat))
+  redis.call('EXPIRE', state_key, ttl_s)
+end
+
+local function fmt(x) return string.format('%.17g', x) end
+
+if op == 'peek' then
+  redis.call('ZREMRANGEBYSCORE', leases_key, '-inf', now)
+  return {fmt(s.rate_per_s), fmt(s.limit), fmt(math.max(0, s.cool_until_s - now)),
+    fmt(s.soft), fmt(redis.call('ZCARD', leases_key))}
+end
+
+if op == 'acquire' then
+  local max_wait_s, lease_ttl_s = tonumber(ARGV[6]), tonumber(ARGV[7])
+  local go, wait_s, reason = 0, 0, 'go'
+  redis.call('ZREMRANGEBYSCORE', leases_key, '-inf', now)  -- leases of killed workers expire
+  if now < s.cool_until_s then
+    wait_s, reason = s.cool_until_s - now, 'cooldown'
+  elseif redis.call('ZCARD', leases_key) >= s.limit then
+    s.slots_blocked = 1
+    wait_s, reason = SLOT_POLL_S, 'inflight'
+  else
+    wait_s = token_wait_s(s.next_free_s)
+    if wait_s > 0 then s.rate_blocked = 1 end
+    if wait_s > max_wait_s then
+      local appointment = appointment_s(s.booked_until_s, now + wait_s - max_wait_s)
+      s.booked_until_s = appointment + 1 / s.rate_per_s
+      wait_s, reason = appointment - now, 'rate'
+    else
+      s.next_free_s = take_token(s.next_free_s, s.rate_per_s)
+      go = 1
+      redis.call('ZADD', leases_key, now + wait_s + lease_ttl_s, lease)
+      redis.call('EXPIRE', leases_key, ttl_s)
+    end
+  end
+  save()
+  return {tostring(go), fmt(wait_s), reason}
+end
+
+-- settle
+local outcome, latency_s = ARGV[6], tonumber(ARGV[7])
+local usage_pct, regain_s = tonumber(ARGV[8]), tonumber(ARGV[9])
+redis.call('ZREM', leases_key, lease)
+local events, episode_s = {}, 0
+if outcome == 'throttled' then
+  if now >= s.cool_until_s then
+    s.strikes = s.strikes + 1
+    s.rate_per_s = throttled_rate(s.rate_per_s)
+    if s.throttled_since_s == 0 then
+      s.throttled_since_s = now
+      table.insert(events, 'throttle_started')
+    end
+  end
+  s.cool_until_s = math.max(s.cool_until_s, now + cooldown_s(regain_s, s.strikes))
+  start_interval()
+else
+  if outcome == 'ok' then
+    if s.throttled_since_s ~= 0 then
+      table.insert(events, 'throttle_ended')
+      episode_s = now - s.throttled_since_s
+      s.throttled_since_s, s.strikes = 0, 0
+    end
+    s.calls = s.calls + 1
+    s.usage_sum = s.usage_sum + usage_pct
+    if latency_s then
+      redis.call('LPUSH', latency_key, ARGV[7])
+      redis.call('LTRIM', latency_key, 0, p.latency_window - 1)
+      redis.call('EXPIRE', latency_key, ttl_s)
+      s.latency_sum_s = s.latency_sum_s + latency_s
+      s.latency_calls = s.latency_calls + 1
+    end
+  end
+  if now - s.interval_at_s >= p.adapt_interval_s then close_interval(events) end
+end
+save()
+local answer = {fmt(math.max(0, s.cool_until_s - now)), fmt(episode_s), fmt(s.rate_per_s),
+  fmt(s.limit)}
+for _, event in ipairs(events) do table.insert(answer, event) end
+return answer

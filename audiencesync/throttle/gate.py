@@ -1,0 +1,163 @@
+"""The throttle gate: every Graph upload asks it before sending and tells it how the call went.
+
+The state lives in Redis, one set of keys per ad account, shared by every worker on every host
+(gate.lua runs each step atomically, on Redis's clock):
+
+    as:throttle:{account}           hash: the machine's State (machine.py): rate, bucket,
+                                    cool-down deadline, in-flight limit, the adapt interval
+    as:throttle:{account}:latency   list: the fleet's latest call latencies (s), newest first
+    as:throttle:{account}:leases    sorted set: calls in flight, scored by lease expiry, so a
+                                    killed worker's slot frees itself when its lease runs out
+
+Each key expires after state_ttl_s without traffic. {account} is `act_<ad account id>`, or
+`aud_<audience id>` for a run that knows no ad account.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.resources import files
+
+import orjson
+import redis
+
+from audiencesync.errors import Deferred
+from audiencesync.settings import Settings
+from audiencesync.throttle.machine import OTHER, Decision
+from audiencesync.throttle.policy import Params
+
+LUA = files("audiencesync.throttle").joinpath("gate.lua").read_text()
+LEASE_MARGIN_S = 5.0  # beyond the HTTP timeout, before a silent lease counts as dead
+
+
+def account_key(meta: dict[str, str]) -> str:
+    account = meta.get("ad_account_id", "").removeprefix("act_")
+    return f"act_{account}" if account else f"aud_{meta['audience_id']}"
+
+
+# Params an operator tunes, as settings named throttle_<param>; the rest are constants.
+TUNABLE = (
+    "rate_start_per_s", "rate_floor_per_s", "rate_ceiling_per_s", "rate_increase_per_s",
+    "decrease_factor", "adapt_interval_s", "usage_target_pct", "usage_cut_pct", "cooldown_base_s",
+    "cooldown_max_s", "inflight_start", "inflight_floor", "inflight_ceiling", "latency_factor",
+)  # fmt: skip
+
+
+def params_from(settings: Settings) -> Params:
+    return Params(**{name: getattr(settings, f"throttle_{name}") for name in TUNABLE})
+
+
+@dataclass(frozen=True)
+class Settled:
+    cool_wait_s: float  # > 0: the account is cooling down for this long
+    episode_s: float  # a throttling episode ended with this call, after this long
+    rate_per_s: float
+    inflight_limit: int
+    events: list[str]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    rate_per_s: float
+    inflight_limit: int
+    cool_wait_s: float
+    soft: bool
+    inflight: int
+
+
+class Gate:
+    def __init__(
+        self,
+        client: redis.Redis,
+        params: Params,
+        *,
+        max_wait_s: float = 0.5,
+        lease_ttl_s: float = 70.0,
+        state_ttl_s: int = 86_400,
+    ) -> None:
+        self.r = client
+        self.max_wait_s = max_wait_s
+        self.lease_ttl_s = lease_ttl_s
+        self.state_ttl_s = state_ttl_s
+        self._params = orjson.dumps(dataclasses.asdict(params))
+        self._script = client.register_script(LUA)
+
+    @classmethod
+    def from_settings(cls, client: redis.Redis, settings: Settings) -> Gate:
+        return cls(
+            client,
+            params_from(settings),
+            max_wait_s=settings.throttle_max_wait_s,
+            lease_ttl_s=settings.http_timeout_s + settings.throttle_max_wait_s + LEASE_MARGIN_S,
+            state_ttl_s=settings.throttle_state_ttl_s,
+        )
+
+    @staticmethod
+    def keys(account: str) -> list[str]:
+        base = f"as:throttle:{account}"
+        return [base, f"{base}:latency", f"{base}:leases"]
+
+    def _run(self, op: str, account: str, lease: str, now_s: float | None, *extra) -> list[str]:
+        now = "" if now_s is None else repr(now_s)
+        args = [op, now, self._params, lease, self.state_ttl_s, *extra]
+        return [v.decode() for v in self._script(keys=self.keys(account), args=args)]
+
+    def acquire(
+        self, account: str, lease: str, *, max_wait_s: float, now_s: float | None = None
+    ) -> Decision:
+        go, wait_s, reason = self._run(
+            "acquire", account, lease, now_s, repr(max_wait_s), repr(self.lease_ttl_s)
+        )
+        return Decision(go == "1", float(wait_s), reason)
+
+    def settle(
+        self,
+        account: str,
+        lease: str,
+        outcome: str,
+        *,
+        latency_s: float | None = None,
+        usage_pct: float = 0.0,
+        regain_s: float = 0.0,
+        now_s: float | None = None,
+    ) -> Settled:
+        latency = "" if latency_s is None else repr(latency_s)
+        answer = self._run(
+            "settle", account, lease, now_s, outcome, latency, repr(usage_pct), repr(regain_s)
+        )
+        cool, episode, rate, limit, *events = answer
+        return Settled(float(cool), float(episode), float(rate), int(float(limit)), events)
+
+    def snapshot(self, account: str, now_s: float | None = None) -> Snapshot:
+        rate, limit, cool, soft, inflight = map(float, self._run("peek", account, "", now_s))
+        return Snapshot(rate, int(limit), cool, soft == 1, int(inflight))
+
+    def reset(self, account: str) -> None:
+        self.r.delete(*self.keys(account))
+
+    def enter(self, account: str, *, sleep: Callable[[float], None] = time.sleep) -> str:
+        """A lease to send one call now, after waiting at most max_wait_s in this thread.
+
+        Raises Deferred when the wait would be longer: the caller re-enqueues itself.
+        """
+        budget_s = self.max_wait_s
+        while True:
+            lease = secrets.token_hex(8)
+            decision = self.acquire(account, lease, max_wait_s=budget_s)
+            if decision.go:
+                if decision.wait_s > 0:
+                    sleep(decision.wait_s)
+                    # A throttle answer may have come in meanwhile: then this call waits too.
+                    cool_s = self.snapshot(account).cool_wait_s
+                    if cool_s > 0:
+                        self.settle(account, lease, OTHER)
+                        raise Deferred(cool_s, "cooldown")
+                return lease
+            if decision.reason != "inflight" or decision.wait_s > budget_s:
+                raise Deferred(decision.wait_s, decision.reason)
+            sleep(decision.wait_s)  # a slot frees when any call ends: ask again soon
+            budget_s -= decision.wait_s

@@ -1,0 +1,84 @@
+"""One Graph call through the gate: wait for a turn, make the call, tell the fleet how it went.
+
+The worker that sees a throttling episode start or end logs it (one line, with the run id) and
+adds it to the run's counters, so the report can say how often and how long the run cooled down.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import redis
+
+from audiencesync.errors import ThrottledError
+from audiencesync.graph import UploadResult
+from audiencesync.runstore import RunStore
+from audiencesync.throttle import machine
+from audiencesync.throttle.gate import Gate, Settled
+
+log = logging.getLogger("audiencesync.throttle")
+Sent = TypeVar("Sent", bound=UploadResult)
+
+
+class Guard:
+    def __init__(self, gate: Gate, store: RunStore, run_id: str, account: str) -> None:
+        self.gate, self.store, self.run_id, self.account = gate, store, run_id, account
+        self.cool_wait_s = 0.0  # after a throttle answer: how long the account cools down
+
+    def enter(self) -> str:
+        """A lease to send now (raises Deferred: re-enqueue, the account is not ready)."""
+        return self.gate.enter(self.account)
+
+    def send(self, lease: str, call: Callable[[], Sent], *, sample_latency: bool = True) -> Sent:
+        """Make the call; whatever happens, free the lease and feed the outcome to the gate."""
+        try:
+            sent = call()
+        except ThrottledError as exc:
+            settled = self.gate.settle(
+                self.account, lease, machine.THROTTLED, regain_s=exc.retry_after_s or 0.0
+            )
+            self.cool_wait_s = settled.cool_wait_s
+            self._note(settled)
+            raise
+        except BaseException:
+            self._settle_quietly(lease, machine.OTHER)
+            raise
+        latency_s = sent.latency_s if sample_latency else None
+        self._settle_quietly(lease, machine.OK, latency_s=latency_s, usage_pct=sent.usage.max_pct)
+        return sent
+
+    def _settle_quietly(self, lease: str, outcome: str, **signal) -> None:
+        # The call is done: a Redis hiccup now must not turn its outcome into a failure.
+        try:
+            self._note(self.gate.settle(self.account, lease, outcome, **signal))
+        except redis.RedisError as exc:
+            log.warning("run=%s throttle state not updated (%s); lease expires", self.run_id, exc)
+
+    def _note(self, settled: Settled) -> None:
+        run, account = self.run_id, self.account
+        for event in settled.events:
+            if event == machine.THROTTLE_STARTED:
+                self.store.count(run, throttle_events=1)
+                log.warning(
+                    "run=%s throttling started on %s: cooling down %.1fs, rate cut to %.2f/s",
+                    run, account, settled.cool_wait_s, settled.rate_per_s,
+                )  # fmt: skip
+            elif event == machine.THROTTLE_ENDED:
+                self.store.count(run, throttle_cooldown_s=settled.episode_s)
+                log.info(
+                    "run=%s throttling ended on %s after %.1fs; rate %.2f/s",
+                    run, account, settled.episode_s, settled.rate_per_s,
+                )  # fmt: skip
+            elif event == machine.SOFT_STARTED:
+                self.store.count(run, soft_throttle_events=1)
+                log.warning(
+                    "run=%s soft throttling started on %s: latency high, in-flight limit %d",
+                    run, account, settled.inflight_limit,
+                )  # fmt: skip
+            elif event == machine.SOFT_ENDED:
+                log.info(
+                    "run=%s soft throttling ended on %s: in-flight limit %d",
+                    run, account, settled.inflight_limit,
+                )  # fmt: skip

@@ -1,0 +1,152 @@
+"""The throttle's arithmetic, pure: token bucket, AIMD, usage headers, cool-downs, latency.
+
+gate.lua does exactly the same sums inside Redis, atomically for the whole fleet (its functions
+carry the same names); tests/test_throttle_lua.py checks that the two agree step by step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+CUT_MILD = 0.9  # rate factor when usage reaches usage_cut_pct ...
+CUT_STRONG = 0.5  # ... falling linearly to this at 100 %
+EXIT_SHARE = 2 / 3  # soft throttling ends below this share of the threshold (no flapping)
+BASELINE_PERCENTILE = 0.1  # the baseline latency: a low percentile of the window
+SLOT_POLL_S = 0.05  # no in-flight slot free: ask again this soon (a call ends any moment)
+BOOK_SPAN_S = 1.0  # appointments for callers told to come back span at most this
+REGAIN_UNIT_S = 60.0  # Meta's estimated_time_to_regain_access counts whole minutes
+CALM_INTERVALS = 3  # normal latency this many intervals in a row before the limit grows
+NORMAL, RAISED, STRAINED = 0, 1, 2  # latency levels; RAISED lies between exit and entry
+
+
+@dataclass(frozen=True)
+class Params:
+    """The tunables come from the settings (throttle_<name>; settings.py says what each means)."""
+
+    rate_start_per_s: float
+    rate_floor_per_s: float
+    rate_ceiling_per_s: float
+    rate_increase_per_s: float  # added once per adapt interval while the bucket holds callers
+    decrease_factor: float  # AIMD's multiplicative decrease: rate (80003), in-flight (latency)
+    adapt_interval_s: float
+    usage_target_pct: float  # Meta's usage figure the rate is steered to
+    usage_cut_pct: float  # from here the rate is cut hard (usage_factor)
+    cooldown_base_s: float  # the cool-down's backoff; doubles per refused probe
+    cooldown_max_s: float
+    inflight_start: int
+    inflight_floor: int
+    inflight_ceiling: int
+    latency_factor: float  # interval average >= this x baseline: soft throttling; 0 = off
+    latency_window: int = 200  # latencies kept (fleet-wide) for the baseline
+    latency_min_samples: int = 20  # no verdict before the window holds this many
+    interval_min_samples: int = 3  # nor from an interval with fewer calls
+
+
+# --- the token bucket -------------------------------------------------------------------------
+# A bucket of one token (no bursts: a burst is how a per-second window gets overrun), kept as
+# the time its next token is free (GCRA's form): a caller may take a token up to max_wait_s
+# ahead, and a later change of rate never moves the turns already handed out.
+def token_wait_s(next_free_s: float, now_s: float) -> float:
+    return max(0.0, next_free_s - now_s)
+
+
+def take_token(next_free_s: float, now_s: float, rate_per_s: float) -> float:
+    """The bucket's next free time once a caller has taken the next token."""
+    return max(next_free_s, now_s) + 1.0 / rate_per_s
+
+
+def appointment_s(booked_until_s: float, earliest_s: float) -> float:
+    """When a caller the bucket cannot serve within max_wait_s should ask again.
+
+    Appointments go out 1/rate apart (booked_until_s), so the waiting callers come back spread
+    out, not as a herd; an appointment is no reservation, so the book restarts at earliest_s
+    once it is BOOK_SPAN_S ahead, or it would drift away from the bucket and leave it idle."""
+    if earliest_s <= booked_until_s <= earliest_s + BOOK_SPAN_S:
+        return booked_until_s
+    return earliest_s
+
+
+# --- AIMD and the usage headers ---------------------------------------------------------------
+def usage_factor(usage_pct: float, p: Params) -> float:
+    """1 below usage_cut_pct; then CUT_MILD falling linearly to CUT_STRONG at 100 %."""
+    if usage_pct < p.usage_cut_pct:
+        return 1.0
+    share = (usage_pct - p.usage_cut_pct) / (100.0 - p.usage_cut_pct)
+    return max(CUT_STRONG, CUT_MILD - (CUT_MILD - CUT_STRONG) * share)
+
+
+def clamp_rate(rate_per_s: float, p: Params) -> float:
+    return min(p.rate_ceiling_per_s, max(p.rate_floor_per_s, rate_per_s))
+
+
+def next_rate(
+    rate_per_s: float, usage_pct: float, calls_per_s: float, blocked: bool, p: Params
+) -> float:
+    """One adapt interval's verdict from Meta's usage figure (the interval's average).
+
+    At usage_cut_pct or above, cut hard; above usage_target_pct, ease down halfway to the rate
+    that would give the target. Below it, grow by the additive step (only while the bucket held
+    callers back), at most halfway to the target rate; that one is found from usage projected
+    to the current rate, as usage grows with our calls but lags them by Meta's window."""
+    if usage_pct >= p.usage_cut_pct:
+        return clamp_rate(rate_per_s * usage_factor(usage_pct, p), p)
+    if usage_pct > p.usage_target_pct:
+        return clamp_rate((rate_per_s + rate_per_s * p.usage_target_pct / usage_pct) / 2, p)
+    if not blocked:
+        return rate_per_s
+    projected_pct = usage_pct * rate_per_s / calls_per_s if calls_per_s > 0 else usage_pct
+    room_per_s = (
+        rate_per_s * (p.usage_target_pct / projected_pct - 1) if projected_pct else math.inf
+    )
+    return clamp_rate(rate_per_s + min(p.rate_increase_per_s, max(0.0, room_per_s / 2)), p)
+
+
+def throttled_rate(rate_per_s: float, p: Params) -> float:
+    return clamp_rate(rate_per_s * p.decrease_factor, p)
+
+
+def cooldown_s(regain_s: float, strikes: int, p: Params) -> float:
+    """A backoff doubling with each strike, kept within Meta's estimate when it gives one.
+
+    Meta counts estimated_time_to_regain_access in whole minutes, rounded up: an estimate of N
+    minutes means the wall lasts more than N-1 of them, and at most N. So the account waits the
+    N-1 minutes for certain, and within the last one probes with the backoff (a refused probe
+    brings a fresh estimate) instead of idling a whole minute for a wall of a few seconds."""
+    wait_s = p.cooldown_base_s * 2.0 ** (strikes - 1)
+    if regain_s > 0:
+        wait_s = min(max(wait_s, regain_s - REGAIN_UNIT_S), regain_s)
+    return min(wait_s, p.cooldown_max_s)
+
+
+# --- latency: soft throttling and the in-flight limit ----------------------------------------
+def baseline_s(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[math.floor((len(ordered) - 1) * BASELINE_PERCENTILE)]
+
+
+def latency_level(
+    samples: list[float], interval_avg_s: float, interval_calls: int, p: Params
+) -> int | None:
+    """How hard the destination strains under our load; None when there is too little evidence.
+
+    STRAINED (the interval's average at latency_factor x baseline or more) starts soft
+    throttling and cuts the in-flight limit; soft throttling ends below EXIT_SHARE of that."""
+    if p.latency_factor <= 0:
+        return NORMAL
+    if interval_calls < p.interval_min_samples or len(samples) < p.latency_min_samples:
+        return None
+    threshold_s = p.latency_factor * baseline_s(samples)
+    if interval_avg_s >= threshold_s:
+        return STRAINED
+    return RAISED if interval_avg_s >= EXIT_SHARE * threshold_s else NORMAL
+
+
+def next_limit(limit: int, level: int | None, calm_intervals: int, blocked: bool, p: Params) -> int:
+    """Cut by decrease_factor when strained; grow by one when callers found every slot taken
+    and latency has been normal for CALM_INTERVALS in a row (a step from 1 to 2 doubles load)."""
+    if level == STRAINED:
+        return max(p.inflight_floor, math.floor(limit * p.decrease_factor))
+    if blocked and calm_intervals >= CALM_INTERVALS:
+        return min(p.inflight_ceiling, limit + 1)
+    return limit

@@ -1,0 +1,166 @@
+"""Benchmark: fleet-wide throttling against the sandbox, with real processes.
+
+    python -m bench.throttle [--ids 1000000] [--out bench/results/throttle.json]
+
+A. The ad account allows 10 upload calls/s (2 s penalty), calls take 75-125 ms. audiencesync
+   (2 critical workers) on a fresh account, then again on the account it has learned, against
+   today's script: one 10,000-ID call, then time.sleep(1/limit), and again.
+B. No hard limit, but calls take 100 ms plus 300 ms for every other call in flight (a
+   destination that slows down under load, so one call at a time is fastest): the latency
+   detector against fixed in-flight limits with the detector off, tuned by hand (1) or not (4).
+   All three start at 50 calls/s (an account whose rate is known), so concurrency is compared;
+   half the IDs, to keep the whole benchmark near two minutes.
+Throughput is requests / duration / limit (audiencesync's duration includes reading the file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import orjson
+import redis
+
+from audiencesync import devstack
+from audiencesync.errors import ThrottledError
+from audiencesync.graph import GraphClient
+from audiencesync.settings import MAX_CHUNK_IDS, Settings
+from audiencesync.throttle.gate import Gate
+from tasks.prepare import build_payload
+
+LIMIT_PER_S = 10
+RATE_KNOBS = ("--rate", str(LIMIT_PER_S), "--penalty-s", "2", "--latency-ms", "75",
+              "--jitter-ms", "50")  # fmt: skip
+LOAD_KNOBS = ("--latency-ms", "100", "--latency-per-inflight-ms", "300")
+
+
+def sandbox(stack: devstack.PrivateStack, method: str, path: str, **body) -> dict:
+    response = httpx.request(method, f"{stack.graph_url}/_sandbox/{path}", json=body, timeout=60)
+    response.raise_for_status()
+    return response.json()
+
+
+def fresh_audience(stack: devstack.PrivateStack, *, forget_account: bool) -> str:
+    sandbox(stack, "POST", "reset")
+    if forget_account:
+        redis.Redis.from_url(stack.redis_url).delete(*Gate.keys("act_1001"))
+    return str(sandbox(stack, "POST", "audiences", ad_account_id="1001")["id"])
+
+
+def ours(
+    stack: devstack.PrivateStack, csv: Path, *, forget_account: bool = True, limited: bool = True
+) -> dict:
+    audience = fresh_audience(stack, forget_account=forget_account)
+    report = stack.upload(csv, audience)
+    stats = sandbox(stack, "GET", "stats")
+    assert report["status"] == "completed", report["message"]
+    requests_per_s = report["throttle"]["requests_per_s"]
+    share = {"share_of_limit": round(requests_per_s / LIMIT_PER_S, 3)} if limited else {}
+    return {
+        "duration_s": report["duration_s"],
+        "requests": report["requests"],
+        "requests_per_s": requests_per_s,
+        **share,
+        "throttled_calls": stats["throttled"],
+        "calls_in_penalty": stats["calls_in_penalty"],
+        "soft_episodes": report["throttle"]["soft_episodes"],
+        "adapted_rate_per_s": report["throttle"]["rate_per_s"],
+        "inflight_limit": report["throttle"]["inflight_limit"],
+    }
+
+
+def fixed_sleep_script(stack: devstack.PrivateStack, ids: list[str]) -> dict:
+    """Today's script: one call of 10,000 IDs, sleep 1/limit, next; a refused call is re-sent."""
+    audience = fresh_audience(stack, forget_account=True)
+    client = GraphClient(Settings(graph_url=stack.graph_url, access_token=devstack.SANDBOX_TOKEN))
+    chunks = [ids[i : i + MAX_CHUNK_IDS] for i in range(0, len(ids), MAX_CHUNK_IDS)]
+    calls = throttled = 0
+    started = time.perf_counter()
+    for seq, chunk in enumerate(chunks, start=1):
+        session = {"session_id": 7, "batch_seq": seq, "last_batch_flag": seq == len(chunks)}
+        while True:
+            calls += 1
+            try:
+                client.upload(audience, build_payload(chunk), session)
+                break
+            except ThrottledError:
+                throttled += 1
+            finally:
+                time.sleep(1 / LIMIT_PER_S)
+    duration_s = time.perf_counter() - started
+    client.close()
+    stats = sandbox(stack, "GET", "stats")
+    return {
+        "duration_s": round(duration_s, 3),
+        "requests": calls,
+        "requests_per_s": round(calls / duration_s, 3),
+        "share_of_limit": round(calls / duration_s / LIMIT_PER_S, 3),
+        "throttled_calls": throttled,
+        "calls_in_penalty": stats["calls_in_penalty"],
+    }
+
+
+def fixed_inflight(n: int) -> dict[str, str]:
+    """Settings for a hand-set concurrency: in-flight limit n, the latency detector off."""
+    return {"throttle_latency_factor": "0", "throttle_inflight_start": str(n),
+            "throttle_inflight_floor": str(n), "throttle_inflight_ceiling": str(n)}  # fmt: skip
+
+
+LOAD_VARIANTS = {
+    "audiencesync_latency_detector": {},
+    "fixed_inflight_1_hand_tuned": fixed_inflight(1),
+    "fixed_inflight_4": fixed_inflight(4),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ids", type=int, default=1_000_000)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/throttle.json"))
+    args = parser.parse_args()
+    rng = random.Random(1)
+    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(args.ids)]
+    results: dict = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {platform.python_implementation()} "
+        f"{platform.python_version()} (the project's box: 2-core AMD EPYC, 24 GiB, shared)",
+        "ids": args.ids,
+        "rate_limit_per_s": LIMIT_PER_S,
+    }
+    with tempfile.TemporaryDirectory(prefix="audiencesync-bench-") as tmp:
+        work = Path(tmp)
+        csv, half_csv = work / "audience.csv", work / "half.csv"
+        csv.write_text("maid\n" + "\n".join(ids) + "\n")
+        half_csv.write_text("maid\n" + "\n".join(ids[: len(ids) // 2]) + "\n")
+        with devstack.private_stack(work / "a", *RATE_KNOBS, critical_workers=2) as stack:
+            results["rate_limit"] = {
+                "audiencesync_new_account": ours(stack, csv),
+                "audiencesync_learned_account": ours(stack, csv, forget_account=False),
+                "fixed_sleep_script": fixed_sleep_script(stack, ids),
+            }
+        load: dict = {}
+        for name, settings in LOAD_VARIANTS.items():
+            with devstack.private_stack(
+                work / name,
+                *LOAD_KNOBS,
+                critical_workers=2,
+                throttle_rate_start_per_s="50",
+                **settings,
+            ) as stack:
+                load[name] = ours(stack, half_csv, limited=False)
+        results["latency_grows_with_load"] = load
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode() + "\n")
+    print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""gate.lua and the pure machine agree, step by step, on random traffic (real redis-server)."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+import redis
+
+from audiencesync.settings import Settings
+from audiencesync.throttle import machine
+from audiencesync.throttle.gate import Gate, params_from
+
+LEASE_TTL_S = 3.0
+
+
+class Model:
+    """The pure machine plus the two things Redis keeps beside it: latencies and leases."""
+
+    def __init__(self, p):
+        self.p = p
+        self.state: machine.State | None = None
+        self.samples: list[float] = []
+        self.leases: dict[str, float] = {}
+
+    def _state(self, now_s: float) -> machine.State:
+        if self.state is None:
+            self.state = machine.new_state(now_s, self.p)
+        return self.state
+
+    def acquire(self, lease: str, now_s: float, max_wait_s: float) -> machine.Decision:
+        s = self._state(now_s)
+        self.leases = {k: v for k, v in self.leases.items() if v > now_s}
+        decision = machine.acquire(s, len(self.leases), now_s, max_wait_s, self.p)
+        if decision.go:
+            self.leases[lease] = now_s + decision.wait_s + LEASE_TTL_S
+        return decision
+
+    def settle(self, lease, outcome, latency_s, usage_pct, regain_s, now_s):
+        s = self._state(now_s)
+        self.leases.pop(lease, None)
+        signal = (outcome, latency_s, usage_pct, regain_s)
+        return machine.settle(s, self.samples, *signal, now_s, self.p)
+
+
+def run_both(r: redis.Redis, p, seed: int, steps: int) -> dict[str, int]:
+    rng = random.Random(seed)
+    gate = Gate(r, p, lease_ttl_s=LEASE_TTL_S)
+    account = f"test_{seed}"
+    gate.reset(account)
+    model = Model(p)
+    now_s, held, seen = 1_000.0, [], {"go": 0, "events": set(), "reasons": set()}
+    for step in range(steps):
+        slow = (step // 60) % 2  # latency regimes: the soft-throttle verdict flips both ways
+        now_s += rng.choice([0.0, 0.01, 0.02, 0.05, 0.05, 0.1, 0.3, 1.5])
+        if not held or rng.random() < 0.55:
+            lease = f"l{step}"
+            max_wait_s = rng.choice([0.0, 0.5])
+            want = model.acquire(lease, now_s, max_wait_s)
+            got = gate.acquire(account, lease, max_wait_s=max_wait_s, now_s=now_s)
+            assert (got.go, got.reason) == (want.go, want.reason), step
+            assert got.wait_s == pytest.approx(want.wait_s, rel=1e-9, abs=1e-9)
+            if got.go:
+                held.append(lease)
+                seen["go"] += 1
+            seen["reasons"].add(got.reason)
+        else:
+            lease = held.pop(rng.randrange(len(held)))
+            outcome = rng.choices([machine.OK, machine.THROTTLED, machine.OTHER], [30, 1, 2])[0]
+            latency_s = rng.choice([None, rng.uniform(0.05, 0.1) * (1 + slow * rng.uniform(2, 6))])
+            usage_pct, regain_s = rng.uniform(0, 100), rng.choice([0.0, 0.0, 5.0])
+            want_events, want_episode = model.settle(
+                lease, outcome, latency_s, usage_pct, regain_s, now_s
+            )
+            got = gate.settle(
+                account,
+                lease,
+                outcome,
+                latency_s=latency_s,
+                usage_pct=usage_pct,
+                regain_s=regain_s,
+                now_s=now_s,
+            )
+            assert got.events == want_events, step
+            assert got.episode_s == pytest.approx(want_episode, rel=1e-9, abs=1e-9)
+            seen["events"].update(got.events)
+        stored = {k.decode(): float(v) for k, v in r.hgetall(Gate.keys(account)[0]).items()}
+        assert stored == pytest.approx(dataclasses.asdict(model.state), rel=1e-12, abs=1e-12), step
+        latencies = [float(v) for v in r.lrange(Gate.keys(account)[1], 0, -1)]
+        assert latencies == model.samples
+    snap = gate.snapshot(account, now_s=now_s)
+    assert snap.rate_per_s == pytest.approx(model.state.rate_per_s)
+    assert snap.inflight_limit == model.state.limit
+    assert snap.inflight == len([v for v in model.leases.values() if v > now_s])
+    return seen
+
+
+def test_lua_and_python_agree_on_random_traffic(redis_url):
+    base = params_from(Settings())
+    variants = [
+        base,
+        dataclasses.replace(
+            base,
+            latency_min_samples=5,
+            inflight_start=2,
+            rate_start_per_s=20,
+            adapt_interval_s=2.0,
+        ),
+        dataclasses.replace(base, rate_start_per_s=2, rate_floor_per_s=1, adapt_interval_s=0.3),
+    ]
+    r = redis.Redis.from_url(redis_url)
+    seen: dict[str, set] = {"events": set(), "reasons": set()}
+    for seed in range(6):
+        walk = run_both(r, variants[seed % len(variants)], seed, steps=400)
+        assert walk["go"] > 20
+        seen["events"] |= walk["events"]
+        seen["reasons"] |= walk["reasons"]
+    # The walks went through every branch worth comparing.
+    assert seen["reasons"] == {"go", "cooldown", "rate", "inflight"}
+    assert seen["events"] == {
+        machine.THROTTLE_STARTED,
+        machine.THROTTLE_ENDED,
+        machine.SOFT_STARTED,
+        machine.SOFT_ENDED,
+    }

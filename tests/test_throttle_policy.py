@@ -1,0 +1,142 @@
+"""The throttle's pure arithmetic (policy.py) and its state machine (machine.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from audiencesync.settings import Settings
+from audiencesync.throttle import machine, policy
+from audiencesync.throttle.gate import params_from
+
+P = params_from(Settings())  # start 5/s, floor 0.5, ceiling 100, +2/s, x0.5, target 85, cut 90
+
+
+def test_bucket_hands_out_turns_one_token_apart_and_never_moves_them():
+    s = machine.new_state(100.0, P)
+    waits = [machine.acquire(s, 0, 100.0, 0.5, P) for _ in range(3)]
+    assert [(d.go, round(d.wait_s, 9)) for d in waits] == [(True, 0.0), (True, 0.2), (True, 0.4)]
+    s.rate_per_s = 10.0  # a rise of rate must not pull later callers before the turns given out
+    assert machine.acquire(s, 0, 100.0, 1.0, P).wait_s == pytest.approx(0.6)
+    assert policy.token_wait_s(99.0, 100.0) == 0.0  # an idle bucket holds one token, no more
+    assert policy.take_token(99.0, 100.0, 4.0) == 100.25
+
+
+def test_callers_beyond_the_wait_get_appointments_one_turn_apart():
+    s = machine.new_state(0.0, P)
+    for _ in range(3):
+        assert machine.acquire(s, 0, 0.0, 0.5, P).go  # turns at 0, 0.2, 0.4
+    later = [machine.acquire(s, 0, 0.0, 0.5, P) for _ in range(3)]
+    assert [d.reason for d in later] == ["rate"] * 3
+    # The next turn is at 0.6, within max_wait from 0.1: come back then, and 0.2 s apart.
+    assert [round(d.wait_s, 9) for d in later] == [0.1, 0.3, 0.5]
+
+
+def test_usage_factor_cuts_mildly_at_the_cut_and_strongly_at_the_wall():
+    assert policy.usage_factor(89.9, P) == 1.0
+    assert policy.usage_factor(90, P) == pytest.approx(0.9)
+    assert policy.usage_factor(95, P) == pytest.approx(0.7)
+    assert policy.usage_factor(100, P) == policy.usage_factor(130, P) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("rate", "usage", "calls_per_s", "blocked", "expected"),
+    [
+        (5.0, 0.0, 5.0, True, 7.0),  # no usage figure: the additive step
+        (5.0, 0.0, 5.0, False, 5.0),  # callers never waited for the bucket: no reason to grow
+        (8.0, 80.0, 8.0, True, 8.25),  # halfway to the target rate 8.5
+        (8.0, 40.0, 8.0, True, 10.0),  # target 17: the step is the smaller
+        (10.0, 87.0, 10.0, True, 10.0 * (1 + 85 / 87) / 2),  # above target: ease down halfway
+        (10.0, 40.0, 5.0, True, 10.3125),  # 40 % at 5/s is 80 % at 10/s: halfway to 85 %
+        (10.0, 47.5, 5.0, True, 10.0),  # ... 95 %: none (but no cut on a projection)
+        (9.0, 95.0, 9.0, False, 9.0 * 0.7),  # at the wall: cut hard, waiting or not
+        (0.6, 99.0, 0.6, True, 0.5),  # never below the floor
+        (99.5, 1.0, 99.5, True, 100.0),  # nor above the ceiling
+    ],
+)
+def test_next_rate(rate, usage, calls_per_s, blocked, expected):
+    assert policy.next_rate(rate, usage, calls_per_s, blocked, P) == pytest.approx(expected)
+
+
+def test_throttle_halves_the_rate_and_cools_down_within_metas_estimate():
+    assert policy.throttled_rate(8.0, P) == 4.0 and policy.throttled_rate(0.6, P) == 0.5
+    # No estimate: the backoff doubles per strike, up to cooldown_max_s.
+    assert [policy.cooldown_s(0.0, n, P) for n in (1, 2, 3)] == [2.0, 4.0, 8.0]
+    assert policy.cooldown_s(0.0, 30, P) == 900.0
+    # "1 minute" (whole minutes, rounded up) is anywhere within the minute: back off within it.
+    assert [policy.cooldown_s(60.0, n, P) for n in (1, 2, 6, 7)] == [2.0, 4.0, 60.0, 60.0]
+    # "5 minutes": more than 4 for certain, then the backoff within the last one.
+    assert policy.cooldown_s(300.0, 1, P) == 240.0
+    assert policy.cooldown_s(3600.0, 1, P) == 900.0  # never beyond cooldown_max_s
+
+
+def test_latency_level_needs_evidence_and_has_a_band_between_entry_and_exit():
+    samples = [0.1 + i / 1000 for i in range(100)]  # baseline (10th percentile) 0.109
+    assert policy.baseline_s(samples) == pytest.approx(0.109)
+    assert policy.latency_level(samples[:10], 1.0, 5, P) is None  # window too short
+    assert policy.latency_level(samples, 1.0, 2, P) is None  # interval too thin
+    assert policy.latency_level(samples, 0.33, 5, P) == policy.STRAINED  # >= 3 x 0.109
+    assert policy.latency_level(samples, 0.30, 5, P) == policy.RAISED  # >= 2 x
+    assert policy.latency_level(samples, 0.20, 5, P) == policy.NORMAL
+    off = dataclasses.replace(P, latency_factor=0)
+    assert policy.latency_level(samples, 9.9, 5, off) == policy.NORMAL
+
+
+def test_in_flight_limit_is_halved_when_strained_and_grows_by_one_after_calm():
+    strained, normal, calm = policy.STRAINED, policy.NORMAL, policy.CALM_INTERVALS
+    assert policy.next_limit(8, strained, 0, True, P) == 4
+    assert policy.next_limit(1, strained, 0, False, P) == 1  # the floor
+    assert policy.next_limit(8, normal, calm, True, P) == 9
+    assert policy.next_limit(8, normal, calm - 1, True, P) == 8  # not calm for long enough
+    assert policy.next_limit(8, normal, calm, False, P) == 8  # nobody waited for a slot
+    assert policy.next_limit(64, normal, calm, True, P) == 64  # the ceiling
+
+
+def test_a_throttle_episode_cools_the_account_and_ends_with_the_first_success():
+    s, samples = machine.new_state(0.0, P), []
+    events, _ = machine.settle(s, samples, machine.THROTTLED, None, 100, 300.0, 10.0, P)
+    assert events == [machine.THROTTLE_STARTED] and s.rate_per_s == 2.5
+    decision = machine.acquire(s, 0, 200.0, 0.5, P)
+    assert (decision.go, decision.reason, decision.wait_s) == (False, "cooldown", 50.0)
+    # A late refusal of a call sent before the cool-down started is the same episode.
+    assert machine.settle(s, samples, machine.THROTTLED, None, 100, 300.0, 11.0, P)[0] == []
+    assert (s.strikes, s.rate_per_s, s.cool_until_s) == (1, 2.5, 251.0)
+    assert machine.acquire(s, 0, 251.0, 0.5, P).go
+    events, episode_s = machine.settle(s, samples, machine.OK, 0.1, 10, 0.0, 251.5, P)
+    assert events == [machine.THROTTLE_ENDED] and episode_s == 241.5 and s.strikes == 0
+
+
+def test_without_an_estimate_each_refused_probe_doubles_the_cool_down():
+    s, samples = machine.new_state(0.0, P), []
+    for strike, cool_s in [(1, 2.0), (2, 4.0), (3, 8.0)]:
+        now = s.cool_until_s
+        assert machine.acquire(s, 0, now, 0.5, P).go  # the probe after each cool-down
+        machine.settle(s, samples, machine.THROTTLED, None, 0, 0.0, now, P)
+        assert (s.strikes, s.cool_until_s - now) == (strike, cool_s)
+    assert s.rate_per_s == P.rate_floor_per_s * 1.25  # 5 -> 2.5 -> 1.25 -> 0.625
+
+
+def test_soft_throttling_cuts_the_in_flight_limit_and_ends_when_latency_recovers():
+    p = dataclasses.replace(P, latency_min_samples=5, inflight_start=4)
+    s, samples, now = machine.new_state(0.0, p), [], 0.0
+
+    def interval(latency_s: float) -> list[str]:
+        """One adapt interval in which callers found every slot taken."""
+        nonlocal now
+        assert machine.acquire(s, s.limit, now, 0.5, p).reason == "inflight"
+        events: list[str] = []
+        for _ in range(4):
+            now += 0.3
+            events += machine.settle(s, samples, machine.OK, latency_s, 0, 0.0, now, p)[0]
+        return events
+
+    assert interval(0.1) == [] and s.limit == 5  # slots were full: one more (no strain yet)
+    assert interval(0.1) == [] and s.limit == 6
+    assert interval(0.5) == [machine.SOFT_STARTED] and s.limit == 3
+    assert interval(0.25) == [] and s.soft and s.limit == 3  # between 2x and 3x: hold
+    assert interval(0.5) == [] and s.limit == 1  # strained again: cut again
+    assert interval(0.1) == [machine.SOFT_ENDED] and s.limit == 1
+    assert interval(0.1) == [] and s.limit == 1  # after a strain: calm for a while first
+    assert s.calm_intervals == policy.CALM_INTERVALS - 1
+    assert interval(0.1) == [] and s.limit == 2
