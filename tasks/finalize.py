@@ -1,4 +1,10 @@
-"""finalize (chord body, queue `critical`): aggregate the report, close the session, store it."""
+"""finalize (chord body, queue `critical`): aggregate the report, close the session, store it.
+
+The report is built from the run's ledger, not from the chord's results: a header task delivered
+twice may be counted twice by the chord and fire this body early, and a resumed run's chord only
+holds the chunks it re-drove. Until the ledger holds an outcome for every staged chunk, finalize
+re-enqueues itself (bounded), then reports what is missing as unaccounted.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +13,48 @@ import time
 
 from audiencesync.errors import GraphError, RetryableGraphError
 from audiencesync.report import build_report
+from audiencesync.settings import get_settings
 from tasks.prepare import build_payload
 from workers.app import app
 from workers.resources import get_graph, get_store
 
 log = logging.getLogger("audiencesync.finalize")
 CLOSE_ATTEMPTS = 3
+POLL_S = 2.0  # between looks at an incomplete ledger; far below any visibility timeout
 
 
-@app.task(name="audiencesync.finalize")
-def finalize(results: list[dict], run_id: str) -> dict:
+def missing_chunks(meta: dict[str, str], outcomes: list[dict]) -> int | None:
+    """Staged chunks without an outcome; None while the producer may still stage more."""
+    if meta.get("producer_done") != "1":
+        return None
+    return int(meta.get("chunks_staged", 0)) - len(outcomes)
+
+
+@app.task(bind=True, name="audiencesync.finalize", max_retries=None)
+def finalize(
+    self, results: list[dict], run_id: str, attempt: int = 0, first_at: float | None = None
+) -> dict:
     store = get_store()
     meta = store.meta(run_id)
-    report = build_report(run_id, meta, results, finished_at=time.time())
-    if report["ids_uploaded"] and not meta.get("aborted"):
+    if not meta or int(meta.get("attempt", 0)) != attempt:
+        return {}  # expired, or superseded by `resume`, whose own chord reports
+    if (done := store.report(run_id)) is not None:
+        return done  # delivered again after it reported
+    outcomes = store.outcomes(run_id)
+    first_at = first_at or time.time()
+    settings = get_settings()
+    # The longest a chunk can still be on its way: its retries, then one redelivery.
+    wait_s = settings.retry_budget_s + settings.visibility_timeout_s
+    if missing_chunks(meta, outcomes) != 0 and time.time() - first_at < wait_s:
+        kwargs = {"attempt": attempt, "first_at": first_at}
+        raise self.retry(args=([], run_id), kwargs=kwargs, countdown=POLL_S)
+    report = build_report(run_id, meta, outcomes, finished_at=time.time())
+    if meta.get("session_closed") == "1":
+        report["session_closed"] = True  # closed by an earlier delivery of this task
+    elif report["ids_uploaded"] and not meta.get("aborted"):
         _close_session(run_id, meta, report, store.closer(run_id))
+        if report["session_closed"]:
+            store.update(run_id, session_closed=1)
     store.save_report(run_id, report)
     log.info(
         "run=%s %s: read=%d uploaded=%d rejected=%d failed=%d in %.1fs",

@@ -1,7 +1,8 @@
 """upload (queue `critical`): send one prepared chunk; retry with backoff; record the outcome.
 
 Retries are re-enqueued with a countdown (`self.retry`), never slept in the worker thread. A
-chunk's failure is returned as data, so the chord body always runs and reports it.
+chunk's failure is returned as data, so the chord body always runs and reports it. The outcome
+goes to the run's ledger once: a redelivered upload whose chunk has one returns it, unsent.
 """
 
 from __future__ import annotations
@@ -37,12 +38,13 @@ def upload(self, summary: dict, run_id: str, chunk: int, calls: dict | None = No
         log.exception("run=%s chunk=%s upload failed unexpectedly", run_id, chunk)
         result = dict(summary, failed=f"upload failed: {type(exc).__name__}")
         result["ids_failed"] = summary.get("entries", summary["ids_in"])
-        get_store().finish_chunk(run_id, chunk, ids_in=summary["ids_in"], uploaded=0, failed=True)
-        return result
+        return get_store().finish_chunk(run_id, chunk, result)
 
 
 def _upload(task, summary: dict, run_id: str, chunk: int, calls: dict | None) -> dict:
     store = get_store()
+    if (done := store.outcome(run_id, chunk)) is not None:
+        return done
     result = dict(summary)
     calls = calls or {"requests": 0, "throttled": 0, "first_at": time.time()}
     result.update(
@@ -53,14 +55,7 @@ def _upload(task, summary: dict, run_id: str, chunk: int, calls: dict | None) ->
 
     def finish(**outcome) -> dict:
         result.update(outcome)
-        store.finish_chunk(
-            run_id,
-            chunk,
-            ids_in=result["ids_in"],
-            uploaded=result["uploaded"],
-            failed=bool(result["failed"]),
-        )
-        return result
+        return store.finish_chunk(run_id, chunk, result)
 
     def fail(reason: str) -> dict:
         log.warning("run=%s chunk=%s failed: %s", run_id, chunk, reason)
