@@ -5,30 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 
-import orjson
-import redis
-
-from audiencesync.errors import AudienceSyncError, ConfigError, RedisUnavailable
-from audiencesync.runstore import RunStore
+from audiencesync.errors import AudienceSyncError, ConfigError
+from audiencesync.runcommands import EXIT_FAILED, EXIT_OK, cmd_resume, cmd_status, cmd_upload
 from audiencesync.settings import Settings, get_settings
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def connect_store(settings: Settings) -> RunStore:
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=30)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        where = redis.connection.parse_url(settings.redis_url)
-        host = f"{where.get('host', '?')}:{where.get('port', 6379)}"
-        raise RedisUnavailable(
-            f"cannot reach Redis at {host} ({type(exc).__name__}): start it or set "
-            "AUDIENCESYNC_REDIS_URL"
-        ) from None
-    return RunStore(client, ttl_s=settings.run_ttl_s)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -63,7 +43,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_beat(args: argparse.Namespace, settings: Settings) -> int:
     from workers.app import app
 
-    app.start(["beat", "--loglevel", args.loglevel])
+    argv = ["beat", "--loglevel", args.loglevel]
+    app.start([*argv, "--schedule", args.schedule] if args.schedule else argv)
     return EXIT_OK
 
 
@@ -78,86 +59,6 @@ def cmd_flower(args: argparse.Namespace, settings: Settings) -> int:
     auth = settings.flower_basic_auth.get_secret_value()
     app.start(["flower", f"--port={args.port}", f"--basic-auth={auth}", "--max_tasks=10000"])
     return EXIT_OK
-
-
-def preflight(settings: Settings, audience_id: str) -> None:
-    """One cheap call before reading the source: a bad token or audience costs one call, not
-    a run. An unreachable destination is left to the uploads' retries (and reported)."""
-    from audiencesync.errors import PermanentGraphError, RetryableGraphError, TokenError
-    from audiencesync.graph import GraphClient
-
-    client = GraphClient(settings)
-    try:
-        client.get_audience(audience_id)
-    except TokenError as exc:
-        raise ConfigError(
-            f"the access token was rejected ({exc}): set a valid AUDIENCESYNC_ACCESS_TOKEN"
-        ) from None
-    except PermanentGraphError as exc:
-        raise ConfigError(
-            f"audience {audience_id} cannot be used ({exc}): check --audience-id and that the "
-            "token's user may manage it"
-        ) from None
-    except RetryableGraphError as exc:
-        print(f"audiencesync: warning: {exc}; starting anyway, uploads will retry", file=sys.stderr)
-    finally:
-        client.close()
-
-
-def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
-    from audiencesync.display import ProgressBar, format_report
-    from producers.pipeline import RunRequest, create_run, produce
-    from producers.sources import open_source
-
-    if not args.audience_id:
-        raise ConfigError("--audience-id is required: the id of the Meta custom audience")
-    store = connect_store(settings)
-    preflight(settings, args.audience_id)
-    source = open_source(
-        args.source, column=args.column, query=args.query, table=args.table, settings=settings
-    )
-    request = RunRequest(args.audience_id, hash_ids=args.hash)
-    run_id = create_run(store, request, source)
-    print(run_id, flush=True)
-    try:
-        if not args.wait:
-            produce(store, run_id, source, settings)
-            print(
-                f"run {run_id} enqueued; follow it with: audiencesync status {run_id}",
-                file=sys.stderr,
-            )
-            return EXIT_OK
-        with ProgressBar(store, run_id):
-            produce(store, run_id, source, settings)
-            report = wait_for_report(store, run_id)
-    finally:
-        source.close()
-    print(orjson.dumps(report).decode() if args.json else format_report(report))
-    return EXIT_OK if report["status"] == "completed" else EXIT_FAILED
-
-
-def wait_for_report(store: RunStore, run_id: str, poll_s: float = 0.25) -> dict:
-    while (report := store.report(run_id)) is None:
-        time.sleep(poll_s)
-    return report
-
-
-def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from audiencesync.display import format_report, progress_line
-
-    store = connect_store(settings)
-    if not store.exists(args.run_id):
-        raise ConfigError(f"no run {args.run_id} in this Redis: check the id and REDIS_URL")
-    report = store.report(args.run_id)
-    if report is None:
-        meta = store.meta(args.run_id)
-        if args.json:
-            print(orjson.dumps({"run_id": args.run_id, **meta}).decode())
-        else:
-            print(f"run {args.run_id}: {meta['status']}\n{progress_line(meta, time.time())}")
-        return EXIT_OK
-    print(orjson.dumps(report).decode() if args.json else format_report(report))
-    return EXIT_OK if report["status"] == "completed" else EXIT_FAILED
 
 
 def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
@@ -199,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("beat", help="start the scheduler (exactly one per deployment)")
     p.add_argument("--loglevel", default="INFO")
+    p.add_argument("--schedule", help="beat's state file (default: celerybeat-schedule here)")
     p.set_defaults(func=cmd_beat)
 
     p = sub.add_parser("flower", help="start Flower (basic auth required)")
@@ -220,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("resume", help="finish an interrupted run without resending what is done")
+    p.add_argument("run_id")
+    p.add_argument("--wait", action="store_true", help="show progress and wait for the report")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON line")
+    p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("sandbox", help="run the local fake Graph API")
     p.add_argument("--host", default="127.0.0.1")
@@ -260,7 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"audiencesync: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("audiencesync: interrupted; a started run goes on in the workers", file=sys.stderr)
+        print(
+            "audiencesync: interrupted; enqueued chunks go on in the workers, and "
+            "`audiencesync resume RUN_ID` reads the rest of the source",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -21,6 +21,8 @@ import zlib
 
 import orjson
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 # Stages chunk n only if this producer is the run's current attempt and n is the next chunk: a
 # producer superseded by `resume` stops instead of counting rows twice.
@@ -71,6 +73,12 @@ if redis.call('HGET', KEYS[1], 'status') == 'running'
 end
 return 0
 """
+
+
+def connect(url: str, **kwargs) -> redis.Redis:
+    """A client that rides out a Redis restart or failover: each command is retried for ~30 s."""
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=20)
+    return redis.Redis.from_url(url, retry=retry, **kwargs)
 
 
 def encode_raw(values: list[str]) -> bytes:

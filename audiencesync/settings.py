@@ -48,8 +48,8 @@ class Settings(BaseSettings):
     staging_window_chunks: int = Field(32, ge=2)
     run_ttl_s: int = 30 * 24 * 3600  # how long run state and reports stay in Redis
     # The watchdog (a beat task every watchdog_interval_s) marks a running run `stalled` when no
-    # chunk was staged or finished for stall_after_s: longer than any throttle wait.
-    stall_after_s: float = Field(1800.0, gt=0)
+    # chunk was staged or finished for stall_after_s: longer than a chunk's retry budget.
+    stall_after_s: float = Field(3600.0, gt=0)
     watchdog_interval_s: float = Field(60.0, gt=0)
 
     # Retries of one chunk's upload (throttled and transient errors).

@@ -117,6 +117,24 @@ def sandbox_knobs(stack):
 
 
 @pytest.fixture(scope="session")
+def private_stack(workdir: Path):
+    """A second stack, only for tests that kill, stop or restart its parts (tests/private_stack)."""
+    from private_stack import PrivateStack
+
+    stack = PrivateStack(workdir / "private")
+    try:
+        yield stack.start()
+    finally:
+        stack.stop_all()
+
+
+@pytest.fixture
+def private(private_stack):
+    private_stack.ensure()
+    return private_stack
+
+
+@pytest.fixture(scope="session")
 def fakesnow_kwargs():
     """Connection kwargs of one fakesnow server (real HTTP) for the whole session."""
     with _fakesnow_server() as kwargs:

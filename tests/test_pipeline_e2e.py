@@ -14,7 +14,7 @@ from audiencesync.settings import Settings
 def run_upload(stack, source, audience_id: str, **settings_kw) -> dict:
     import redis
 
-    from audiencesync.cli import wait_for_report
+    from audiencesync.runcommands import wait_for_report
     from producers.pipeline import RunRequest, create_run, produce
 
     settings = Settings(redis_url=stack.redis_url, **settings_kw)

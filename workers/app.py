@@ -41,10 +41,12 @@ def celery_config(settings: Settings) -> dict:
         "result_backend_transport_options": visibility,
         "visibility_timeout": settings.visibility_timeout_s,
         "broker_connection_retry_on_startup": True,
+        # Producers ride out a Redis restart (~30 s), like every other Redis client here.
         "task_publish_retry_policy": {
-            "max_retries": 5,
+            "max_retries": 12,
             "interval_start": 0.2,
             "interval_step": 0.5,
+            "interval_max": 3,
         },
         "task_queues": [Queue(QUEUE_CRITICAL), Queue(QUEUE_STANDARD)],
         "task_default_queue": QUEUE_STANDARD,
