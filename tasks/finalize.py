@@ -9,17 +9,19 @@ re-enqueues itself (bounded), then reports what is missing as unaccounted.
 from __future__ import annotations
 
 import logging
+import random
 import time
 
 from audiencesync.errors import GraphError, RetryableGraphError
 from audiencesync.report import build_report
 from audiencesync.settings import get_settings
 from tasks.prepare import build_payload
+from tasks.upload import retry_policy
 from workers.app import app
 from workers.resources import get_graph, get_store
 
 log = logging.getLogger("audiencesync.finalize")
-CLOSE_ATTEMPTS = 3
+_rng = random.Random()
 POLL_S = 2.0  # between looks at an incomplete ledger; far below any visibility timeout
 
 
@@ -32,7 +34,12 @@ def missing_chunks(meta: dict[str, str], outcomes: list[dict]) -> int | None:
 
 @app.task(bind=True, name="audiencesync.finalize", max_retries=None)
 def finalize(
-    self, results: list[dict], run_id: str, attempt: int = 0, first_at: float | None = None
+    self,
+    results: list[dict],
+    run_id: str,
+    attempt: int = 0,
+    first_at: float | None = None,
+    close_calls: int = 0,
 ) -> dict:
     store = get_store()
     meta = store.meta(run_id)
@@ -43,18 +50,27 @@ def finalize(
     outcomes = store.outcomes(run_id)
     first_at = first_at or time.time()
     settings = get_settings()
+    kwargs = {"attempt": attempt, "first_at": first_at, "close_calls": close_calls}
     # The longest a chunk can still be on its way: its retries, then one redelivery.
     wait_s = settings.retry_budget_s + settings.visibility_timeout_s
     if missing_chunks(meta, outcomes) != 0 and time.time() - first_at < wait_s:
-        kwargs = {"attempt": attempt, "first_at": first_at}
         raise self.retry(args=([], run_id), kwargs=kwargs, countdown=POLL_S)
     report = build_report(run_id, meta, outcomes, finished_at=time.time())
     if meta.get("session_closed") == "1":
         report["session_closed"] = True  # closed by an earlier delivery of this task
     elif report["ids_uploaded"] and not meta.get("aborted"):
-        _close_session(run_id, meta, report, store.closer(run_id))
-        if report["session_closed"]:
-            store.update(run_id, session_closed=1)
+        error = _close_session(meta, report["chunks"], store.closer(run_id), close_calls > 0)
+        kwargs["close_calls"] = close_calls = close_calls + 1
+        policy, elapsed_s = retry_policy(), time.time() - first_at
+        if error is not None and policy.should_retry(
+            error, attempt=close_calls, elapsed_s=elapsed_s
+        ):
+            delay_s = policy.delay_s(error, attempt=close_calls, rng=_rng)
+            log.info("run=%s closing the session again in %.1fs: %s", run_id, delay_s, error)
+            raise self.retry(args=([], run_id), kwargs=kwargs, countdown=delay_s)
+        report["requests"] += close_calls
+        report["retries"] += close_calls - 1
+        _record_close(store, run_id, report, error)
     store.save_report(run_id, report)
     log.info(
         "run=%s %s: read=%d uploaded=%d rejected=%d failed=%d in %.1fs",
@@ -69,40 +85,36 @@ def finalize(
     return report
 
 
-def _close_session(run_id: str, meta: dict[str, str], report: dict, closer: str | None) -> None:
+def _close_session(
+    meta: dict[str, str], chunks: int, closer: str | None, after_error: bool
+) -> GraphError | None:
     """Close the run's upload session with a last batch that re-sends one entry already sent.
 
     Meta needs a final batch with last_batch_flag=true; re-adding an ID is harmless (a set), and
-    it avoids relying on an empty batch being accepted.
+    it avoids relying on an empty batch being accepted. Retried like an upload (by the caller).
     """
-    session = {
-        "session_id": int(meta["session_id"]),
-        "batch_seq": report["chunks"] + 1,
-        "last_batch_flag": True,
-    }
-    error: GraphError | None = None
-    for attempt in range(1, CLOSE_ATTEMPTS + 1):
-        report["requests"] += 1
-        report["retries"] += attempt > 1
-        try:
-            get_graph().upload(
-                meta["audience_id"],
-                build_payload([closer or ""]),
-                session,
-                mode=meta.get("mode", "add"),
-            )
-            report["session_closed"] = True
-            return
-        except RetryableGraphError as exc:
-            error = exc
-            time.sleep(min(2.0**attempt, 10.0))
-        except GraphError as exc:
-            if error is not None and "closed" in exc.message:
-                # The earlier attempt was applied though its answer was lost: closed it is.
-                report["session_closed"] = True
-                return
-            error = exc
-            break
+    session = {"session_id": int(meta["session_id"]), "batch_seq": chunks + 1}
+    try:
+        get_graph().upload(
+            meta["audience_id"],
+            build_payload([closer or ""]),
+            session | {"last_batch_flag": True},
+            mode=meta.get("mode", "add"),
+        )
+        return None
+    except RetryableGraphError as exc:
+        return exc
+    except GraphError as exc:
+        if after_error and "closed" in exc.message:
+            return None  # an earlier attempt was applied though its answer was lost
+        return exc
+
+
+def _record_close(store, run_id: str, report: dict, error: GraphError | None) -> None:
+    if error is None:
+        report["session_closed"] = True
+        store.update(run_id, session_closed=1)
+        return
     report["session_close_error"] = str(error)
     if report["status"] == "completed":
         report["status"] = "completed_with_errors"

@@ -90,7 +90,10 @@ def stack(workdir: Path, redis_url: str):
     logs = workdir / "logs"
     logs.mkdir(exist_ok=True)
     sandbox, graph_url = devstack.start_sandbox(log=logs / "sandbox.log")
-    env = devstack.stack_env(redis_url, graph_url, retry_base_s="0.2", retry_cap_s="2")
+    # 12 calls per chunk: at the 50% transient rate of a test, 8 would fail 1 chunk in 256.
+    env = devstack.stack_env(
+        redis_url, graph_url, retry_base_s="0.2", retry_cap_s="2", retry_max_attempts="12"
+    )
     procs = [
         devstack.start_worker(
             "standard", env, concurrency=2, name="standard-t", log=logs / "standard.log"
