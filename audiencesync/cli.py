@@ -5,32 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
-
-import orjson
-import redis
 
 from audiencesync import logs
-from audiencesync.errors import AudienceSyncError, ConfigError, RedisUnavailable
+from audiencesync.errors import AudienceSyncError, ConfigError
 from audiencesync.operate import add_commands as add_operator_commands
-from audiencesync.runstore import RunStore
+from audiencesync.runcommands import EXIT_FAILED, EXIT_OK, cmd_resume, cmd_status, cmd_upload
 from audiencesync.settings import Settings, get_settings
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def connect_store(settings: Settings) -> RunStore:
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=30)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        where = redis.connection.parse_url(settings.redis_url)
-        host = f"{where.get('host', '?')}:{where.get('port', 6379)}"
-        raise RedisUnavailable(
-            f"cannot reach Redis at {host} ({type(exc).__name__}): start it or set "
-            "AUDIENCESYNC_REDIS_URL"
-        ) from None
-    return RunStore(client, ttl_s=settings.run_ttl_s)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -109,94 +89,6 @@ def cmd_flower(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def preflight(settings: Settings, audience_id: str) -> None:
-    """One cheap call before reading the source: a bad token or audience costs one call, not
-    a run. An unreachable destination is left to the uploads' retries (and reported)."""
-    from audiencesync.errors import PermanentGraphError, RetryableGraphError, TokenError
-    from audiencesync.graph import GraphClient
-
-    client = GraphClient(settings)
-    try:
-        client.get_audience(audience_id)
-    except TokenError as exc:
-        raise ConfigError(
-            f"the access token was rejected ({exc}): set a valid AUDIENCESYNC_ACCESS_TOKEN"
-        ) from None
-    except PermanentGraphError as exc:
-        raise ConfigError(
-            f"audience {audience_id} cannot be used ({exc}): check --audience-id and that the "
-            "token's user may manage it"
-        ) from None
-    except RetryableGraphError as exc:
-        print(f"audiencesync: warning: {exc}; starting anyway, uploads will retry", file=sys.stderr)
-    finally:
-        client.close()
-
-
-def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
-    from audiencesync.display import ProgressBar, format_report
-    from producers.pipeline import RunRequest, create_run, produce
-    from producers.sources import open_source
-
-    if not args.audience_id:
-        raise ConfigError("--audience-id is required: the id of the Meta custom audience")
-    store = connect_store(settings)
-    preflight(settings, args.audience_id)
-    source = open_source(
-        args.source, column=args.column, query=args.query, table=args.table, settings=settings
-    )
-    request = RunRequest(args.audience_id, hash_ids=args.hash, ad_account_id=settings.ad_account_id)
-    run_id = create_run(store, request, source)
-    print(run_id, flush=True)
-    try:
-        if not args.wait:
-            produce(store, run_id, source, settings)
-            print(
-                f"run {run_id} enqueued; follow it with: audiencesync status {run_id}",
-                file=sys.stderr,
-            )
-            return EXIT_OK
-        with ProgressBar(store, run_id):
-            produce(store, run_id, source, settings)
-            report = wait_for_report(store, run_id)
-    finally:
-        source.close()
-    print(orjson.dumps(report).decode() if args.json else format_report(report))
-    return EXIT_OK if report["status"] == "completed" else EXIT_FAILED
-
-
-def wait_for_report(store: RunStore, run_id: str, poll_s: float = 0.25) -> dict:
-    while (report := store.report(run_id)) is None:
-        time.sleep(poll_s)
-    return report
-
-
-def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from audiencesync.display import format_report, progress_line
-
-    store = connect_store(settings)
-    if not store.exists(args.run_id):
-        raise ConfigError(f"no run {args.run_id} in this Redis: check the id and REDIS_URL")
-    report = store.report(args.run_id)
-    if report is None:
-        from audiencesync.throttle.gate import Gate, account_key
-        from audiencesync.throttle.summary import live_line, live_section
-
-        meta = store.meta(args.run_id)
-        account = account_key(meta)
-        throttle = live_section(
-            account, meta, Gate.from_settings(store.r, settings).snapshot(account)
-        )
-        if args.json:
-            print(orjson.dumps({"run_id": args.run_id, **meta, "throttle": throttle}).decode())
-        else:
-            print(f"run {args.run_id}: {meta['status']}\n{progress_line(meta, time.time())}")
-            print(live_line(throttle))
-        return EXIT_OK
-    print(orjson.dumps(report).decode() if args.json else format_report(report))
-    return EXIT_OK if report["status"] == "completed" else EXIT_FAILED
-
-
 def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
     from audiencesync.sandbox import SandboxConfig, serve
 
@@ -261,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
+    p = sub.add_parser("resume", help="finish an interrupted run without resending what is done")
+    p.add_argument("run_id")
+    p.add_argument("--wait", action="store_true", help="show progress and wait for the report")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON line")
+    p.set_defaults(func=cmd_resume)
+
     p = sub.add_parser("sandbox", help="run the local fake Graph API")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
@@ -305,7 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"audiencesync: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("audiencesync: interrupted; a started run goes on in the workers", file=sys.stderr)
+        print(
+            "audiencesync: interrupted; enqueued chunks go on in the workers, and "
+            "`audiencesync resume RUN_ID` reads the rest of the source",
+            file=sys.stderr,
+        )
         return 130
 
 

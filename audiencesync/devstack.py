@@ -123,7 +123,9 @@ def wait_workers(app, names: list[str], timeout_s: float = 60, procs=()) -> None
         for proc in procs:
             if proc.poll() is not None:
                 raise RuntimeError(f"worker exited with code {proc.returncode}")
-        replies = app.control.ping(timeout=0.5) or []
+        # A fresh connection each time: a pooled one may predate a Redis restart.
+        with app.connection_for_write() as conn:
+            replies = app.control.ping(timeout=0.5, connection=conn) or []
         seen = {name.split("@")[0] for reply in replies for name in reply}
         return all(n in seen for n in names)
 

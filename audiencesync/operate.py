@@ -15,8 +15,8 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
-    from audiencesync.cli import connect_store
     from audiencesync.display import format_runs, run_row
+    from audiencesync.runcommands import connect_store
 
     store = connect_store(settings)
     now = time.time()
@@ -33,7 +33,7 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
-    from audiencesync.cli import connect_store
+    from audiencesync.runcommands import connect_store
 
     store = connect_store(settings)
     if not store.exists(args.run_id):

@@ -103,11 +103,14 @@ def _verdict(report: dict, meta: dict[str, str]) -> tuple[str, str]:
     if meta.get("aborted"):
         return "failed", meta["aborted"]
     if meta.get("source_error"):
-        return "failed", f"the source failed after {report['ids_read']} IDs: {meta['source_error']}"
+        return "failed", (
+            f"the source failed after {report['ids_read']} IDs: {meta['source_error']}; fix it, "
+            f"then finish the run with: audiencesync resume {report['run_id']}"
+        )
     if report["unaccounted"]:
         return "failed", (
             f"{report['unaccounted']} IDs read were not accounted for by any chunk; "
-            "run the upload again (adding IDs twice is harmless)"
+            f"finish the run with: audiencesync resume {report['run_id']}"
         )
     if report["ids_read"] == 0:
         return "failed", "the source had no IDs: check the file, column or query"
@@ -120,5 +123,8 @@ def _verdict(report: dict, meta: dict[str, str]) -> tuple[str, str]:
     if report["chunks_failed"]:
         top = next(iter(report["failure_reasons"]))
         status = "completed_with_errors" if report["ids_uploaded"] else "failed"
-        return status, f"{report['chunks_failed']} chunk(s) failed, most often: {top}"
+        return status, (
+            f"{report['chunks_failed']} chunk(s) failed, most often: {top}; fix that, then "
+            "upload again to retry them (re-adding IDs is harmless)"
+        )
     return "completed", ""

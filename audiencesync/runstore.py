@@ -1,10 +1,13 @@
 """Run state and staged chunks in Redis: the one module that knows the key layout.
 
     as:runs                     sorted set of run ids by start time
-    as:run:{id}                 hash: what the run is, its progress counters, its outcome
-    as:run:{id}:raw:{n}         chunk n as read from the source (claim check for `prepare`)
+    as:run:{id}                 hash: what the run is (its source spec, never a password), its
+                                progress counters, attempt (bumped by resume), its outcome
+    as:run:{id}:raw:{n}         chunk n as read from the source (claim check for `prepare`); kept
+                                until the chunk finishes, so a redelivered `prepare` can redo it
     as:run:{id}:prep:{n}        chunk n's payload, ready to send (zlib-compressed if set)
-    as:run:{id}:inflight        chunk numbers staged and not yet finished (backpressure)
+    as:run:{id}:inflight        hash chunk -> IDs: staged and not finished (backpressure; resume)
+    as:run:{id}:ledger          hash chunk -> final outcome (JSON), written once; the report
     as:run:{id}:wake            a nudge for a producer waiting for room in the staging window
     as:run:{id}:closer          one entry already sent, re-sent to close the upload session
     as:run:{id}:report          the final report (JSON)
@@ -19,6 +22,8 @@ import zlib
 
 import orjson
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 # Deletes or extends a lock only while it still holds the given value (the owner's run id).
 _RELEASE_LOCK = """
@@ -30,20 +35,61 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1
 return 0
 """
 
-# Frees a finished chunk and counts it once, however often its task is delivered.
-_FINISH_CHUNK = """
-local removed = redis.call('SREM', KEYS[2], ARGV[1])
-redis.call('DEL', KEYS[3], KEYS[4])
-if removed == 1 then
-  redis.call('HINCRBY', KEYS[1], 'chunks_done', 1)
-  redis.call('HINCRBY', KEYS[1], 'ids_done', ARGV[2])
-  redis.call('HINCRBY', KEYS[1], 'ids_uploaded', ARGV[3])
-  redis.call('HINCRBY', KEYS[1], 'chunks_failed', ARGV[4])
-  redis.call('LPUSH', KEYS[5], 1)
-  redis.call('LTRIM', KEYS[5], 0, 0)
+# Stages chunk n only if this producer is the run's current attempt and n is the next chunk: a
+# producer superseded by `resume` stops instead of counting rows twice.
+_STAGE_CHUNK = """
+local meta = KEYS[1]
+if redis.call('HGET', meta, 'attempt') ~= ARGV[4]
+   or tonumber(redis.call('HGET', meta, 'chunks_staged')) ~= tonumber(ARGV[1]) then
+  return 0
 end
-return removed
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[6])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+redis.call('HINCRBY', meta, 'chunks_staged', 1)
+redis.call('HINCRBY', meta, 'ids_read', ARGV[3])
+redis.call('HSET', meta, 'progress_at', ARGV[5])
+return 1
 """
+
+# Records a chunk's final outcome once (the first wins), frees it, and counts it once, however
+# often its task is delivered; returns the recorded outcome.
+_FINISH_CHUNK = """
+local meta, ledger, chunk = KEYS[1], KEYS[6], ARGV[1]
+if redis.call('HSETNX', ledger, chunk, ARGV[2]) == 1 then
+  redis.call('EXPIRE', ledger, ARGV[7])
+  redis.call('HINCRBY', meta, 'chunks_done', 1)
+  redis.call('HINCRBY', meta, 'ids_done', ARGV[3])
+  redis.call('HINCRBY', meta, 'ids_uploaded', ARGV[4])
+  redis.call('HINCRBY', meta, 'chunks_failed', ARGV[5])
+  redis.call('HSET', meta, 'progress_at', ARGV[6])
+  if redis.call('HGET', meta, 'status') == 'stalled' then
+    redis.call('HSET', meta, 'status', 'running')
+  end
+end
+redis.call('HDEL', KEYS[2], chunk)
+redis.call('DEL', KEYS[3], KEYS[4])
+redis.call('LPUSH', KEYS[5], 1)
+redis.call('LTRIM', KEYS[5], 0, 0)
+redis.call('EXPIRE', KEYS[5], ARGV[7])
+return redis.call('HGET', ledger, chunk)
+"""
+
+# The watchdog's compare-and-set: only a run still `running` with no progress since ARGV[1].
+_MARK_STALLED = """
+if redis.call('HGET', KEYS[1], 'status') == 'running'
+   and tonumber(redis.call('HGET', KEYS[1], 'progress_at') or '0') < tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'status', 'stalled')
+  return 1
+end
+return 0
+"""
+
+
+def connect(url: str, **kwargs) -> redis.Redis:
+    """A client that rides out a Redis restart or failover: each command is retried for ~30 s."""
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=20)
+    return redis.Redis.from_url(url, retry=retry, **kwargs)
 
 
 def encode_raw(values: list[str]) -> bytes:
@@ -57,10 +103,12 @@ class RunStore:
     def __init__(self, client: redis.Redis, *, ttl_s: int = 30 * 24 * 3600, compress_level=0):
         self.r = client
         self.ttl_s = ttl_s
-        self.compress_level = compress_level  # zlib level for prepared payloads; 0 = none
+        self._stage = client.register_script(_STAGE_CHUNK)
         self._finish = client.register_script(_FINISH_CHUNK)
+        self._stall = client.register_script(_MARK_STALLED)
         self._release = client.register_script(_RELEASE_LOCK)
         self._refresh = client.register_script(_REFRESH_LOCK)
+        self.compress_level = compress_level  # zlib level for prepared payloads; 0 = none
 
     @staticmethod
     def key(run_id: str, *parts: object) -> str:
@@ -68,10 +116,12 @@ class RunStore:
 
     # --- run meta and progress -------------------------------------------------------------
     def create_run(self, run_id: str, meta: dict[str, str | int | float]) -> None:
+        now = time.time()
         pipe = self.r.pipeline()
-        pipe.hset(self.key(run_id), mapping={"status": "running", **meta})
+        fields = {"status": "running", "attempt": 0, "progress_at": now, **meta}
+        pipe.hset(self.key(run_id), mapping=fields)
         pipe.expire(self.key(run_id), self.ttl_s)
-        pipe.zadd("as:runs", {run_id: time.time()})
+        pipe.zadd("as:runs", {run_id: now})
         pipe.execute()
 
     def meta(self, run_id: str) -> dict[str, str]:
@@ -80,13 +130,6 @@ class RunStore:
     def update(self, run_id: str, **fields: str | int | float) -> None:
         self.r.hset(self.key(run_id), mapping=fields)
 
-    def count(self, run_id: str, **amounts: float) -> None:
-        """Add to the run's counters (throttle events, cool-down seconds), from any worker."""
-        pipe = self.r.pipeline()
-        for name, amount in amounts.items():
-            pipe.hincrbyfloat(self.key(run_id), name, amount)
-        pipe.execute()
-
     def abort(self, run_id: str, reason: str) -> None:
         """Stop the run: the producer stops reading, queued uploads fail without calling Meta."""
         self.r.hsetnx(self.key(run_id), "aborted", reason)
@@ -94,6 +137,13 @@ class RunStore:
     def aborted(self, run_id: str) -> str | None:
         value = self.r.hget(self.key(run_id), "aborted")
         return value.decode() if value else None
+
+    def count(self, run_id: str, **amounts: float) -> None:
+        """Add to the run's counters (throttle events, cool-down seconds), from any worker."""
+        pipe = self.r.pipeline()
+        for name, amount in amounts.items():
+            pipe.hincrbyfloat(self.key(run_id), name, amount)
+        pipe.execute()
 
     def cancel(self, run_id: str) -> None:
         """An operator's abort: the same stop, reported as `cancelled` rather than `failed`."""
@@ -122,19 +172,42 @@ class RunStore:
     def release_audience_lock(self, audience_name: str, run_id: str) -> bool:
         return bool(self._release(keys=[self.lock_key(audience_name)], args=[run_id]))
 
-    # --- staged chunks ------------------------------------------------------------------------
-    def stage_raw(self, run_id: str, chunk: int, values: list[str], estimated_ids: int = 0):
+    def begin_attempt(self, run_id: str, **fields: str | int | float) -> int:
+        """Start another attempt at a run (resume): earlier producers are fenced off, the old
+        verdict is dropped, and finalize reports again. Returns the new attempt number."""
         pipe = self.r.pipeline()
-        if estimated_ids:
-            pipe.hset(self.key(run_id), "estimated_ids", estimated_ids)
-        pipe.set(self.key(run_id, "raw", chunk), encode_raw(values), ex=self.ttl_s)
-        pipe.sadd(self.key(run_id, "inflight"), chunk)
-        pipe.hincrby(self.key(run_id), "chunks_staged", 1)
-        pipe.hincrby(self.key(run_id), "ids_read", len(values))
-        pipe.execute()
+        pipe.hincrby(self.key(run_id), "attempt", 1)
+        fields = {"status": "running", "producer_done": 0, "progress_at": time.time(), **fields}
+        pipe.hset(self.key(run_id), mapping=fields)
+        pipe.hdel(self.key(run_id), "aborted", "source_error")
+        pipe.delete(self.key(run_id, "report"))
+        return int(pipe.execute()[0])
+
+    def mark_stalled(self, now: float, stall_after_s: float) -> list[str]:
+        """Mark running runs with no progress for stall_after_s as `stalled`; returns their ids.
+
+        A stalled run goes back to `running` when one of its chunks finishes."""
+        self.r.zremrangebyscore("as:runs", "-inf", now - self.ttl_s)  # their state has expired
+        stalled = []
+        for raw_id, _ in self.r.zscan_iter("as:runs"):
+            run_id = raw_id.decode()
+            if self._stall(keys=[self.key(run_id)], args=[now - stall_after_s]):
+                stalled.append(run_id)
+        return stalled
+
+    # --- staged chunks ------------------------------------------------------------------------
+    def stage_raw(self, run_id: str, chunk: int, values: list[str], *, attempt: int) -> bool:
+        """Stage chunk `chunk`; False when another attempt (a resume) has taken the run over."""
+        keys = [self.key(run_id), self.key(run_id, "raw", chunk), self.key(run_id, "inflight")]
+        args = [chunk, encode_raw(values), len(values), attempt, time.time(), self.ttl_s]
+        return bool(self._stage(keys=keys, args=args))
+
+    def inflight(self, run_id: str) -> dict[int, int]:
+        """Chunks staged and not finished: chunk number -> IDs in it."""
+        return {int(k): int(v) for k, v in self.r.hgetall(self.key(run_id, "inflight")).items()}
 
     def staged_count(self, run_id: str) -> int:
-        return int(self.r.scard(self.key(run_id, "inflight")))
+        return int(self.r.hlen(self.key(run_id, "inflight")))
 
     def wait_for_room(self, run_id: str, window_chunks: int, *, poll_s: float = 1.0) -> None:
         """Block until fewer than window_chunks chunks are staged and unfinished."""
@@ -152,7 +225,6 @@ class RunStore:
         pipe.set(self.key(run_id, "prep", chunk), payload_json, ex=self.ttl_s)
         if closer is not None:
             pipe.set(self.key(run_id, "closer"), closer, nx=True, ex=self.ttl_s)
-        pipe.delete(self.key(run_id, "raw", chunk))
         pipe.execute()
 
     def get_prepared(self, run_id: str, chunk: int) -> bytes | None:
@@ -165,24 +237,35 @@ class RunStore:
         value = self.r.get(self.key(run_id, "closer"))
         return value.decode() if value else None
 
-    def finish_chunk(self, run_id: str, chunk: int, *, ids_in: int, uploaded: int, failed: bool):
+    # --- the ledger: each chunk's final outcome, once ------------------------------------------
+    def finish_chunk(self, run_id: str, chunk: int, result: dict) -> dict:
+        """Record `result` as the chunk's outcome unless one is recorded; returns the recorded."""
         keys = [
             self.key(run_id),
             self.key(run_id, "inflight"),
             self.key(run_id, "raw", chunk),
             self.key(run_id, "prep", chunk),
             self.key(run_id, "wake"),
+            self.key(run_id, "ledger"),
         ]
-        self._finish(keys=keys, args=[chunk, ids_in, uploaded, int(failed)])
+        uploaded, failed = result["uploaded"], int(bool(result["failed"]))
+        args = [chunk, orjson.dumps(result), result["ids_in"], uploaded, failed, time.time()]
+        return orjson.loads(self._finish(keys=keys, args=[*args, self.ttl_s]))
+
+    def outcome(self, run_id: str, chunk: int) -> dict | None:
+        blob = self.r.hget(self.key(run_id, "ledger"), chunk)
+        return None if blob is None else orjson.loads(blob)
+
+    def outcomes(self, run_id: str) -> list[dict]:
+        return [orjson.loads(v) for v in self.r.hvals(self.key(run_id, "ledger"))]
 
     # --- the end of a run ---------------------------------------------------------------------
     def save_report(self, run_id: str, report: dict) -> None:
         pipe = self.r.pipeline()
         pipe.set(self.key(run_id, "report"), orjson.dumps(report), ex=self.ttl_s)
         pipe.hset(self.key(run_id), mapping={"status": report["status"]})
-        pipe.delete(
-            self.key(run_id, "inflight"), self.key(run_id, "wake"), self.key(run_id, "closer")
-        )
+        # The closer is an ID: none stays behind. Unfinished chunks stay, for resume.
+        pipe.delete(self.key(run_id, "wake"), self.key(run_id, "closer"))
         pipe.execute()
 
     def report(self, run_id: str) -> dict | None:

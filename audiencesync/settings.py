@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     # zlib level for staged payloads: 0 = off. Level 1 saves ~40 % of Redis memory within the
     # window but costs ~10 ms of CPU per chunk (measured): more than normalising it.
     staging_compress_level: int = Field(0, ge=0, le=9)
+    # The watchdog (a beat task every watchdog_interval_s) marks a running run `stalled` when no
+    # chunk was staged or finished for stall_after_s: longer than a chunk's retry budget.
+    stall_after_s: float = Field(3600.0, gt=0)
+    watchdog_interval_s: float = Field(60.0, gt=0)
 
     # Retries of one chunk's upload (throttled and transient errors).
     retry_base_s: float = 1.0
@@ -84,7 +88,9 @@ class Settings(BaseSettings):
     standard_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
     worker_max_memory_per_child_kb: int = 300_000
     prepare_time_limit_s: int = 300
-    visibility_timeout_s: int = 7200  # must exceed the longest task and every retry countdown
+    # Redis redelivers a task not acknowledged after this: it must exceed the longest task and
+    # every retry countdown (checked below), or a task runs twice while the first still runs.
+    visibility_timeout_s: int = Field(7200, ge=2)
     flower_basic_auth: SecretStr | None = None  # "user:password"; Flower refuses to start without
 
     # Operations: declared audiences, the scheduler, metrics, logs.
@@ -97,11 +103,17 @@ class Settings(BaseSettings):
     log_json: bool = False  # one JSON object per log line (workers and CLI)
 
     @model_validator(mode="after")
-    def _retry_fits_visibility(self) -> Settings:
-        if self.retry_cap_s >= self.visibility_timeout_s:
+    def _tasks_fit_visibility(self) -> Settings:
+        # The longest upload: a retry countdown, then one call that may take the whole timeout.
+        if self.retry_cap_s + self.http_timeout_s >= self.visibility_timeout_s:
             raise ValueError(
-                "AUDIENCESYNC_RETRY_CAP_S must stay below AUDIENCESYNC_VISIBILITY_TIMEOUT_S, "
-                "or a retried upload would be delivered twice"
+                "AUDIENCESYNC_RETRY_CAP_S + AUDIENCESYNC_HTTP_TIMEOUT_S must stay below "
+                "AUDIENCESYNC_VISIBILITY_TIMEOUT_S, or a retried upload would be delivered twice"
+            )
+        if self.prepare_time_limit_s >= self.visibility_timeout_s:
+            raise ValueError(
+                "AUDIENCESYNC_PREPARE_TIME_LIMIT_S must stay below "
+                "AUDIENCESYNC_VISIBILITY_TIMEOUT_S, or a slow prepare would be delivered twice"
             )
         return self
 

@@ -21,3 +21,13 @@ def rechunk(batches: Iterable[list[str]], size: int) -> Iterator[list[str]]:
         pending = pending[cut:]
     if pending:
         yield pending
+
+
+def skip_values(batches: Iterable[list[str]], count: int) -> Iterator[list[str]]:
+    """The same stream without its first `count` values (resume skips the rows already staged)."""
+    for batch in batches:
+        if count >= len(batch):
+            count -= len(batch)
+            continue
+        yield batch[count:] if count else batch
+        count = 0

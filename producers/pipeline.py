@@ -4,7 +4,8 @@
 
 The header is a generator: Celery publishes it lazily (one chunk ahead, to know which is last),
 so a chunk is read and staged only when the staging window has room. Producer memory and Redis
-memory stay flat whatever the audience size.
+memory stay flat whatever the audience size. `resume` publishes another such chord for a run:
+its staged chunks without an outcome first, then the rows its source still holds.
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from celery import chain, chord
+from celery import Signature, chain, chord
 from celery.result import AsyncResult
 
 from audiencesync.report import build_report
 from audiencesync.runstore import RunStore
 from audiencesync.settings import Settings
 from producers.chunking import rechunk
-from producers.sources import Source
+from producers.sources import Source, SourceSpec, one_line
 from tasks.finalize import finalize
 from tasks.prepare import prepare
 from tasks.upload import upload
@@ -38,11 +39,16 @@ class RunRequest:
     hash_ids: bool = False
     name: str | None = None  # a declared audience's name (scheduled runs): metrics label, lock
     ad_account_id: str = ""  # the throttle's key; the audience's own id when unknown
+    source: SourceSpec = field(default_factory=SourceSpec)  # recorded for `resume`
 
 
 def new_run_id() -> str:
     """Sortable by start time, unique without coordination."""
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def new_session_id() -> int:
+    return secrets.randbits(62) + 1
 
 
 def create_run(
@@ -58,12 +64,14 @@ def create_run(
             "mode": request.mode,
             "hash": int(request.hash_ids),
             "source": source.description,
+            **request.source.to_meta(),
             "estimated_ids": source.estimated_ids or 0,
-            "session_id": secrets.randbits(62) + 1,  # one upload session per run
+            "session_id": new_session_id(),  # one upload session per run
             "started_at": time.time(),
             "chunks_staged": 0,
             "ids_read": 0,
             "producer_done": 0,
+            "source_done": 0,
             **named,
         },
     )
@@ -72,45 +80,86 @@ def create_run(
 
 def produce(store: RunStore, run_id: str, source: Source, settings: Settings) -> AsyncResult | None:
     """Stream the source into the run's chord; returns the chord body's result (None if empty)."""
-    chunks = _guarded(store, run_id, rechunk(source.batches(), settings.chunk_size))
-    first = next(chunks, None)
-    if first is None:  # nothing to upload: no chord (an empty header would never fire)
-        store.update(run_id, producer_done=1)
+    chunks = _estimating(store, run_id, source, rechunk(source.batches(), settings.chunk_size))
+    return publish(store, run_id, settings, attempt=0, redrive={}, fresh=chunks, next_chunk=0)
+
+
+def publish(
+    store: RunStore,
+    run_id: str,
+    settings: Settings,
+    *,
+    attempt: int,
+    redrive: dict[int, int],
+    fresh: Iterator[list[str]],
+    next_chunk: int,
+) -> AsyncResult | None:
+    """One chord: the staged chunks in `redrive` (chunk -> IDs), then `fresh` chunks staged from
+    number `next_chunk` on as the window allows; its body is finalize for this attempt."""
+    chunks = _read(store, run_id, fresh)
+    header = _header(store, run_id, settings, attempt, redrive, chunks, next_chunk)
+    first = next(header, None)
+    body = finalize.s(run_id, attempt=attempt)
+    if first is not None:
+        # A real generator, not itertools.chain: Celery only applies a generator lazily.
+        return chord(_prepend(first, header), body).apply_async()
+    if int(store.meta(run_id).get("chunks_staged", 0)) == 0:  # nothing to upload, nothing to close
         store.save_report(run_id, build_report(run_id, store.meta(run_id), [], time.time()))
         return None
-
-    def header() -> Iterator:
-        ids_read = 0
-        for number, values in enumerate(_prepend(first, chunks)):
-            store.wait_for_room(run_id, settings.staging_window_chunks)
-            if store.aborted(run_id):
-                break  # the chord still closes with what was already published
-            ids_read += len(values)
-            store.stage_raw(run_id, number, values, _estimate(source, ids_read))
-            yield chain(prepare.si(run_id, number, len(values)), upload.s(run_id, number))
-
-    result = chord(header(), finalize.s(run_id)).apply_async()
-    store.update(run_id, producer_done=1)
-    return result
+    return body.apply_async(([],))  # every chunk has its outcome: report them
 
 
-def _estimate(source: Source, ids_read: int) -> int:
-    """The audience's size as far as the source can tell (exact, or from the share read)."""
-    if source.estimated_ids:
-        return source.estimated_ids
-    share = source.progress()
-    return round(ids_read / share) if share else 0
+def _estimating(
+    store: RunStore, run_id: str, source: Source, chunks: Iterator[list[str]]
+) -> Iterator[list[str]]:
+    """Keeps the run's estimated size current when the source only knows the share it read
+    (a CSV's bytes): the progress bar's ETA."""
+    ids_read = 0
+    for values in chunks:
+        ids_read += len(values)
+        if not source.estimated_ids and (share := source.progress()):
+            store.update(run_id, estimated_ids=round(ids_read / share))
+        yield values
 
 
-def _prepend(first: list[str], rest: Iterator[list[str]]) -> Iterator[list[str]]:
+def _prepend(first: Signature, rest: Iterator[Signature]) -> Iterator[Signature]:
     yield first
     yield from rest
 
 
-def _guarded(store: RunStore, run_id: str, chunks: Iterator[list[str]]) -> Iterator[list[str]]:
+def _chunk_tasks(run_id: str, chunk: int, ids: int) -> Signature:
+    return chain(prepare.si(run_id, chunk, ids), upload.s(run_id, chunk))
+
+
+def _header(
+    store: RunStore,
+    run_id: str,
+    settings: Settings,
+    attempt: int,
+    redrive: dict[int, int],
+    fresh: Iterator[list[str]],
+    next_chunk: int,
+) -> Iterator[Signature]:
+    for chunk, ids in sorted(redrive.items()):
+        yield _chunk_tasks(run_id, chunk, ids)
+    for chunk, values in enumerate(fresh, start=next_chunk):
+        store.wait_for_room(run_id, settings.staging_window_chunks)
+        if store.aborted(run_id):
+            break  # the chord still closes with what was already published
+        if not store.stage_raw(run_id, chunk, values, attempt=attempt):
+            log.warning("run=%s taken over by a newer attempt; this producer stops", run_id)
+            return  # the newer attempt's producer finishes the run
+        yield _chunk_tasks(run_id, chunk, len(values))
+    # Before Celery publishes the last task (it reads one ahead), so finalize sees it.
+    store.update(run_id, producer_done=1)
+
+
+def _read(store: RunStore, run_id: str, chunks: Iterator[list[str]]) -> Iterator[list[str]]:
     """A source failing mid-stream ends the stream; the run reports it instead of hanging."""
     try:
         yield from chunks
     except Exception as exc:
-        log.error("run=%s source failed: %s", run_id, exc)
-        store.update(run_id, source_error=str(exc).splitlines()[0] if str(exc) else repr(exc))
+        log.error("run=%s source failed: %s", run_id, one_line(exc))
+        store.update(run_id, source_error=one_line(exc))
+        return
+    store.update(run_id, source_done=1)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import BinaryIO, Protocol
 
 from audiencesync.errors import SourceError
@@ -32,6 +33,29 @@ class Source(Protocol):
     def progress(self) -> float | None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where a run's rows come from, as the run records it (never a password): `resume` opens
+    the same source again from it."""
+
+    path: str | None = None  # absolute, so resume works from any directory
+    column: str | None = None
+    query: str | None = None
+    table: str | None = None
+
+    def to_meta(self) -> dict[str, str]:
+        return {f"source_{k}": v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, str]) -> SourceSpec:
+        return cls(**{k: meta.get(f"source_{k}") for k in ("path", "column", "query", "table")})
+
+    def open(self, settings: Settings) -> Source:
+        return open_source(
+            self.path, column=self.column, query=self.query, table=self.table, settings=settings
+        )
 
 
 def tidy(values: list[str], *, may_have_newlines: bool = True) -> list[str]:

@@ -1,4 +1,10 @@
-"""finalize (chord body, queue `critical`): aggregate the report, close the session, store it."""
+"""finalize (chord body, queue `critical`): aggregate the report, close the session, store it.
+
+The report is built from the run's ledger, not from the chord's results: a header task delivered
+twice may be counted twice by the chord and fire this body early, and a resumed run's chord only
+holds the chunks it re-drove. Until the ledger holds an outcome for every staged chunk, finalize
+re-enqueues itself (bounded), then reports what is missing as unaccounted.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,10 @@ import logging
 import random
 import time
 
-from audiencesync.errors import Deferred, GraphError, RetryableGraphError, ThrottledError
+from audiencesync.errors import Deferred, GraphError, RetryableGraphError
 from audiencesync.metrics import METRICS
 from audiencesync.report import build_report
+from audiencesync.settings import get_settings
 from audiencesync.throttle.summary import throttle_section
 from tasks.prepare import build_payload
 from tasks.upload import retry_policy
@@ -16,28 +23,78 @@ from workers.app import app
 from workers.resources import get_graph, get_guard, get_store
 
 log = logging.getLogger("audiencesync.finalize")
-CLOSE_ATTEMPTS = 3
-CLOSE_DEFERRALS = 50  # turns waited at the throttle gate before the close is given up
 _rng = random.Random()
+POLL_S = 2.0  # between looks at an incomplete ledger; far below any visibility timeout
+CLOSE_DEFERRALS = 50  # turns waited at the throttle gate before the close is given up
+
+
+def missing_chunks(meta: dict[str, str], outcomes: list[dict]) -> int | None:
+    """Staged chunks without an outcome; None while the producer may still stage more."""
+    if meta.get("producer_done") != "1":
+        return None
+    return int(meta.get("chunks_staged", 0)) - len(outcomes)
 
 
 @app.task(bind=True, name="audiencesync.finalize", max_retries=None)
-def finalize(self, results: list[dict], run_id: str) -> dict:
+def finalize(
+    self,
+    results: list[dict],
+    run_id: str,
+    attempt: int = 0,
+    first_at: float | None = None,
+    close_calls: int = 0,
+    deferrals: int = 0,
+) -> dict:
     store = get_store()
     meta = store.meta(run_id)
-    report = build_report(run_id, meta, results, finished_at=time.time())
-    if report["ids_uploaded"] and not meta.get("aborted"):
-        try:
-            _close_session(run_id, meta, report, store.closer(run_id))
-        except Deferred as wait:  # the close is an upload call too: it waits for its turn
-            if self.request.retries < CLOSE_DEFERRALS:
-                raise self.retry(countdown=retry_policy().defer_s(wait.wait_s, rng=_rng)) from None
-            _not_closed(run_id, report, f"the ad account stayed throttled ({wait})")
+    if not meta or int(meta.get("attempt", 0)) != attempt:
+        return {}  # expired, or superseded by `resume`, whose own chord reports
+    if (done := store.report(run_id)) is not None:
+        return done  # delivered again after it reported
+    outcomes = store.outcomes(run_id)
+    first_at = first_at or time.time()
+    settings = get_settings()
+    kwargs = {
+        "attempt": attempt,
+        "first_at": first_at,
+        "close_calls": close_calls,
+        "deferrals": deferrals,
+    }
+    # The longest a chunk can still be on its way: its retries, then one redelivery.
+    wait_s = settings.retry_budget_s + settings.visibility_timeout_s
+    if missing_chunks(meta, outcomes) != 0 and time.time() - first_at < wait_s:
+        raise self.retry(args=([], run_id), kwargs=kwargs, countdown=POLL_S)
+    report = build_report(run_id, meta, outcomes, finished_at=time.time())
     guard = get_guard(run_id, meta)
+    if meta.get("session_closed") == "1":
+        report["session_closed"] = True  # closed by an earlier delivery of this task
+    elif report["ids_uploaded"] and not meta.get("aborted"):
+        try:
+            error = _close_session(
+                guard, meta, report["chunks"], store.closer(run_id), close_calls > 0
+            )
+        except Deferred as wait:  # the close is an upload call too: it waits for its turn
+            if deferrals < CLOSE_DEFERRALS:
+                kwargs["deferrals"] = deferrals + 1
+                countdown_s = retry_policy().defer_s(wait.wait_s, rng=_rng)
+                raise self.retry(args=([], run_id), kwargs=kwargs, countdown=countdown_s) from None
+            error = GraphError(f"the ad account stayed throttled ({wait})")
+        else:
+            kwargs["close_calls"] = close_calls = close_calls + 1
+            policy, elapsed_s = retry_policy(), time.time() - first_at
+            if error is not None and policy.should_retry(
+                error, attempt=close_calls, elapsed_s=elapsed_s
+            ):
+                delay_s = policy.delay_s(error, attempt=close_calls, rng=_rng)
+                log.info("run=%s closing the session again in %.1fs: %s", run_id, delay_s, error)
+                raise self.retry(args=([], run_id), kwargs=kwargs, countdown=delay_s)
+        report["requests"] += close_calls
+        report["retries"] += max(close_calls - 1, 0)
+        _record_close(store, run_id, report, error)
     report["throttle"] = throttle_section(
-        guard.account, meta, results, report, guard.gate.snapshot(guard.account)
+        guard.account, meta, outcomes, report, guard.gate.snapshot(guard.account)
     )
-    METRICS.record_run(meta.get("audience_name") or meta["audience_id"], report, results)
+    METRICS.record_run(meta.get("audience_name") or meta["audience_id"], report, outcomes)
     store.save_report(run_id, report)
     if name := meta.get("audience_name"):  # a scheduled run: the audience may run again
         store.release_audience_lock(name, run_id)
@@ -54,52 +111,42 @@ def finalize(self, results: list[dict], run_id: str) -> dict:
     return report
 
 
-def _close_session(run_id: str, meta: dict[str, str], report: dict, closer: str | None) -> None:
+def _close_session(
+    guard, meta: dict[str, str], chunks: int, closer: str | None, after_error: bool
+) -> GraphError | None:
     """Close the run's upload session with a last batch that re-sends one entry already sent.
 
     Meta needs a final batch with last_batch_flag=true; re-adding an ID is harmless (a set), and
-    it avoids relying on an empty batch being accepted.
+    it avoids relying on an empty batch being accepted. Retried like an upload (by the caller).
     """
-    session = {
-        "session_id": int(meta["session_id"]),
-        "batch_seq": report["chunks"] + 1,
-        "last_batch_flag": True,
-    }
-    error: GraphError | None = None
-    guard = get_guard(run_id, meta)
-    for attempt in range(1, CLOSE_ATTEMPTS + 1):
-        lease = guard.enter()
-        report["requests"] += 1
-        report["retries"] += attempt > 1
-        try:
-            guard.send(
-                lease,
-                lambda: get_graph().upload(
-                    meta["audience_id"],
-                    build_payload([closer or ""]),
-                    session,
-                    mode=meta.get("mode", "add"),
-                ),
-                sample_latency=False,  # one entry: its latency says nothing about load
-            )
-            report["session_closed"] = True
-            return
-        except RetryableGraphError as exc:
-            error = exc
-            if not isinstance(exc, ThrottledError):  # a throttled one waits at the gate
-                time.sleep(min(2.0**attempt, 10.0))
-        except GraphError as exc:
-            if error is not None and "closed" in exc.message:
-                # The earlier attempt was applied though its answer was lost: closed it is.
-                report["session_closed"] = True
-                return
-            error = exc
-            break
-    _not_closed(run_id, report, str(error))
+    session = {"session_id": int(meta["session_id"]), "batch_seq": chunks + 1}
+    lease = guard.enter()  # raises Deferred when the account must wait
+    try:
+        guard.send(
+            lease,
+            lambda: get_graph().upload(
+                meta["audience_id"],
+                build_payload([closer or ""]),
+                session | {"last_batch_flag": True},
+                mode=meta.get("mode", "add"),
+            ),
+            sample_latency=False,  # one entry: its latency says nothing about load
+        )
+        return None
+    except RetryableGraphError as exc:
+        return exc
+    except GraphError as exc:
+        if after_error and "closed" in exc.message:
+            return None  # an earlier attempt was applied though its answer was lost
+        return exc
 
 
-def _not_closed(run_id: str, report: dict, error: str) -> None:
-    report["session_close_error"] = error
+def _record_close(store, run_id: str, report: dict, error: GraphError | None) -> None:
+    if error is None:
+        report["session_closed"] = True
+        store.update(run_id, session_closed=1)
+        return
+    report["session_close_error"] = str(error)
     if report["status"] == "completed":
         report["status"] = "completed_with_errors"
         report["message"] = f"all IDs sent but the upload session was not closed: {error}"

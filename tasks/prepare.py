@@ -1,4 +1,8 @@
-"""prepare (queue `standard`): raw staged chunk -> normalised payload staged for upload."""
+"""prepare (queue `standard`): raw staged chunk -> normalised payload staged for upload.
+
+Idempotent: the raw chunk stays staged until the chunk finishes, so a redelivered prepare redoes
+the same pure work; one whose chunk already has an outcome passes that outcome on.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ def prepare(run_id: str, chunk: int, ids_in: int) -> dict:
     """Never raises for a chunk's failure: it returns it as data, so the chord body still runs."""
     store = get_store()
     try:
+        if (done := store.outcome(run_id, chunk)) is not None:
+            return done  # a redelivery after the chunk finished: upload passes it on
         raw = store.take_raw(run_id, chunk)
         if raw is None:
             return chunk_result(

@@ -3,7 +3,8 @@
 Retries are re-enqueued with a countdown (`self.retry`), never slept in the worker thread. So is
 a call the throttle gate holds back (the account cools down or is busy): that is no failed
 attempt and does not run down the chunk's retry budget. A chunk's failure is returned as data,
-so the chord body always runs and reports it.
+so the chord body always runs and reports it. The outcome goes to the run's ledger once: a
+redelivered upload whose chunk has one returns it, unsent.
 """
 
 from __future__ import annotations
@@ -46,12 +47,13 @@ def upload(self, summary: dict, run_id: str, chunk: int, calls: dict | None = No
         log.exception("run=%s chunk=%s upload failed unexpectedly", run_id, chunk)
         result = dict(summary, failed=f"upload failed: {type(exc).__name__}")
         result["ids_failed"] = summary.get("entries", summary["ids_in"])
-        get_store().finish_chunk(run_id, chunk, ids_in=summary["ids_in"], uploaded=0, failed=True)
-        return result
+        return get_store().finish_chunk(run_id, chunk, result)
 
 
 def _upload(task, summary: dict, run_id: str, chunk: int, calls: dict | None) -> dict:
     store = get_store()
+    if (done := store.outcome(run_id, chunk)) is not None:
+        return done
     result = dict(summary)
     # A retry carries its counts (a message from before an upgrade may lack newer ones).
     calls = {**NEW_CALLS, "first_at": time.time(), **(calls or {})}
@@ -65,14 +67,7 @@ def _upload(task, summary: dict, run_id: str, chunk: int, calls: dict | None) ->
 
     def finish(**outcome) -> dict:
         result.update(outcome)
-        store.finish_chunk(
-            run_id,
-            chunk,
-            ids_in=result["ids_in"],
-            uploaded=result["uploaded"],
-            failed=bool(result["failed"]),
-        )
-        return result
+        return store.finish_chunk(run_id, chunk, result)
 
     def fail(reason: str) -> dict:
         log.warning("run=%s chunk=%s failed: %s", run_id, chunk, reason)

@@ -91,7 +91,10 @@ def stack(workdir: Path, redis_url: str):
     logs = workdir / "logs"
     logs.mkdir(exist_ok=True)
     sandbox, graph_url = devstack.start_sandbox(log=logs / "sandbox.log")
-    env = devstack.stack_env(redis_url, graph_url, retry_base_s="0.2", retry_cap_s="2")
+    # 12 calls per chunk: at the 50% transient rate of a test, 8 would fail 1 chunk in 256.
+    env = devstack.stack_env(
+        redis_url, graph_url, retry_base_s="0.2", retry_cap_s="2", retry_max_attempts="12"
+    )
     metrics_port = devstack.free_port()
     procs = [
         devstack.start_worker(
@@ -120,6 +123,24 @@ def sandbox_knobs(stack):
     stack.configure_sandbox(
         token=devstack.SANDBOX_TOKEN, latency_ms=0, jitter_ms=0, rate_per_s=None, transient_rate=0
     )
+
+
+@pytest.fixture(scope="session")
+def private_stack(workdir: Path):
+    """A second stack, only for tests that kill, stop or restart its parts (tests/private_stack)."""
+    from private_stack import PrivateStack
+
+    stack = PrivateStack(workdir / "private")
+    try:
+        yield stack.start()
+    finally:
+        stack.stop_all()
+
+
+@pytest.fixture
+def private(private_stack):
+    private_stack.ensure()
+    return private_stack
 
 
 @pytest.fixture(scope="session")

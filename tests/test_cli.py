@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+import uuid
 
 import orjson
 import pytest
@@ -76,34 +77,82 @@ def test_upload_without_wait_enqueues_and_returns(stack, tmp_path):
     assert "COMPLETED" in status.stdout
 
 
+def upload_args(path, audience: str, *extra: str) -> list[str]:
+    return ["upload", str(path), "--audience-id", audience, "--wait", "--json", *extra]
+
+
 @pytest.mark.parametrize(
-    ("make_args", "message"),
+    ("bad", "rejected"),
     [
-        (lambda p, a: [str(p / "missing.csv"), "--audience-id", a], "no such file"),
-        (lambda p, a: [str(p / "a.csv"), "--audience-id", a, "--column", "nope"], "--column"),
+        (b"not-an-id\n\xff\xfe-not-utf8\n12345\n", {"invalid_format": 2, "not_utf8": 1}),
+        (b"x" * 1_000_000 + b"\n", {"invalid_format": 1}),
+    ],
+    ids=["junk-and-non-utf8", "one-megabyte-line"],
+)
+def test_bad_rows_are_counted_as_rejected_and_the_run_completes(stack, tmp_path, bad, rejected):
+    maids = [str(uuid.uuid4()) for _ in range(100)]
+    lines = [m.encode() + b"\n" for m in maids]
+    (tmp_path / "a.csv").write_bytes(b"maid\n" + b"".join(lines[:50]) + bad + b"".join(lines[50:]))
+    audience = stack.new_audience()
+    done = cli(stack.env, *upload_args(tmp_path / "a.csv", audience))
+    assert done.returncode == 0, done.stderr
+    report = orjson.loads(done.stdout.splitlines()[-1])
+    assert report["status"] == "completed" and report["ids_rejected"] == rejected
+    assert report["ids_uploaded"] == 100 and stack.members(audience) == set(maids)
+
+
+@pytest.mark.parametrize(
+    ("make_args", "messages"),
+    [
+        (lambda p, a: [str(p / "missing.csv"), "--audience-id", a], ["no such file"]),
+        (lambda p, a: [str(p), "--audience-id", a], ["is a directory; pass a file"]),
+        (lambda p, a: [str(p / "empty.csv"), "--audience-id", a], ["is empty", "check the file"]),
         (
+            lambda p, a: [str(p / "a.csv"), "--audience-id", a, "--column", "nope"],
+            ["columns are: id, maid", "pass --column"],
+        ),
+        (  # Meta's own message, then what to do
             lambda p, a: [str(p / "a.csv"), "--audience-id", "999999"],
-            "audience 999999 cannot be used",
+            ["audience 999999 cannot be used", "does not exist", "check --audience-id"],
         ),
     ],
+    ids=["missing-file", "directory", "empty-file", "missing-column", "unknown-audience"],
 )
-def test_bad_input_fails_in_one_line_before_anything_is_sent(stack, tmp_path, make_args, message):
-    write_csv(tmp_path / "a.csv", ["6d92078a-8246-4ba4-ae5b-76104861e7dc"])
+def test_bad_input_fails_in_one_line_before_anything_is_sent(stack, tmp_path, make_args, messages):
+    write_csv(tmp_path / "a.csv", ["6d92078a-8246-4ba4-ae5b-76104861e7dc"], header="maid")
+    (tmp_path / "empty.csv").write_bytes(b"")
     audience = stack.new_audience()
     done = cli(stack.env, "upload", *make_args(tmp_path, audience))
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("audiencesync: error:"), done.stderr
-    assert message in lines[0]
+    assert all(m in lines[0] for m in messages), lines[0]
+    assert stack.calls(audience) == []
+
+
+def test_snowflake_query_error_is_one_line(stack, fakesnow_kwargs):
+    login = ("account", "user", "password", "host", "port", "protocol")
+    env = stack.env | {
+        f"AUDIENCESYNC_SNOWFLAKE_{k.upper()}": str(fakesnow_kwargs[k]) for k in login
+    }
+    audience = stack.new_audience()
+    done = cli(env, "upload", "--query", "SELEC maid FROM nowhere", "--audience-id", audience)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("audiencesync: error: Snowflake query failed")
+    assert lines[0].endswith("check the query")
     assert stack.calls(audience) == []
 
 
 def test_wrong_token_costs_one_call_and_names_the_setting(stack, tmp_path):
     write_csv(tmp_path / "a.csv", dirty_rows(100))
     env = {**stack.env, "AUDIENCESYNC_ACCESS_TOKEN": "expired-token"}
-    done = cli(env, "upload", str(tmp_path / "a.csv"), "--audience-id", stack.new_audience())
+    audience = stack.new_audience()
+    calls_before = stack.sandbox_stats()["calls"]
+    done = cli(env, "upload", str(tmp_path / "a.csv"), "--audience-id", audience)
     assert done.returncode == 1
     assert "AUDIENCESYNC_ACCESS_TOKEN" in done.stderr and "expired-token" not in done.stderr
+    assert stack.sandbox_stats()["calls"] - calls_before == 1  # the preflight: no retry storm
 
 
 def test_redis_down_is_a_clear_error_within_seconds(stack, tmp_path):
@@ -116,8 +165,9 @@ def test_redis_down_is_a_clear_error_within_seconds(stack, tmp_path):
     assert "cannot reach Redis" in done.stderr and ":pw@" not in done.stderr
 
 
-def test_status_of_unknown_run(stack):
-    done = cli(stack.env, "status", "no-such-run")
+@pytest.mark.parametrize("command", ["status", "resume"])
+def test_unknown_run(stack, command):
+    done = cli(stack.env, command, "no-such-run")
     assert done.returncode == 1 and "no run no-such-run" in done.stderr
 
 

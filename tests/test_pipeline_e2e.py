@@ -14,7 +14,7 @@ from audiencesync.settings import Settings
 def run_upload(stack, source, audience_id: str, **settings_kw) -> dict:
     import redis
 
-    from audiencesync.cli import wait_for_report
+    from audiencesync.runcommands import wait_for_report
     from producers.pipeline import RunRequest, create_run, produce
 
     settings = Settings(redis_url=stack.redis_url, **settings_kw)
@@ -141,7 +141,7 @@ def test_backpressure_bounds_staged_chunks(stack, sandbox_knobs, tmp_path):
             staged_bytes = sum(r.strlen(k) for k in keys)
             peaks["keys"] = max(peaks["keys"], len(keys))
             peaks["bytes"] = max(peaks["bytes"], staged_bytes)
-            inflight = sum(r.scard(k) for k in r.scan_iter("as:run:*:inflight"))
+            inflight = sum(r.hlen(k) for k in r.scan_iter("as:run:*:inflight"))
             peaks["inflight"] = max(peaks["inflight"], inflight)
 
     audience = stack.new_audience()

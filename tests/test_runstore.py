@@ -1,39 +1,86 @@
-"""The Redis key layout helpers: fakeredis for plain commands, the real server for Lua."""
+"""The run's Redis state against a real redis-server: staging fenced per attempt, the ledger
+counting each chunk once whatever redelivery happens, the watchdog's compare-and-set."""
 
-import uuid
+from __future__ import annotations
 
-import fakeredis
+import secrets
+import time
+
 import pytest
 import redis
 
-from audiencesync.runstore import RunStore, encode_raw
-
-PAYLOAD = b'{"schema":"MOBILE_ADVERTISER_ID","data":["6d92078a-8246-4ba4-ae5b-76104861e7dc"]}'
-
-
-@pytest.mark.parametrize("level", [0, 1, 9])
-def test_prepared_payload_round_trips_with_or_without_compression(level):
-    store = RunStore(fakeredis.FakeRedis(), compress_level=level)
-    store.put_prepared("r", 0, PAYLOAD * 1, closer="x")
-    stored = store.r.get(store.key("r", "prep", 0))
-    assert (stored == PAYLOAD) is (level == 0)
-    assert store.get_prepared("r", 0) == PAYLOAD
-    assert store.closer("r") == "x"
+from audiencesync.report import chunk_result
+from audiencesync.runstore import RunStore
 
 
-def test_finish_chunk_counts_once_however_often_delivered(redis_url):
-    store = RunStore(redis.Redis.from_url(redis_url))
-    run = uuid.uuid4().hex
-    store.create_run(run, {"started_at": 0})
-    store.stage_raw(run, 0, ["a", "b"])
-    for _ in range(3):
-        store.finish_chunk(run, 0, ids_in=2, uploaded=2, failed=False)
-    meta = store.meta(run)
-    assert meta["chunks_done"] == "1" and meta["ids_uploaded"] == "2"
-    assert store.staged_count(run) == 0
+@pytest.fixture
+def store(redis_url: str) -> RunStore:
+    return RunStore(redis.Redis.from_url(redis_url), ttl_s=86_400)
 
 
-def test_encode_raw_refuses_values_with_newlines():
-    assert encode_raw(["a", "\udcff"]) == b"a\n\xff"
-    with pytest.raises(ValueError, match="newline"):
-        encode_raw(["a\nb"])
+@pytest.fixture
+def run_id(store: RunStore):
+    run_id = f"test-{secrets.token_hex(4)}"
+    store.create_run(run_id, {"chunks_staged": 0, "ids_read": 0, "started_at": time.time()})
+    yield run_id
+    # The session's Redis is shared: leave nothing that other tests could count.
+    store.r.delete(*store.r.keys(f"{store.key(run_id)}*"))
+    store.r.zrem("as:runs", run_id)
+
+
+def test_a_chunk_is_staged_once_in_order_by_the_current_attempt(store, run_id):
+    assert store.stage_raw(run_id, 0, ["a", "b"], attempt=0)
+    assert not store.stage_raw(run_id, 0, ["a", "b"], attempt=0)  # again: refused
+    assert not store.stage_raw(run_id, 2, ["c"], attempt=0)  # out of order: refused
+    assert store.begin_attempt(run_id) == 1
+    assert not store.stage_raw(run_id, 1, ["c"], attempt=0)  # a superseded producer: refused
+    assert store.stage_raw(run_id, 1, ["c"], attempt=1)
+    meta = store.meta(run_id)
+    assert (meta["chunks_staged"], meta["ids_read"]) == ("2", "3")
+    assert store.inflight(run_id) == {0: 2, 1: 1}
+    assert store.take_raw(run_id, 1) == b"c"
+
+
+def test_the_first_outcome_is_recorded_and_counted_once(store, run_id):
+    store.stage_raw(run_id, 0, ["a"] * 5, attempt=0)
+    first = chunk_result(0, 5, uploaded=5, requests=1)
+    later = chunk_result(0, 5, failed="prepared chunk missing from Redis", ids_failed=5)
+    assert store.finish_chunk(run_id, 0, first) == first
+    assert store.finish_chunk(run_id, 0, later) == first  # a redelivery gets the recorded one
+    assert store.outcome(run_id, 0) == first and store.outcomes(run_id) == [first]
+    meta = store.meta(run_id)
+    assert (meta["chunks_done"], meta["ids_done"], meta["ids_uploaded"]) == ("1", "5", "5")
+    assert meta["chunks_failed"] == "0"
+    assert store.inflight(run_id) == {} and store.take_raw(run_id, 0) is None
+
+
+def test_raw_chunk_stays_staged_until_the_chunk_finishes(store, run_id):
+    store.stage_raw(run_id, 0, ["a"], attempt=0)
+    store.put_prepared(run_id, 0, b'{"data":["a"]}', "a")
+    assert store.take_raw(run_id, 0) == b"a"  # a redelivered prepare can redo its work
+    store.finish_chunk(run_id, 0, chunk_result(0, 1, uploaded=1))
+    assert store.take_raw(run_id, 0) is None and store.get_prepared(run_id, 0) is None
+
+
+def test_watchdog_marks_only_idle_running_runs_and_progress_revives_them(store, run_id):
+    now = time.time()
+    assert run_id not in store.mark_stalled(now, stall_after_s=60)
+    assert run_id in store.mark_stalled(now + 61, stall_after_s=60)
+    assert store.meta(run_id)["status"] == "stalled"
+    assert run_id not in store.mark_stalled(now + 61, stall_after_s=60)  # already marked
+    store.stage_raw(run_id, 0, ["a"], attempt=0)
+    store.finish_chunk(run_id, 0, chunk_result(0, 1, uploaded=1))
+    assert store.meta(run_id)["status"] == "running"
+    store.save_report(run_id, {"status": "completed"})
+    assert run_id not in store.mark_stalled(now + 3600, stall_after_s=60)  # finished: left alone
+
+
+def test_begin_attempt_drops_the_old_verdict(store, run_id):
+    store.abort(run_id, "token rejected")
+    store.update(run_id, source_error="boom", producer_done=1)
+    store.save_report(run_id, {"status": "failed"})
+    assert store.begin_attempt(run_id, session_id=7) == 1
+    meta = store.meta(run_id)
+    assert "aborted" not in meta and "source_error" not in meta
+    assert (meta["status"], meta["producer_done"], meta["session_id"]) == ("running", "0", "7")
+    assert store.report(run_id) is None

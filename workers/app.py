@@ -21,7 +21,18 @@ TASK_ROUTES = {
     "audiencesync.upload": {"queue": QUEUE_CRITICAL},
     "audiencesync.finalize": {"queue": QUEUE_CRITICAL},
     "audiencesync.start_run": {"queue": QUEUE_PRODUCER},
+    "audiencesync.watchdog": {"queue": QUEUE_CRITICAL},
 }
+
+
+def restore_interval_s(visibility_timeout_s: int) -> int:
+    """How often workers look for unacknowledged tasks older than the visibility timeout.
+
+    kombu's default sweep is every 10 s x 10 (throttle): with a short visibility timeout a lost
+    task would wait far longer than the timeout. A tenth of it, between 1 s and 60 s, with no
+    throttle, keeps redelivery within about 1.1 x the timeout; the sweep is one small ZRANGE.
+    """
+    return max(1, min(60, visibility_timeout_s // 10))
 
 
 def celery_config(settings: Settings) -> dict:
@@ -29,14 +40,20 @@ def celery_config(settings: Settings) -> dict:
     return {
         "broker_url": settings.redis_url,
         "result_backend": settings.redis_url,
-        "broker_transport_options": visibility,
+        "broker_transport_options": visibility
+        | {
+            "unacked_restore_interval": restore_interval_s(settings.visibility_timeout_s),
+            "unacked_restore_throttle": 1,
+        },
         "result_backend_transport_options": visibility,
         "visibility_timeout": settings.visibility_timeout_s,
         "broker_connection_retry_on_startup": True,
+        # Producers ride out a Redis restart (~30 s), like every other Redis client here.
         "task_publish_retry_policy": {
-            "max_retries": 5,
+            "max_retries": 12,
             "interval_start": 0.2,
             "interval_step": 0.5,
+            "interval_max": 3,
         },
         "task_queues": [Queue(QUEUE_CRITICAL), Queue(QUEUE_STANDARD), Queue(QUEUE_PRODUCER)],
         "task_default_queue": QUEUE_STANDARD,
@@ -56,10 +73,24 @@ def celery_config(settings: Settings) -> dict:
         # Chord keys must outlive the longest run, or the body never fires.
         "result_expires": settings.run_ttl_s,
         "worker_hijack_root_logger": False,
+        "beat_schedule": {
+            "watchdog": {
+                "task": "audiencesync.watchdog",
+                "schedule": settings.watchdog_interval_s,
+                # Expires: while workers are down, missed rounds do not pile up in the queue.
+                "options": {"queue": QUEUE_CRITICAL, "expires": settings.watchdog_interval_s},
+            }
+        },
     }
 
 
-TASK_MODULES = ["tasks.prepare", "tasks.upload", "tasks.finalize", "tasks.start_run"]
+TASK_MODULES = [
+    "tasks.prepare",
+    "tasks.upload",
+    "tasks.finalize",
+    "tasks.start_run",
+    "tasks.watchdog",
+]
 
 app = Celery("audiencesync", include=TASK_MODULES)
 app.conf.update(celery_config(get_settings()))

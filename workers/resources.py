@@ -9,10 +9,8 @@ from __future__ import annotations
 import os
 import threading
 
-import redis
-
 from audiencesync.graph import GraphClient
-from audiencesync.runstore import RunStore
+from audiencesync.runstore import RunStore, connect
 from audiencesync.settings import get_settings
 from audiencesync.throttle.gate import Gate, account_key
 from audiencesync.throttle.guard import Guard
@@ -36,7 +34,7 @@ def get_store() -> RunStore:
     with _lock:
         if _store is None:
             settings = get_settings()
-            client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+            client = connect(settings.redis_url, health_check_interval=30)
             _store = RunStore(
                 client, ttl_s=settings.run_ttl_s, compress_level=settings.staging_compress_level
             )

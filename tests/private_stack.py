@@ -1,0 +1,330 @@
+"""A private stack for fault-injection tests: its own redis-server (AOF on), sandbox and worker
+processes, with a short visibility timeout, so tests may kill, stop and restart any of them
+without touching the session's stack. Processes are driven as an operator would: signals and
+the `audiencesync` command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import orjson
+import redis
+from celery import Celery
+from e2e_helpers import expected
+from test_pipeline_e2e import write_csv
+
+from audiencesync import devstack
+from audiencesync.graph import GraphClient
+from audiencesync.runstore import RunStore
+from audiencesync.settings import Settings
+from workers.app import restore_interval_s
+
+VISIBILITY_TIMEOUT_S = 10
+CONCURRENCY = {"standard": 1, "critical": 4}  # prefetch = concurrency (multiplier 1)
+# Every countdown and call fits in the visibility timeout (the settings check it), and a run of
+# a few thousand IDs takes a few seconds: 500 IDs a chunk, 6 staged at most.
+SETTINGS = {
+    "visibility_timeout_s": str(VISIBILITY_TIMEOUT_S),
+    "retry_base_s": "0.2",
+    "retry_cap_s": "1",
+    "retry_max_attempts": "4",
+    "retry_budget_s": "20",
+    "http_timeout_s": "3",
+    "http_connect_timeout_s": "1",
+    "prepare_time_limit_s": "8",
+    "chunk_size": "500",
+    "staging_window_chunks": "6",
+    "stall_after_s": "3",
+    "watchdog_interval_s": "1",
+}
+
+
+@dataclass
+class Run:
+    """`audiencesync upload|resume ... --wait --json` running as a process."""
+
+    proc: subprocess.Popen
+    run_id: str
+
+    def finish(self, timeout_s: float = 90) -> tuple[int, dict, str]:
+        out, err = self.proc.communicate(timeout=timeout_s)
+        assert out.strip(), f"exit {self.proc.returncode} without a report: {err}"
+        return self.proc.returncode, orjson.loads(out.splitlines()[-1]), err
+
+
+@dataclass
+class PrivateStack:
+    workdir: Path
+    token: str = field(default_factory=lambda: f"tok-{secrets.token_hex(12)}")
+    app_secret: str = field(default_factory=lambda: f"sec-{secrets.token_hex(12)}")
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    redis_url: str = ""
+    graph_url: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    _serial: int = 0
+
+    # --- processes ----------------------------------------------------------------------------
+    def start(self) -> PrivateStack:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.procs["redis"], self.redis_url = devstack.start_redis(
+            self.workdir / "redis", appendonly=True
+        )
+        self.start_sandbox()
+        self.env = devstack.stack_env(
+            self.redis_url,
+            self.graph_url,
+            access_token=self.token,
+            app_secret=self.app_secret,
+            **SETTINGS,
+        )
+        self.ensure_workers()
+        return self
+
+    @property
+    def logs(self) -> Path:
+        return self.workdir / "logs"
+
+    def start_sandbox(self, port: int | None = None) -> None:
+        knobs = ("--token", self.token, "--app-secret", self.app_secret)
+        proc, self.graph_url = devstack.start_sandbox(
+            *knobs, port=port, log=self.workdir / "sandbox.log"
+        )
+        self.procs["sandbox"] = proc
+
+    def stop_sandbox(self) -> int:
+        """Stop the sandbox; returns its port, to start it again on the same one."""
+        devstack.stop(self.procs.pop("sandbox"))
+        return int(self.graph_url.rsplit(":", 1)[1])
+
+    def restart_redis(self, down_s: float = 1.0) -> None:
+        """Stop redis-server gracefully (the AOF is flushed), wait, start it on the same port."""
+        port = int(self.redis_url.rsplit(":", 1)[1].split("/")[0])
+        devstack.stop(self.procs.pop("redis"))
+        time.sleep(down_s)
+        self.procs["redis"], _ = devstack.start_redis(
+            self.workdir / "redis", port=port, appendonly=True
+        )
+
+    def start_worker(self, queue: str) -> str:
+        self._serial += 1
+        name = f"{queue}-{self._serial}"
+        self.procs[name] = subprocess.Popen(
+            devstack.cli_command(
+                *("worker", "--queues", queue, "--concurrency", str(CONCURRENCY[queue])),
+                *("--name", name, "--loglevel", "DEBUG"),
+            ),
+            env=self.env,
+            stdout=open(self.logs / f"{name}.log", "ab"),  # noqa: SIM115 (the child keeps it)
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: signals reach its pool children
+        )
+        return name
+
+    def workers(self, queue: str) -> list[str]:
+        return [n for n, p in self.procs.items() if n.startswith(f"{queue}-") and p.poll() is None]
+
+    def ensure(self) -> None:
+        """Sandbox up with no faults, one live worker per queue (tests before may have stopped
+        or killed some)."""
+        if "sandbox" not in self.procs:
+            self.start_sandbox(port=int(self.graph_url.rsplit(":", 1)[1]))
+        self.configure_sandbox(latency_ms=0, jitter_ms=0, transient_rate=0)
+        self.ensure_workers()
+
+    def ensure_workers(self) -> None:
+        started = [self.start_worker(q) for q in ("standard", "critical") if not self.workers(q)]
+        self.wait_workers(started)
+
+    def start_beat(self) -> None:
+        self.procs["beat"] = subprocess.Popen(
+            devstack.cli_command("beat", "--schedule-file", str(self.workdir / "beat-schedule")),
+            env=self.env,
+            stdout=open(self.logs / "beat.log", "ab"),  # noqa: SIM115 (the child keeps it)
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @contextmanager
+    def beat(self):
+        """Celery beat running the watchdog every second (stall after 3 s)."""
+        self.start_beat()
+        try:
+            yield
+        finally:
+            devstack.stop(self.procs.pop("beat"))
+
+    @contextmanager
+    def supervised(self):
+        """Restart any worker (or beat) that exits, as docker compose's `restart:
+        unless-stopped` does."""
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(0.2):
+                for name, proc in list(self.procs.items()):
+                    if name in ("redis", "sandbox") or proc.poll() is None:
+                        continue
+                    del self.procs[name]
+                    self.start_beat() if name == "beat" else self.start_worker(name.split("-")[0])
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            watcher.join()
+
+    def wait_workers(self, names: list[str]) -> None:
+        probe = Celery("probe", broker=self.redis_url, set_as_current=False)
+        procs = [self.procs[n] for n in names]
+        devstack.wait_workers(probe, names, timeout_s=90, procs=procs)
+
+    def signal_worker(self, name: str, sig: int) -> None:
+        os.killpg(self.procs[name].pid, sig)
+
+    def kill_holding(self, name: str, task: str, deadline_s: float = 30) -> dict[str, float]:
+        """SIGKILL worker `name` (all its processes) while it holds as many `task` messages,
+        delivered and not acknowledged, as it may prefetch; returns their delivery tags and
+        delivery times.
+
+        The worker is frozen (SIGSTOP) while its messages are read, so what is read is what it
+        dies with. Holding its full prefetch, it cannot be between taking a message off the
+        queue and recording it as unacknowledged (two steps in kombu): a kill in that instant
+        loses the message, and only the watchdog and `resume` recover that chunk."""
+        full = CONCURRENCY[name.split("-")[0]]
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            self.signal_worker(name, signal.SIGSTOP)
+            held = self.unacked(task)
+            if len(held) >= full:
+                self.signal_worker(name, signal.SIGKILL)
+                self.procs.pop(name).wait()
+                return held
+            self.signal_worker(name, signal.SIGCONT)
+            time.sleep(0.01)
+        raise AssertionError(f"{name} never held a {task} message")
+
+    def stop_all(self) -> None:
+        for name in [n for n in self.procs if n not in ("redis", "sandbox")]:
+            self.signal_worker(name, signal.SIGCONT)
+            devstack.stop(self.procs.pop(name))
+        for name in ("sandbox", "redis"):
+            if name in self.procs:
+                devstack.stop(self.procs.pop(name))
+
+    # --- redelivery ---------------------------------------------------------------------------
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url)
+
+    def unacked(self, task: str | None = None) -> dict[str, float]:
+        """Messages delivered to some worker and not acknowledged (kombu's `unacked` hash and
+        its `unacked_index` of delivery times): delivery tag -> delivery time."""
+        r = self.redis()
+        held = {}
+        for tag, raw in r.hgetall("unacked").items():
+            payload = json.loads(raw)[0]
+            if task is None or payload["headers"]["task"] == task:
+                held[tag.decode()] = r.zscore("unacked_index", tag)
+        return held
+
+    def wait_redelivered(self, held: dict[str, float]) -> float:
+        """Wait until kombu put `held` messages back in their queue; returns when it did.
+
+        They are restored by a worker's periodic sweep once older than the visibility timeout:
+        so not before the oldest delivery + the timeout, and before the newest + the timeout +
+        one sweep interval (+ slack for a loaded machine)."""
+        interval_s = restore_interval_s(VISIBILITY_TIMEOUT_S)
+        deadline = max(held.values()) + VISIBILITY_TIMEOUT_S + 2 * interval_s + 10
+        r = self.redis()
+        while any(r.hexists("unacked", tag) for tag in held):
+            if time.time() > deadline:
+                raise AssertionError(f"messages not redelivered by the deadline: {held}")
+            time.sleep(0.1)
+        return time.time()
+
+    # --- the user's side ----------------------------------------------------------------------
+    def store(self) -> RunStore:
+        return RunStore(self.redis())
+
+    def cli(self, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            devstack.cli_command(*args),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+
+    def start_cli(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            devstack.cli_command(*args),
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def upload(self, path: Path, rows: list[str], audience: str) -> Run:
+        """Start `audiencesync upload PATH --wait --json`; returns once the run id is printed."""
+        write_csv(path, rows)
+        proc = self.start_cli(
+            "upload", str(path), "--column", "maid", "--audience-id", audience, "--wait", "--json"
+        )
+        return Run(proc, proc.stdout.readline().strip())
+
+    def wait_meta(self, run_id: str, check, timeout_s: float = 30) -> dict[str, str]:
+        store = self.store()
+        deadline = time.monotonic() + timeout_s
+        while not check(meta := store.meta(run_id)):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"run {run_id} never got there: {meta}")
+            time.sleep(0.05)
+        return meta
+
+    # --- the sandbox --------------------------------------------------------------------------
+    def new_audience(self) -> str:
+        settings = Settings(
+            graph_url=self.graph_url, access_token=self.token, app_secret=self.app_secret
+        )
+        client = GraphClient(settings)
+        try:
+            return client.create_audience("1001", "faults")
+        finally:
+            client.close()
+
+    def configure_sandbox(self, **knobs) -> None:
+        httpx.post(f"{self.graph_url}/_sandbox/config", json=knobs).raise_for_status()
+
+    def members(self, audience: str) -> set[str]:
+        text = httpx.get(f"{self.graph_url}/_sandbox/audiences/{audience}/members").text
+        return set(filter(None, text.split("\n")))
+
+    def batches_sent(self, audience: str) -> Counter[int]:
+        """How many calls carried each batch_seq (the closing batch left out)."""
+        calls = httpx.get(f"{self.graph_url}/_sandbox/audiences/{audience}/calls").json()
+        return Counter(c["batch_seq"] for c in calls if not c["last_batch_flag"])
+
+
+def assert_exact(stack: PrivateStack, audience: str, report: dict, rows: list[str]) -> None:
+    """Every ID arrived, and every chunk was counted exactly once."""
+    want = expected(rows, chunk_size=int(SETTINGS["chunk_size"]))
+    assert report["status"] == "completed", report
+    assert report["unaccounted"] == 0 and report["ids_read"] == len(rows)
+    assert report["ids_uploaded"] == want["uploaded"]
+    assert report["duplicates"] == want["duplicates"]
+    assert sum(report["ids_rejected"].values()) == want["rejected"]
+    assert report["chunks"] == -(-len(rows) // int(SETTINGS["chunk_size"]))
+    assert stack.members(audience) == want["members"]
