@@ -96,13 +96,27 @@ def publish(
 ) -> AsyncResult | None:
     """One chord: the staged chunks in `redrive` (chunk -> IDs), then `fresh` chunks staged from
     number `next_chunk` on as the window allows; its body is finalize for this attempt."""
-    chunks = _read(store, run_id, fresh)
-    header = _header(store, run_id, settings, attempt, redrive, chunks, next_chunk)
-    first = next(header, None)
+
+    def header() -> Iterator[Signature]:
+        for chunk, ids in sorted(redrive.items()):
+            yield _chunk_tasks(run_id, chunk, ids)
+        for chunk, values in enumerate(_read(store, run_id, fresh), start=next_chunk):
+            store.wait_for_room(run_id, settings.staging_window_chunks)
+            if store.aborted(run_id):
+                break  # the chord still closes with what was already published
+            if not store.stage_raw(run_id, chunk, values, attempt=attempt):
+                log.warning("run=%s taken over by a newer attempt; this producer stops", run_id)
+                return  # the newer attempt's producer finishes the run
+            yield _chunk_tasks(run_id, chunk, len(values))
+        # Before Celery publishes the last task (it reads one ahead), so finalize sees it.
+        store.update(run_id, producer_done=1)
+
+    tasks = header()
+    first = next(tasks, None)
     body = finalize.s(run_id, attempt=attempt)
     if first is not None:
         # A real generator, not itertools.chain: Celery only applies a generator lazily.
-        return chord(_prepend(first, header), body).apply_async()
+        return chord(_prepend(first, tasks), body).apply_async()
     if int(store.meta(run_id).get("chunks_staged", 0)) == 0:  # nothing to upload, nothing to close
         store.save_report(run_id, build_report(run_id, store.meta(run_id), [], time.time()))
         return None
@@ -129,29 +143,6 @@ def _prepend(first: Signature, rest: Iterator[Signature]) -> Iterator[Signature]
 
 def _chunk_tasks(run_id: str, chunk: int, ids: int) -> Signature:
     return chain(prepare.si(run_id, chunk, ids), upload.s(run_id, chunk))
-
-
-def _header(
-    store: RunStore,
-    run_id: str,
-    settings: Settings,
-    attempt: int,
-    redrive: dict[int, int],
-    fresh: Iterator[list[str]],
-    next_chunk: int,
-) -> Iterator[Signature]:
-    for chunk, ids in sorted(redrive.items()):
-        yield _chunk_tasks(run_id, chunk, ids)
-    for chunk, values in enumerate(fresh, start=next_chunk):
-        store.wait_for_room(run_id, settings.staging_window_chunks)
-        if store.aborted(run_id):
-            break  # the chord still closes with what was already published
-        if not store.stage_raw(run_id, chunk, values, attempt=attempt):
-            log.warning("run=%s taken over by a newer attempt; this producer stops", run_id)
-            return  # the newer attempt's producer finishes the run
-        yield _chunk_tasks(run_id, chunk, len(values))
-    # Before Celery publishes the last task (it reads one ahead), so finalize sees it.
-    store.update(run_id, producer_done=1)
 
 
 def _read(store: RunStore, run_id: str, chunks: Iterator[list[str]]) -> Iterator[list[str]]:
