@@ -65,7 +65,7 @@ def test_upload_worker_stopped_gracefully_returns_its_work(private, tmp_path):
     stopped_at = time.time()
     private.signal_worker(name, signal.SIGTERM)
     assert private.procs.pop(name).wait(timeout=15) == 0
-    assert not private.unacked()  # finished or handed back: nothing left to redeliver
+    assert not private.unacked("audiencesync.upload")  # finished or handed back: none to redeliver
     private.configure_sandbox(latency_ms=0, transient_rate=0)
     private.start_worker("critical")
 
