@@ -104,12 +104,16 @@ def stack_env(redis_url: str, graph_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_worker(queue: str, env: dict[str, str], *, concurrency: int, name: str, log: Path):
-    """One worker process of the given queue (wait_workers tells when it answers)."""
+def start_worker(
+    queue: str, env: dict[str, str], *, concurrency: int, name: str, log: Path, loglevel="INFO"
+):
+    """One worker process of the given queue (wait_workers tells when it answers), in its own
+    process group (signals to the group reach its pool's children too)."""
     with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
             cli_command(
-                "worker", "--queues", queue, "--concurrency", str(concurrency), "--name", name
+                *("worker", "--queues", queue, "--concurrency", str(concurrency)),
+                *("--name", name, "--loglevel", loglevel),
             ),
             env=env,
             stdout=out,

@@ -172,14 +172,16 @@ class RunStore:
     def release_audience_lock(self, audience_name: str, run_id: str) -> bool:
         return bool(self._release(keys=[self.lock_key(audience_name)], args=[run_id]))
 
-    def begin_attempt(self, run_id: str, **fields: str | int | float) -> int:
+    def begin_attempt(self, run_id: str, *, rereading: bool, **fields: str | int | float) -> int:
         """Start another attempt at a run (resume): earlier producers are fenced off, the old
-        verdict is dropped, and finalize reports again. Returns the new attempt number."""
+        report is dropped, and finalize reports again; a rejected token or a failed source is
+        forgotten only by an attempt that reads the source again. Returns the attempt number."""
         pipe = self.r.pipeline()
         pipe.hincrby(self.key(run_id), "attempt", 1)
         fields = {"status": "running", "producer_done": 0, "progress_at": time.time(), **fields}
         pipe.hset(self.key(run_id), mapping=fields)
-        pipe.hdel(self.key(run_id), "aborted", "source_error")
+        if rereading:
+            pipe.hdel(self.key(run_id), "aborted", "source_error")
         pipe.delete(self.key(run_id, "report"))
         return int(pipe.execute()[0])
 

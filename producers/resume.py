@@ -58,7 +58,7 @@ def resume_run(
     closed = store.meta(run_id).get("session_closed") == "1"
     # A closed upload session takes no more batches: what is left goes in a new one.
     session = {"session_id": new_session_id(), "session_closed": 0} if closed else {}
-    attempt = store.begin_attempt(run_id, **session)
+    attempt = store.begin_attempt(run_id, rereading=source is not None, **session)
     meta = store.meta(run_id)  # read after the fence: no other producer stages from here on
     fresh = iter(())
     if source is not None:  # given when plan_resume said read_source

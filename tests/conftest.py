@@ -13,12 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import fakesnow
-import httpx
 import pytest
+from e2e_helpers import SandboxViews
 
 from audiencesync import devstack
-from audiencesync.graph import GraphClient
-from audiencesync.settings import Settings
 
 _state: dict = {}
 # fakesnow.server() imports its submodule `fakesnow.server`, which then shadows the function on
@@ -52,35 +50,12 @@ def redis_url() -> str:
 
 
 @dataclass
-class Stack:
+class Stack(SandboxViews):
     redis_url: str
     graph_url: str
     env: dict[str, str]
     logs: Path
     metrics_url: str = ""  # the critical worker's Prometheus exporter
-
-    def sandbox_stats(self) -> dict:
-        return httpx.get(f"{self.graph_url}/_sandbox/stats").json()
-
-    def members(self, audience_id: str) -> set[str]:
-        text = httpx.get(f"{self.graph_url}/_sandbox/audiences/{audience_id}/members").text
-        return set(filter(None, text.split("\n")))
-
-    def calls(self, audience_id: str) -> list[dict]:
-        return httpx.get(f"{self.graph_url}/_sandbox/audiences/{audience_id}/calls").json()
-
-    def configure_sandbox(self, **knobs) -> None:
-        response = httpx.post(f"{self.graph_url}/_sandbox/config", json=knobs)
-        response.raise_for_status()
-
-    def new_audience(self, name: str = "test") -> str:
-        """Created through our own Graph client, as an operator would."""
-        settings = Settings(graph_url=self.graph_url, access_token=devstack.SANDBOX_TOKEN)
-        client = GraphClient(settings)
-        try:
-            return client.create_audience("1001", name)
-        finally:
-            client.close()
 
 
 @pytest.fixture(scope="session")

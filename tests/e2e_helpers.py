@@ -1,10 +1,19 @@
-"""Shared by the end-to-end tests: dirty audiences and an independent oracle for them."""
+"""Shared by the end-to-end tests: dirty audiences, an independent oracle for them, and what
+tests see of the sandbox."""
 
 from __future__ import annotations
 
 import random
 import re
+import subprocess
 import uuid
+from collections import Counter
+
+import httpx
+
+from audiencesync import devstack
+from audiencesync.graph import GraphClient
+from audiencesync.settings import Settings
 
 MAID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 ZERO = "00000000-0000-0000-0000-000000000000"
@@ -52,3 +61,59 @@ def expected(rows: list[str], chunk_size: int = 10_000) -> dict:
         "duplicates": duplicates,
         "rejected": rejected,
     }
+
+
+def assert_exact(stack, audience: str, report: dict, rows: list[str], chunk_size=10_000) -> None:
+    """Every ID arrived, and every chunk was counted exactly once."""
+    want = expected(rows, chunk_size)
+    assert report["status"] == "completed", report
+    assert report["unaccounted"] == 0 and report["ids_read"] == len(rows)
+    assert report["chunks"] == -(-len(rows) // chunk_size)
+    assert report["ids_uploaded"] == want["uploaded"]
+    assert report["duplicates"] == want["duplicates"]
+    assert sum(report["ids_rejected"].values()) == want["rejected"]
+    assert stack.members(audience) == want["members"]
+
+
+def cli(env: dict[str, str], *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
+    """`audiencesync ARGS` as a user runs it: a process, its exit code and output."""
+    command = devstack.cli_command(*args)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s)
+
+
+class SandboxViews:
+    """The sandbox's inspection endpoints, and audiences created through our own Graph client,
+    as an operator would (with the stack's token and app secret)."""
+
+    graph_url: str
+    token: str = devstack.SANDBOX_TOKEN
+    app_secret: str | None = None
+
+    def sandbox_stats(self) -> dict:
+        return httpx.get(f"{self.graph_url}/_sandbox/stats").json()
+
+    def members(self, audience_id: str) -> set[str]:
+        text = httpx.get(f"{self.graph_url}/_sandbox/audiences/{audience_id}/members").text
+        return set(filter(None, text.split("\n")))
+
+    def calls(self, audience_id: str) -> list[dict]:
+        return httpx.get(f"{self.graph_url}/_sandbox/audiences/{audience_id}/calls").json()
+
+    def batches_sent(self, audience_id: str) -> Counter[int]:
+        """How many calls carried each batch_seq (the closing batch left out)."""
+        calls = self.calls(audience_id)
+        return Counter(c["batch_seq"] for c in calls if not c["last_batch_flag"])
+
+    def configure_sandbox(self, **knobs) -> None:
+        response = httpx.post(f"{self.graph_url}/_sandbox/config", json=knobs)
+        response.raise_for_status()
+
+    def new_audience(self, name: str = "test") -> str:
+        settings = Settings(
+            graph_url=self.graph_url, access_token=self.token, app_secret=self.app_secret
+        )
+        client = GraphClient(settings)
+        try:
+            return client.create_audience("1001", name)
+        finally:
+            client.close()

@@ -6,32 +6,28 @@ the `audiencesync` command.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
 import subprocess
 import threading
 import time
-from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import orjson
 import redis
 from celery import Celery
-from e2e_helpers import expected
+from e2e_helpers import SandboxViews, cli
+from redelivery import unacked, wait_redelivered
 from test_pipeline_e2e import write_csv
 
 from audiencesync import devstack
-from audiencesync.graph import GraphClient
 from audiencesync.runstore import RunStore
-from audiencesync.settings import Settings
-from workers.app import restore_interval_s
 
 VISIBILITY_TIMEOUT_S = 10
+CHUNK_SIZE = 500
 CONCURRENCY = {"standard": 1, "critical": 4}  # prefetch = concurrency (multiplier 1)
 # Every countdown and call fits in the visibility timeout (the settings check it), and a run of
 # a few thousand IDs takes a few seconds: 500 IDs a chunk, 6 staged at most.
@@ -44,7 +40,7 @@ SETTINGS = {
     "http_timeout_s": "3",
     "http_connect_timeout_s": "1",
     "prepare_time_limit_s": "8",
-    "chunk_size": "500",
+    "chunk_size": str(CHUNK_SIZE),
     "staging_window_chunks": "6",
     "stall_after_s": "3",
     "watchdog_interval_s": "1",
@@ -53,7 +49,7 @@ SETTINGS = {
 
 @dataclass
 class Run:
-    """`audiencesync upload|resume ... --wait --json` running as a process."""
+    """`audiencesync upload ... --wait --json` running as a process."""
 
     proc: subprocess.Popen
     run_id: str
@@ -65,7 +61,7 @@ class Run:
 
 
 @dataclass
-class PrivateStack:
+class PrivateStack(SandboxViews):
     workdir: Path
     token: str = field(default_factory=lambda: f"tok-{secrets.token_hex(12)}")
     app_secret: str = field(default_factory=lambda: f"sec-{secrets.token_hex(12)}")
@@ -120,15 +116,13 @@ class PrivateStack:
     def start_worker(self, queue: str) -> str:
         self._serial += 1
         name = f"{queue}-{self._serial}"
-        self.procs[name] = subprocess.Popen(
-            devstack.cli_command(
-                *("worker", "--queues", queue, "--concurrency", str(CONCURRENCY[queue])),
-                *("--name", name, "--loglevel", "DEBUG"),
-            ),
-            env=self.env,
-            stdout=open(self.logs / f"{name}.log", "ab"),  # noqa: SIM115 (the child keeps it)
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: signals reach its pool children
+        self.procs[name] = devstack.start_worker(
+            queue,
+            self.env,
+            concurrency=CONCURRENCY[queue],
+            name=name,
+            log=self.logs / f"{name}.log",
+            loglevel="DEBUG",  # the secrets test reads these logs: the more they say, the better
         )
         return name
 
@@ -148,13 +142,15 @@ class PrivateStack:
         self.wait_workers(started)
 
     def start_beat(self) -> None:
-        self.procs["beat"] = subprocess.Popen(
-            devstack.cli_command("beat", "--schedule-file", str(self.workdir / "beat-schedule")),
-            env=self.env,
-            stdout=open(self.logs / "beat.log", "ab"),  # noqa: SIM115 (the child keeps it)
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.logs / "beat.log", "ab") as log:  # the child keeps its own copy
+            self.procs["beat"] = subprocess.Popen(
+                devstack.cli_command(
+                    "beat", "--schedule-file", str(self.workdir / "beat-schedule")
+                ),
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     @contextmanager
     def beat(self):
@@ -225,63 +221,34 @@ class PrivateStack:
             if name in self.procs:
                 devstack.stop(self.procs.pop(name))
 
-    # --- redelivery ---------------------------------------------------------------------------
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url)
 
     def unacked(self, task: str | None = None) -> dict[str, float]:
-        """Messages delivered to some worker and not acknowledged (kombu's `unacked` hash and
-        its `unacked_index` of delivery times): delivery tag -> delivery time."""
-        r = self.redis()
-        held = {}
-        for tag, raw in r.hgetall("unacked").items():
-            payload = json.loads(raw)[0]
-            if task is None or payload["headers"]["task"] == task:
-                held[tag.decode()] = r.zscore("unacked_index", tag)
-        return held
+        return unacked(self.redis(), task)
 
     def wait_redelivered(self, held: dict[str, float]) -> float:
-        """Wait until kombu put `held` messages back in their queue; returns when it did.
-
-        They are restored by a worker's periodic sweep once older than the visibility timeout:
-        so not before the oldest delivery + the timeout, and before the newest + the timeout +
-        one sweep interval (+ slack for a loaded machine)."""
-        interval_s = restore_interval_s(VISIBILITY_TIMEOUT_S)
-        deadline = max(held.values()) + VISIBILITY_TIMEOUT_S + 2 * interval_s + 10
-        r = self.redis()
-        while any(r.hexists("unacked", tag) for tag in held):
-            if time.time() > deadline:
-                raise AssertionError(f"messages not redelivered by the deadline: {held}")
-            time.sleep(0.1)
-        return time.time()
+        return wait_redelivered(self.redis(), held, VISIBILITY_TIMEOUT_S)
 
     # --- the user's side ----------------------------------------------------------------------
     def store(self) -> RunStore:
         return RunStore(self.redis())
 
-    def cli(self, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            devstack.cli_command(*args),
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-        )
-
-    def start_cli(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(
-            devstack.cli_command(*args),
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return cli(self.env, *args)
 
     def upload(self, path: Path, rows: list[str], audience: str) -> Run:
         """Start `audiencesync upload PATH --wait --json`; returns once the run id is printed."""
         write_csv(path, rows)
-        proc = self.start_cli(
-            "upload", str(path), "--column", "maid", "--audience-id", audience, "--wait", "--json"
+        proc = subprocess.Popen(
+            devstack.cli_command(
+                *("upload", str(path), "--column", "maid", "--audience-id", audience),
+                *("--wait", "--json"),
+            ),
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         return Run(proc, proc.stdout.readline().strip())
 
@@ -293,38 +260,3 @@ class PrivateStack:
                 raise AssertionError(f"run {run_id} never got there: {meta}")
             time.sleep(0.05)
         return meta
-
-    # --- the sandbox --------------------------------------------------------------------------
-    def new_audience(self) -> str:
-        settings = Settings(
-            graph_url=self.graph_url, access_token=self.token, app_secret=self.app_secret
-        )
-        client = GraphClient(settings)
-        try:
-            return client.create_audience("1001", "faults")
-        finally:
-            client.close()
-
-    def configure_sandbox(self, **knobs) -> None:
-        httpx.post(f"{self.graph_url}/_sandbox/config", json=knobs).raise_for_status()
-
-    def members(self, audience: str) -> set[str]:
-        text = httpx.get(f"{self.graph_url}/_sandbox/audiences/{audience}/members").text
-        return set(filter(None, text.split("\n")))
-
-    def batches_sent(self, audience: str) -> Counter[int]:
-        """How many calls carried each batch_seq (the closing batch left out)."""
-        calls = httpx.get(f"{self.graph_url}/_sandbox/audiences/{audience}/calls").json()
-        return Counter(c["batch_seq"] for c in calls if not c["last_batch_flag"])
-
-
-def assert_exact(stack: PrivateStack, audience: str, report: dict, rows: list[str]) -> None:
-    """Every ID arrived, and every chunk was counted exactly once."""
-    want = expected(rows, chunk_size=int(SETTINGS["chunk_size"]))
-    assert report["status"] == "completed", report
-    assert report["unaccounted"] == 0 and report["ids_read"] == len(rows)
-    assert report["ids_uploaded"] == want["uploaded"]
-    assert report["duplicates"] == want["duplicates"]
-    assert sum(report["ids_rejected"].values()) == want["rejected"]
-    assert report["chunks"] == -(-len(rows) // int(SETTINGS["chunk_size"]))
-    assert stack.members(audience) == want["members"]

@@ -8,20 +8,10 @@ import uuid
 
 import orjson
 import pytest
-from e2e_helpers import dirty_rows, expected
+from e2e_helpers import cli, dirty_rows, expected
 from test_pipeline_e2e import write_csv
 
 from audiencesync import devstack
-
-
-def cli(stack_env: dict, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        devstack.cli_command(*args),
-        env=stack_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-    )
 
 
 def test_upload_wait_json_then_status(stack, tmp_path):

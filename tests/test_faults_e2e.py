@@ -8,8 +8,8 @@ import signal
 import time
 
 import pytest
-from e2e_helpers import dirty_rows, expected
-from private_stack import VISIBILITY_TIMEOUT_S, assert_exact
+from e2e_helpers import assert_exact, dirty_rows, expected
+from private_stack import CHUNK_SIZE, VISIBILITY_TIMEOUT_S
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def test_upload_worker_killed_mid_call(private, tmp_path):
 
     code, report, err = run.finish()
     assert code == 0, err
-    assert_exact(private, audience, report, rows)
+    assert_exact(private, audience, report, rows, CHUNK_SIZE)
     sent = private.batches_sent(audience)
     assert max(sent.values()) >= 2  # a killed call was applied by Meta and sent again
     assert report["requests"] < sum(sent.values()) + 1  # the lost calls are not counted
@@ -48,7 +48,7 @@ def test_prepare_worker_killed_holding_a_chunk(private, tmp_path):
 
     code, report, err = run.finish()
     assert code == 0, err
-    assert_exact(private, audience, report, rows)
+    assert_exact(private, audience, report, rows, CHUNK_SIZE)
 
 
 def test_upload_worker_stopped_gracefully_returns_its_work(private, tmp_path):
@@ -65,13 +65,13 @@ def test_upload_worker_stopped_gracefully_returns_its_work(private, tmp_path):
     stopped_at = time.time()
     private.signal_worker(name, signal.SIGTERM)
     assert private.procs.pop(name).wait(timeout=15) == 0
-    assert not private.unacked()  # finished or handed back: nothing left to redeliver
+    assert not private.unacked("audiencesync.upload")  # finished or handed back: none to redeliver
     private.configure_sandbox(latency_ms=0, transient_rate=0)
     private.start_worker("critical")
 
     code, report, err = run.finish()
     assert code == 0, err
-    assert_exact(private, audience, report, rows)
+    assert_exact(private, audience, report, rows, CHUNK_SIZE)
     assert time.time() - stopped_at < VISIBILITY_TIMEOUT_S + 5
 
 
@@ -91,7 +91,7 @@ def test_redis_restarted_mid_run_with_aof(private, tmp_path):
         private.configure_sandbox(latency_ms=0)
         code, report, err = run.finish(timeout_s=120)
     assert code == 0, err
-    assert_exact(private, audience, report, rows)
+    assert_exact(private, audience, report, rows, CHUNK_SIZE)
 
 
 def test_meta_unreachable_chunks_fail_with_the_reason_and_every_id_is_counted(private, tmp_path):
@@ -112,5 +112,5 @@ def test_meta_unreachable_chunks_fail_with_the_reason_and_every_id_is_counted(pr
     reason = next(iter(report["failure_reasons"]))
     assert reason.startswith("gave up after 4 calls: cannot connect to http://127.0.0.1:")
     assert report["retries"] == 4 * 3
-    want = expected(rows, chunk_size=500)
+    want = expected(rows, CHUNK_SIZE)
     assert report["ids_failed"] == want["uploaded"] and report["unaccounted"] == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 
 import pytest
-from e2e_helpers import dirty_rows, expected
+from e2e_helpers import assert_exact, dirty_rows, expected
 
 from audiencesync.runstore import RunStore
 from audiencesync.settings import Settings
@@ -55,16 +55,6 @@ def test_dirty_csv_lands_exactly(stack, tmp_path):
     # Every upload call but the closing one carried new entries: the sandbox saw what we counted.
     assert sum(c["entries"] for c in calls) == report["ids_uploaded"] + 1
     assert report["session_closed"] and calls[-1]["last_batch_flag"] is True
-
-
-def assert_exact(stack, audience: str, report: dict, rows: list[str]) -> None:
-    want = expected(rows)
-    assert report["status"] == "completed", report
-    assert report["ids_read"] == len(rows)
-    assert report["ids_uploaded"] == want["uploaded"]
-    assert report["duplicates"] == want["duplicates"]
-    assert sum(report["ids_rejected"].values()) == want["rejected"]
-    assert stack.members(audience) == want["members"]
 
 
 @pytest.mark.slow

@@ -6,8 +6,8 @@ import signal
 
 import orjson
 import pytest
-from e2e_helpers import dirty_rows
-from private_stack import assert_exact
+from e2e_helpers import assert_exact, dirty_rows
+from private_stack import CHUNK_SIZE
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def test_producer_killed_mid_stream_then_resumed(private, tmp_path):
     resumed = private.cli("resume", run.run_id, "--wait", "--json")
     assert resumed.returncode == 0, resumed.stderr
     report = orjson.loads(resumed.stdout.splitlines()[-1])
-    assert_exact(private, audience, report, rows)  # the whole run, counted once
+    assert_exact(private, audience, report, rows, CHUNK_SIZE)  # the whole run, counted once
     sent = private.batches_sent(audience)
     assert all(sent[chunk + 1] == 1 for chunk in done_before)  # finished chunks: not resent
     assert all(sent[chunk + 1] == 1 for chunk in unfinished)

@@ -32,7 +32,7 @@ def test_a_chunk_is_staged_once_in_order_by_the_current_attempt(store, run_id):
     assert store.stage_raw(run_id, 0, ["a", "b"], attempt=0)
     assert not store.stage_raw(run_id, 0, ["a", "b"], attempt=0)  # again: refused
     assert not store.stage_raw(run_id, 2, ["c"], attempt=0)  # out of order: refused
-    assert store.begin_attempt(run_id) == 1
+    assert store.begin_attempt(run_id, rereading=True) == 1
     assert not store.stage_raw(run_id, 1, ["c"], attempt=0)  # a superseded producer: refused
     assert store.stage_raw(run_id, 1, ["c"], attempt=1)
     meta = store.meta(run_id)
@@ -75,11 +75,14 @@ def test_watchdog_marks_only_idle_running_runs_and_progress_revives_them(store, 
     assert run_id not in store.mark_stalled(now + 3600, stall_after_s=60)  # finished: left alone
 
 
-def test_begin_attempt_drops_the_old_verdict(store, run_id):
+def test_begin_attempt_drops_the_report_and_only_a_new_read_forgets_source_errors(store, run_id):
     store.abort(run_id, "token rejected")
     store.update(run_id, source_error="boom", producer_done=1)
     store.save_report(run_id, {"status": "failed"})
-    assert store.begin_attempt(run_id, session_id=7) == 1
+    assert store.begin_attempt(run_id, rereading=False) == 1  # the watchdog re-driving chunks
+    meta = store.meta(run_id)
+    assert (meta["aborted"], meta["source_error"]) == ("token rejected", "boom")
+    assert store.begin_attempt(run_id, rereading=True, session_id=7) == 2  # resume reads again
     meta = store.meta(run_id)
     assert "aborted" not in meta and "source_error" not in meta
     assert (meta["status"], meta["producer_done"], meta["session_id"]) == ("running", "0", "7")
