@@ -125,8 +125,13 @@ def drive(
     return EXIT_OK if report["status"] == "completed" else EXIT_FAILED
 
 
-def wait_for_report(store: RunStore, run_id: str, poll_s: float = 0.25) -> dict:
+def wait_for_report(
+    store: RunStore, run_id: str, poll_s: float = 0.25, timeout_s: float | None = None
+) -> dict:
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while (report := store.report(run_id)) is None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_id} has no report after {timeout_s}s")
         time.sleep(poll_s)
     return report
 

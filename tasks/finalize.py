@@ -91,10 +91,13 @@ def finalize(
         report["requests"] += close_calls
         report["retries"] += max(close_calls - 1, 0)
         _record_close(store, run_id, report, error)
-    report["throttle"] = throttle_section(
-        guard.account, meta, outcomes, report, guard.gate.snapshot(guard.account)
-    )
-    METRICS.record_run(meta.get("audience_name") or meta["audience_id"], report, outcomes)
+    try:  # throttle figures and metrics are extras: the report is saved whatever they do
+        report["throttle"] = throttle_section(
+            guard.account, meta, outcomes, report, guard.gate.snapshot(guard.account)
+        )
+        METRICS.record_run(meta.get("audience_name") or meta["audience_id"], report, outcomes)
+    except Exception:
+        log.exception("run=%s throttle figures or metrics failed; the report is saved", run_id)
     store.save_report(run_id, report)
     if name := meta.get("audience_name"):  # a scheduled run: the audience may run again
         store.release_audience_lock(name, run_id)

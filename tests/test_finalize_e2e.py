@@ -18,7 +18,17 @@ def test_finalize_fired_early_waits_for_the_ledger(stack):
 
     store = RunStore(redis.Redis.from_url(stack.redis_url))
     run_id = f"early-{secrets.token_hex(4)}"
-    store.create_run(run_id, {"chunks_staged": 0, "ids_read": 0, "started_at": time.time()})
+    store.create_run(
+        run_id,
+        {
+            "audience_id": "424242",
+            "mode": "add",
+            "session_id": 1,
+            "chunks_staged": 0,
+            "ids_read": 0,
+            "started_at": time.time(),
+        },
+    )
     for chunk in (0, 1):
         store.stage_raw(run_id, chunk, ["not-an-id"] * 3, attempt=0)
     store.update(run_id, producer_done=1)
@@ -32,6 +42,6 @@ def test_finalize_fired_early_waits_for_the_ledger(stack):
         time.sleep(0.05)
     assert store.report(run_id) is None
     store.finish_chunk(run_id, 1, chunk_result(1, 3, rejected={"invalid_format": 3}))
-    report = wait_for_report(store, run_id)
+    report = wait_for_report(store, run_id, timeout_s=60)
     assert report["chunks"] == 2 and report["unaccounted"] == 0
     assert report["ids_rejected"] == {"invalid_format": 6}

@@ -21,7 +21,7 @@ def run_upload(stack, source, audience_id: str, **settings_kw) -> dict:
     store = RunStore(redis.Redis.from_url(stack.redis_url))
     run_id = create_run(store, RunRequest(audience_id), source)
     produce(store, run_id, source, settings)
-    return wait_for_report(store, run_id)
+    return wait_for_report(store, run_id, timeout_s=300)
 
 
 def write_csv(path, rows, header="maid"):
