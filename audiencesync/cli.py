@@ -144,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query", help="Snowflake query whose rows are the IDs")
     p.add_argument("--table", help="Snowflake table holding the IDs")
     p.add_argument("--hash", action="store_true", help="send SHA-256 of each normalised ID")
+    p.add_argument(
+        "--mode",
+        choices=["add", "mirror"],
+        default="add",
+        help="add: send every ID; mirror: only additions and removals since the last completed "
+        "mirror run (snapshots in AUDIENCESYNC_STATE_DIR)",
+    )
     p.add_argument("--wait", action="store_true", help="show progress and wait for the report")
     p.add_argument("--json", action="store_true", help="print the report as one JSON line")
     p.set_defaults(func=cmd_upload)

@@ -2,12 +2,15 @@
 
 Accounting identity, checked here and shown as `unaccounted` when it does not hold:
     ids_read = ids_uploaded + sum(ids_rejected) + duplicates + ids_failed
+(a mirror run's own identity is in mirrorrun.py).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
+
+from audiencesync.mirrorrun import MIRROR, apply_mirror
 
 MAX_LISTED_FAILURES = 50
 MAX_INVALID_SAMPLES = 3
@@ -93,6 +96,8 @@ def build_report(run_id: str, meta: dict[str, str], results: list[dict], finishe
         "duration_s": round(duration_s, 3),
         "ids_per_s": round(ids_read / duration_s, 1),
     }
+    if report["mode"] == MIRROR:
+        apply_mirror(report, meta, results)
     report["status"], report["message"] = _verdict(report, meta)
     return report
 
@@ -114,7 +119,7 @@ def _verdict(report: dict, meta: dict[str, str]) -> tuple[str, str]:
         )
     if report["ids_read"] == 0:
         return "failed", "the source had no IDs: check the file, column or query"
-    if not report["ids_uploaded"] and not report["chunks_failed"]:
+    if not report["ids_uploaded"] and not report["chunks_failed"] and not report.get("unchanged"):
         reason, count = max(report["ids_rejected"].items(), key=lambda kv: kv[1])
         return "failed", (
             f"no ID could be sent: {report['ids_read'] - report['duplicates']} values were "

@@ -9,7 +9,7 @@
     as:run:{id}:inflight        hash chunk -> IDs: staged and not finished (backpressure; resume)
     as:run:{id}:ledger          hash chunk -> final outcome (JSON), written once; the report
     as:run:{id}:wake            a nudge for a producer waiting for room in the staging window
-    as:run:{id}:closer          one entry already sent, re-sent to close the upload session
+    as:run:{id}:closer:{op}     one entry already sent, re-sent to close that op's session
     as:run:{id}:report          the final report (JSON)
     as:lock:audience:{name}     the run id holding a declared audience (SET NX, with a TTL)
 Task messages carry only the run id and chunk number: never IDs, never secrets.
@@ -220,13 +220,15 @@ class RunStore:
         """The staged chunk as encode_raw wrote it (prepare validates it without decoding)."""
         return self.r.get(self.key(run_id, "raw", chunk))
 
-    def put_prepared(self, run_id: str, chunk: int, payload_json: bytes, closer: str | None):
+    def put_prepared(
+        self, run_id: str, chunk: int, payload_json: bytes, closer: str | None, op: str = "add"
+    ) -> None:
         if self.compress_level:
             payload_json = zlib.compress(payload_json, self.compress_level)
         pipe = self.r.pipeline()
         pipe.set(self.key(run_id, "prep", chunk), payload_json, ex=self.ttl_s)
         if closer is not None:
-            pipe.set(self.key(run_id, "closer"), closer, nx=True, ex=self.ttl_s)
+            pipe.set(self.key(run_id, "closer", op), closer, nx=True, ex=self.ttl_s)
         pipe.execute()
 
     def get_prepared(self, run_id: str, chunk: int) -> bytes | None:
@@ -235,8 +237,8 @@ class RunStore:
             return blob
         return zlib.decompress(blob)
 
-    def closer(self, run_id: str) -> str | None:
-        value = self.r.get(self.key(run_id, "closer"))
+    def closer(self, run_id: str, op: str = "add") -> str | None:
+        value = self.r.get(self.key(run_id, "closer", op))
         return value.decode() if value else None
 
     # --- the ledger: each chunk's final outcome, once ------------------------------------------
@@ -267,7 +269,8 @@ class RunStore:
         pipe.set(self.key(run_id, "report"), orjson.dumps(report), ex=self.ttl_s)
         pipe.hset(self.key(run_id), mapping={"status": report["status"]})
         # The closer is an ID: none stays behind. Unfinished chunks stay, for resume.
-        pipe.delete(self.key(run_id, "wake"), self.key(run_id, "closer"))
+        closers = [self.key(run_id, "closer", op) for op in ("add", "remove", "replace")]
+        pipe.delete(self.key(run_id, "wake"), *closers)
         pipe.execute()
 
     def report(self, run_id: str) -> dict | None:

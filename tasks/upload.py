@@ -23,6 +23,7 @@ from audiencesync.errors import (
     TokenError,
 )
 from audiencesync.graph import RetryPolicy
+from audiencesync.mirrorrun import chunk_session
 from audiencesync.settings import get_settings
 from workers.app import app
 from workers.resources import get_graph, get_guard, get_store
@@ -84,11 +85,7 @@ def _upload(task, summary: dict, run_id: str, chunk: int, calls: dict | None) ->
     if payload is None:
         return fail("prepared chunk missing from Redis (expired?)")
     meta = store.meta(run_id)
-    session = {
-        "session_id": int(meta["session_id"]),
-        "batch_seq": chunk + 1,
-        "last_batch_flag": False,
-    }
+    op, session = chunk_session(meta, chunk)
     guard = get_guard(run_id, meta)
     try:
         lease = guard.enter()
@@ -99,7 +96,7 @@ def _upload(task, summary: dict, run_id: str, chunk: int, calls: dict | None) ->
     try:
         sent = guard.send(
             lease,
-            lambda: get_graph().upload(meta["audience_id"], payload, session, mode=meta["mode"]),
+            lambda: get_graph().upload(meta["audience_id"], payload, session, mode=op.op),
         )
     except TokenError as exc:
         store.abort(
