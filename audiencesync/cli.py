@@ -8,6 +8,7 @@ import sys
 
 from audiencesync import logs
 from audiencesync.errors import AudienceSyncError, ConfigError
+from audiencesync.modes import MODES
 from audiencesync.operate import add_commands as add_operator_commands
 from audiencesync.runcommands import EXIT_FAILED, EXIT_OK, cmd_resume, cmd_status, cmd_upload
 from audiencesync.settings import Settings, get_settings
@@ -144,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query", help="Snowflake query whose rows are the IDs")
     p.add_argument("--table", help="Snowflake table holding the IDs")
     p.add_argument("--hash", action="store_true", help="send SHA-256 of each normalised ID")
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="add",
+        help="add the IDs (default), remove them, or replace the audience with them",
+    )
     p.add_argument("--wait", action="store_true", help="show progress and wait for the report")
     p.add_argument("--json", action="store_true", help="print the report as one JSON line")
     p.set_defaults(func=cmd_upload)

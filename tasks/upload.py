@@ -23,6 +23,7 @@ from audiencesync.errors import (
     TokenError,
 )
 from audiencesync.graph import RetryPolicy
+from audiencesync.modes import chunk_op
 from audiencesync.settings import get_settings
 from workers.app import app
 from workers.resources import get_graph, get_guard, get_store
@@ -89,6 +90,7 @@ def _upload(task, summary: dict, run_id: str, chunk: int, calls: dict | None) ->
         "batch_seq": chunk + 1,
         "last_batch_flag": False,
     }
+    op = chunk_op(meta, chunk)
     guard = get_guard(run_id, meta)
     try:
         lease = guard.enter()
@@ -99,7 +101,7 @@ def _upload(task, summary: dict, run_id: str, chunk: int, calls: dict | None) ->
     try:
         sent = guard.send(
             lease,
-            lambda: get_graph().upload(meta["audience_id"], payload, session, mode=meta["mode"]),
+            lambda: get_graph().upload(meta["audience_id"], payload, session, mode=op),
         )
     except TokenError as exc:
         store.abort(
