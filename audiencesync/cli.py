@@ -8,6 +8,7 @@ import sys
 
 from audiencesync import logs
 from audiencesync.errors import AudienceSyncError, ConfigError
+from audiencesync.modes import MODES
 from audiencesync.operate import add_commands as add_operator_commands
 from audiencesync.runcommands import EXIT_FAILED, EXIT_OK, cmd_resume, cmd_status, cmd_upload
 from audiencesync.settings import Settings, get_settings
@@ -146,10 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hash", action="store_true", help="send SHA-256 of each normalised ID")
     p.add_argument(
         "--mode",
-        choices=["add", "mirror"],
+        choices=MODES,
         default="add",
-        help="add: send every ID; mirror: only additions and removals since the last completed "
-        "mirror run (snapshots in AUDIENCESYNC_STATE_DIR)",
+        help="add the IDs (default), remove them, replace the audience with them, or mirror: "
+        "send only the additions and removals since the last completed mirror run",
     )
     p.add_argument("--wait", action="store_true", help="show progress and wait for the report")
     p.add_argument("--json", action="store_true", help="print the report as one JSON line")

@@ -11,6 +11,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from audiencesync.mirrorrun import MIRROR, apply_mirror
+from audiencesync.modes import RETRY_HINT
 
 MAX_LISTED_FAILURES = 50
 MAX_INVALID_SAMPLES = 3
@@ -130,6 +131,6 @@ def _verdict(report: dict, meta: dict[str, str]) -> tuple[str, str]:
         status = "completed_with_errors" if report["ids_uploaded"] else "failed"
         return status, (
             f"{report['chunks_failed']} chunk(s) failed, most often: {top}; fix that, then "
-            "upload again to retry them (re-adding IDs is harmless)"
+            + RETRY_HINT.get(report["mode"], RETRY_HINT["add"])
         )
     return "completed", ""

@@ -10,7 +10,7 @@ import logging
 
 import orjson
 
-from audiencesync.mirrorrun import chunk_session
+from audiencesync.modes import chunk_op
 from audiencesync.normalize import prepare_staged
 from audiencesync.report import chunk_result
 from workers.app import app
@@ -42,7 +42,7 @@ def prepare(run_id: str, chunk: int, ids_in: int) -> dict:
         prepared = prepare_staged(raw, ids_in, hash_ids=meta.get("hash") == "1")
         if prepared.entries:
             closer = prepared.entries[0]
-            op = chunk_session(meta, chunk)[0].op  # each session is closed with its own entry
+            op = chunk_op(meta, chunk)  # each operation's session is closed with its own entry
             store.put_prepared(run_id, chunk, build_payload(prepared.entries), closer, op=op)
         return chunk_result(
             chunk,

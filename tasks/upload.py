@@ -24,6 +24,7 @@ from audiencesync.errors import (
 )
 from audiencesync.graph import RetryPolicy
 from audiencesync.mirrorrun import chunk_session
+from audiencesync.modes import chunk_op
 from audiencesync.settings import get_settings
 from workers.app import app
 from workers.resources import get_graph, get_guard, get_store
@@ -85,7 +86,8 @@ def _upload(task, summary: dict, run_id: str, chunk: int, calls: dict | None) ->
     if payload is None:
         return fail("prepared chunk missing from Redis (expired?)")
     meta = store.meta(run_id)
-    op, session = chunk_session(meta, chunk)
+    op = chunk_op(meta, chunk)
+    session = chunk_session(meta, chunk)[1]
     guard = get_guard(run_id, meta)
     try:
         lease = guard.enter()
@@ -96,7 +98,7 @@ def _upload(task, summary: dict, run_id: str, chunk: int, calls: dict | None) ->
     try:
         sent = guard.send(
             lease,
-            lambda: get_graph().upload(meta["audience_id"], payload, session, mode=op.op),
+            lambda: get_graph().upload(meta["audience_id"], payload, session, mode=op),
         )
     except TokenError as exc:
         store.abort(

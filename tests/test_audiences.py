@@ -59,7 +59,7 @@ def broken(line: int, old: str, new: str) -> str:
 @pytest.mark.parametrize(
     ("text", "line", "says"),
     [
-        (broken(12, '"add"', '"merge"'), 12, 'use one of add, mirror'),
+        (broken(12, '"add"', '"upsert"'), 12, "use one of add, remove, replace, mirror"),
         (broken(6, "every_s = 600", "every_s = 0"), 6, "every_s must be"),
         (broken(6, "every_s = 600", 'cron = "61 * * * *"'), 6, "cron '61 * * * *' is not valid"),
         (broken(13, '"30 3 * * 1-5"', '"30 3 * *"'), 13, "5 fields"),
@@ -98,13 +98,14 @@ def test_validate_command_lists_errors_with_lines_and_exits_1(tmp_path):
     from audiencesync import devstack
 
     path = tmp_path / "a.toml"
-    path.write_text(broken(12, '"add"', '"merge"'))
+    path.write_text(broken(12, '"add"', '"upsert"'))
     done = subprocess.run(
         devstack.cli_command("audiences", "validate", str(path)), capture_output=True, text=True
     )
     assert done.returncode == 1
     assert done.stderr.strip() == (
-        f"audiencesync: error: {path}:12: mode 'merge' is not supported; use one of add, mirror"
+        f"audiencesync: error: {path}:12: mode 'upsert' is not supported; use one of "
+        "add, remove, replace, mirror"
     )
     path.write_text(GOOD)
     done = subprocess.run(

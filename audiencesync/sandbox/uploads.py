@@ -41,6 +41,7 @@ def upload(
             audience.upload_calls += 1
             call.account = audience.ad_account_id  # usage headers even on a token error
     record = _call_record(req.method, edge, raw_session, num_received)
+    record["url_params"] = sorted(rules.parse_form(req.query))  # a payload belongs in the body
     try:
         sandbox.auth(req, params)
         audience = sandbox.audience(audience_id, "post", call)
