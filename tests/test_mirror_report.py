@@ -1,0 +1,94 @@
+"""A mirror run's report, sessions and guard (pure)."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+
+from audiencesync.mirrordiff import DiffCounts
+from audiencesync.mirrorrun import chunk_session, guard_message, mirror_meta
+from audiencesync.modes import chunk_op
+from audiencesync.report import build_report, chunk_result
+
+ADDS, REMOVES = 25, 12  # planned; chunks of 10: 3 addition chunks, then 2 removal chunks
+
+
+def meta(**extra) -> dict[str, str]:
+    counts = DiffCounts(
+        ids_read=50, rejected={"blank": 2}, duplicates=3, additions=ADDS, removals=REMOVES
+    )
+    counts.unchanged = 50 - 2 - 3 - ADDS
+    fields = {"mode": "mirror", "session_id": 7, "started_at": time.time() - 1, **extra}
+    fields |= mirror_meta(counts, chunk_size=10, remove_session_id=9)
+    return {k: str(v) for k, v in fields.items()}
+
+
+def results(failed: set[int] = frozenset()) -> list[dict]:
+    sizes = [10, 10, 5, 10, 2]
+    out = []
+    for chunk, n in enumerate(sizes):
+        if chunk in failed:
+            out.append(chunk_result(chunk, n, entries=n, failed="boom", ids_failed=n))
+        else:
+            out.append(chunk_result(chunk, n, entries=n, uploaded=n))
+    return out
+
+
+def test_a_clean_mirror_run_adds_up():
+    report = build_report("r", meta(), results(), time.time())
+    assert report["status"] == "completed", report
+    assert (report["added"], report["removed"], report["unchanged"]) == (ADDS, REMOVES, 20)
+    assert report["ids_read"] == 50 and report["unaccounted"] == 0
+    assert report["ids_rejected"] == {"blank": 2} and report["duplicates"] == 3
+
+
+@pytest.mark.parametrize(
+    ("failed", "added", "removed", "lost"), [({1}, 15, 12, 10), ({4}, 25, 10, 2)]
+)
+def test_a_failed_chunk_is_an_error_whichever_side_it_is_on(failed, added, removed, lost):
+    report = build_report("r", meta(), results(failed), time.time())
+    assert report["status"] == "completed_with_errors"
+    assert (report["added"], report["removed"]) == (added, removed)
+    assert report["additions_failed"] + report["removals_failed"] == report["ids_failed"] == lost
+    assert report["unaccounted"] == 0
+    assert "run the mirror again" in report["message"]
+
+
+def test_a_chunk_without_an_outcome_is_unaccounted():
+    report = build_report("r", meta(), results()[:-1], time.time())
+    assert report["unaccounted"] == 2 and report["status"] == "failed"
+
+
+def test_nothing_changed_is_a_completed_run():
+    m = meta()
+    m.update(additions_planned="0", removals_planned="0", removals_from="0", unchanged="45")
+    report = build_report("r", m, [], time.time())
+    assert report["status"] == "completed" and report["unaccounted"] == 0
+
+
+def test_additions_and_removals_go_in_two_sessions_numbered_from_1():
+    m = meta()
+    assert [chunk_op(m, c) for c in range(5)] == ["add"] * 3 + ["remove"] * 2
+    assert [chunk_session(m, c)[1]["batch_seq"] for c in range(5)] == [1, 2, 3, 1, 2]
+    assert {chunk_session(m, c)[1]["session_id"] for c in (3, 4)} == {9}
+    assert orjson.loads(m["source_rejected"]) == {"blank": 2}
+
+
+@pytest.mark.parametrize(
+    ("previous", "removals", "additions", "refused"),
+    [
+        (150, 60, 0, True),
+        (150, 60, 20, False),
+        (150, 51, 0, True),
+        (150, 50, 0, False),
+        (0, 0, 5, False),
+    ],
+)
+def test_the_guard_refuses_removals_that_leave_under_100(previous, removals, additions, refused):
+    counts = DiffCounts(additions=additions, removals=removals, previous_size=previous)
+    message = guard_message(counts)
+    assert (message is not None) == refused
+    if refused:
+        assert f"leave the audience with {counts.new_size} people" in message
