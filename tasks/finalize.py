@@ -45,6 +45,7 @@ def finalize(
     first_at: float | None = None,
     close_calls: int = 0,
     deferrals: int = 0,
+    close_sent: int = 0,
 ) -> dict:
     store = get_store()
     meta = store.meta(run_id)
@@ -59,6 +60,7 @@ def finalize(
         "attempt": attempt,
         "first_at": first_at,
         "close_calls": close_calls,
+        "close_sent": close_sent,
         "deferrals": deferrals,
     }
     # The longest a chunk can still be on its way: its retries, then one redelivery.
@@ -71,7 +73,7 @@ def finalize(
     report["session_closed"] = not to_close and bool(report["ids_uploaded"])
     if to_close and not meta.get("aborted"):
         try:
-            error = _close_sessions(guard, store, run_id, meta, to_close, close_calls > 0)
+            error, sent = _close_sessions(guard, store, run_id, meta, to_close, close_calls > 0)
         except Deferred as wait:  # the close is an upload call too: it waits for its turn
             if deferrals < CLOSE_DEFERRALS:
                 kwargs["deferrals"] = deferrals + 1
@@ -80,6 +82,7 @@ def finalize(
             error = GraphError(f"the ad account stayed throttled ({wait})")
         else:
             kwargs["close_calls"] = close_calls = close_calls + 1
+            kwargs["close_sent"] = close_sent = close_sent + sent
             policy, elapsed_s = retry_policy(), time.time() - first_at
             if error is not None and policy.should_retry(
                 error, attempt=close_calls, elapsed_s=elapsed_s
@@ -87,7 +90,7 @@ def finalize(
                 delay_s = policy.delay_s(error, attempt=close_calls, rng=_rng)
                 log.info("run=%s closing the session again in %.1fs: %s", run_id, delay_s, error)
                 raise self.retry(args=([], run_id), kwargs=kwargs, countdown=delay_s)
-        report["requests"] += close_calls
+        report["requests"] += close_sent
         report["retries"] += max(close_calls - 1, 0)
         _record_close(report, error)
     try:  # throttle figures and metrics are extras: the report is saved whatever they do
@@ -128,15 +131,16 @@ def open_sessions(meta: dict[str, str], outcomes: list[dict]) -> list[Session]:
 
 def _close_sessions(
     guard, store, run_id: str, meta: dict[str, str], to_close: list[Session], after_error: bool
-) -> GraphError | None:
+) -> tuple[GraphError | None, int]:
     """Close each session with a last batch that re-sends one entry already sent.
 
     Meta needs a final batch with last_batch_flag=true; re-adding (or re-removing) an ID is
     harmless (a set), and it avoids relying on an empty batch being accepted. Retried like an
     upload (by the caller); a session closed here is recorded at once, so it is closed once.
+    Returns the error that stopped it, if any, and the calls it made.
     """
     last_chunk = int(meta.get("chunks_staged", 0)) - 1
-    for session in to_close:
+    for sent, session in enumerate(to_close, start=1):
         ends = [s.first_chunk for s in sessions(meta) if s.first_chunk > session.first_chunk]
         batch_seq = (ends[0] if ends else last_chunk + 1) - session.first_chunk + 1
         batch = {"session_id": session.session_id, "batch_seq": batch_seq}
@@ -144,12 +148,12 @@ def _close_sessions(
         try:
             _send_close(guard, meta["audience_id"], session.op, batch, closer)
         except RetryableGraphError as exc:
-            return exc
+            return exc, sent
         except GraphError as exc:
             if not (after_error and "closed" in exc.message):
-                return exc  # else an earlier attempt was applied though its answer was lost
+                return exc, sent  # else an earlier attempt was applied though its answer was lost
         store.update(run_id, **{session.closed_field: 1})
-    return None
+    return None, len(to_close)
 
 
 def _send_close(guard, audience_id: str, op: str, batch: dict, closer: str | None) -> None:
