@@ -1,4 +1,4 @@
-"""A mirror run's report, sessions and guard (pure)."""
+"""A mirror run's report, sessions and guard (pure), and its lock (real Redis)."""
 
 from __future__ import annotations
 
@@ -92,3 +92,28 @@ def test_the_guard_refuses_removals_that_leave_under_100(previous, removals, add
     assert (message is not None) == refused
     if refused:
         assert f"leave the audience with {counts.new_size} people" in message
+
+
+def test_a_second_mirror_run_of_an_audience_is_refused_while_one_runs(tmp_path, redis_url):
+    import redis
+
+    from audiencesync.errors import ConfigError
+    from audiencesync.runstore import RunStore
+    from audiencesync.settings import Settings
+    from producers.mirror import MirrorRun
+    from producers.pipeline import RunRequest
+
+    store = RunStore(redis.Redis.from_url(redis_url))  # the real one: locks are Lua scripts
+    store.r.delete("as:lock:audience:mirror-42")
+    settings = Settings(state_dir=str(tmp_path))
+    store.take_audience_lock("mirror-42", "r1", 300)
+    run = MirrorRun(store, settings, RunRequest("42", mode="mirror"), "r2")
+    with pytest.raises(ConfigError, match=r"mirror run in progress \(r1\).*status r1"), run:
+        run.plan(source=None)
+    assert store.take_audience_lock("mirror-42", "r3", 300) == "r1"  # still r1's
+    store.save_report("r1", {"run_id": "r1", "status": "completed"})  # r1 is over
+    assert store.take_audience_lock("mirror-42", "r3", 300) == "r1"
+    with MirrorRun(store, settings, RunRequest("42", mode="mirror"), "r3") as run:
+        run._take_lock()  # a finished run's lock is stale: taken over
+        assert store.take_audience_lock("mirror-42", "r4", 300) == "r3"
+    assert store.take_audience_lock("mirror-42", "r4", 300) is None  # freed: r3 sent nothing
