@@ -100,12 +100,14 @@ async def _lean(csv_path: Path, audience_id: str, graph_url: str, inflight: int)
     return Outcome("lean asyncio uploader", time.perf_counter() - started, sent, calls)
 
 
-def run_audiencesync(csv_path: Path, audience_id: str, env: dict[str, str]) -> Outcome:
-    """`audiencesync upload --wait --json` with the workers already running."""
+def run_audiencesync(
+    csv_path: Path, audience_id: str, env: dict[str, str], *options: str
+) -> Outcome:
+    """`audiencesync upload --wait --json [OPTIONS]` with the workers already running."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         devstack.cli_command(
-            "upload", str(csv_path), "--audience-id", audience_id, "--wait", "--json"
+            "upload", str(csv_path), "--audience-id", audience_id, "--wait", "--json", *options
         ),
         env=env,
         stdout=subprocess.PIPE,
