@@ -117,3 +117,12 @@ def test_a_second_mirror_run_of_an_audience_is_refused_while_one_runs(tmp_path, 
         run._take_lock()  # a finished run's lock is stale: taken over
         assert store.take_audience_lock("mirror-42", "r4", 300) == "r3"
     assert store.take_audience_lock("mirror-42", "r4", 300) is None  # freed: r3 sent nothing
+
+
+def test_the_printed_report_says_added_removed_and_unchanged():
+    from audiencesync.display import format_report
+
+    m = meta(audience_id="42", ids_read="37")
+    text = format_report(build_report("r", m, results(), time.time()))
+    assert f"added {ADDS}, removed {REMOVES} of {REMOVES}, unchanged 20" in text
+    assert "(mirror)" in text
