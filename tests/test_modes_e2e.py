@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from e2e_helpers import maids
+import itertools
+
+from e2e_helpers import cli, maids
 from test_failures_e2e import csv_source
 from test_pipeline_e2e import run_upload
 
@@ -42,3 +44,58 @@ def test_a_removal_meta_refuses_fails_its_chunk_with_metas_message(stack, tmp_pa
     assert "run the removal again" in report["message"]
     assert not report["session_closed"]
     assert stack.members(audience) == set(everyone)
+
+
+def replace_calls(stack, audience: str) -> list[dict]:
+    calls = [c for c in stack.calls(audience) if c["edge"] == "usersreplace"]
+    return sorted(calls, key=lambda c: c["received_s"])
+
+
+def test_replace_sends_one_batch_at_a_time_in_order_and_leaves_exactly_the_new_set(
+    stack, sandbox_knobs, tmp_path
+):
+    audience = stack.new_audience()
+    old = maids(600, seed=73)
+    assert run_upload(stack, csv_source(tmp_path, old), audience)["status"] == "completed"
+    sandbox_knobs(latency_ms=15, jitter_ms=15)  # calls that overlapped would show it
+    new = old[:200] + maids(2_300, seed=74)
+    rows = new[:1_000] + ["not-an-id"] * 500 + new[1_000:]  # chunk 2 sends no batch at all
+    report = run_upload(stack, csv_source(tmp_path, rows), audience, "replace", chunk_size=500)
+    assert report["status"] == "completed", report
+    assert report["mode"] == "replace" and report["session_closed"]
+    assert report["ids_uploaded"] == len(new) and report["chunks"] == 6
+    assert stack.members(audience) == set(new)
+    calls = replace_calls(stack, audience)
+    assert all(c["status"] == 200 for c in calls)
+    assert [c["batch_seq"] for c in calls] == list(range(1, 5 + 1 + 1))  # 5 batches, the close
+    assert [c["last_batch_flag"] for c in calls] == [False] * 5 + [True]
+    assert len({c["session_id"] for c in calls}) == 1
+    assert all(a["answered_s"] <= b["received_s"] for a, b in itertools.pairwise(calls))
+    assert report["throttle"]["deferrals"] > 0  # chunks waited for their turn, not failed
+    assert report["retries"] == 0
+
+
+def test_a_replace_batch_failing_for_good_leaves_the_session_open_and_the_audience_as_it_was(
+    stack, sandbox_knobs, tmp_path
+):
+    audience = stack.new_audience()
+    old = maids(300, seed=75)
+    assert run_upload(stack, csv_source(tmp_path, old), audience)["status"] == "completed"
+    sandbox_knobs(fail_batch_seq=2)
+    new = maids(2_000, seed=76)
+    report = run_upload(stack, csv_source(tmp_path, new), audience, "replace", chunk_size=500)
+    assert report["status"] == "failed" and not report["session_closed"]
+    assert "left open" in report["message"] and "run the replace again" in report["message"]
+    assert "fail_batch_seq" in report["message"]  # Meta's reason for the batch it refused
+    calls = replace_calls(stack, audience)
+    assert [(c["batch_seq"], c["status"]) for c in calls] == [(1, 200), (2, 400)]  # no retry
+    assert not any(c["last_batch_flag"] for c in calls)
+    assert stack.members(audience) == set(old)
+    # Every ID is accounted for: one batch accepted, the rest failed or never sent.
+    assert report["ids_uploaded"] == 500 and report["unaccounted"] == 0
+    assert report["ids_failed"] == report["ids_read"] - 500
+    reasons = report["failure_reasons"]
+    assert sum(reasons.values()) == report["chunks"] - 1
+    assert any(r.startswith("not sent: an earlier replace batch failed") for r in reasons)
+    done = cli(stack.env, "resume", report["run_id"])
+    assert done.returncode == 1 and "cannot be resumed" in done.stderr
