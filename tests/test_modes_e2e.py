@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import itertools
 
+import orjson
 from e2e_helpers import cli, maids
 from test_failures_e2e import csv_source
-from test_pipeline_e2e import run_upload
+from test_pipeline_e2e import run_upload, write_csv
 
 
 def test_remove_takes_a_subset_out_with_delete_calls_carrying_the_payload_in_the_body(
@@ -17,7 +18,15 @@ def test_remove_takes_a_subset_out_with_delete_calls_carrying_the_payload_in_the
     added = run_upload(stack, csv_source(tmp_path, everyone), audience, chunk_size=1_000)
     assert added["status"] == "completed", added
     leaving = everyone[::2]  # 1,500 IDs, spread over every added chunk
-    report = run_upload(stack, csv_source(tmp_path, leaving), audience, "remove", chunk_size=500)
+    write_csv(tmp_path / "leaving.csv", leaving)
+    env = {**stack.env, "AUDIENCESYNC_CHUNK_SIZE": "500"}
+    args = ("upload", str(tmp_path / "leaving.csv"), "--audience-id", audience, "--wait")
+    done = cli(env, *args, "--column", "maid", "--mode", "remove")
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.splitlines()[0]
+    lines = [line.split() for line in done.stdout.splitlines()]
+    assert "(remove)," in lines[2] and ["removed", f"{len(leaving):,}"] in lines
+    report = orjson.loads(cli(stack.env, "status", run_id, "--json").stdout)
     assert report["status"] == "completed", report
     assert report["mode"] == "remove" and report["ids_uploaded"] == len(leaving)
     assert report["session_closed"]
@@ -99,3 +108,22 @@ def test_a_replace_batch_failing_for_good_leaves_the_session_open_and_the_audien
     assert any(r.startswith("not sent: an earlier replace batch failed") for r in reasons)
     done = cli(stack.env, "resume", report["run_id"])
     assert done.returncode == 1 and "cannot be resumed" in done.stderr
+
+
+def test_replace_retries_re_send_the_same_batch_and_the_result_is_exact(
+    stack, sandbox_knobs, tmp_path
+):
+    """Transient errors, half of them after the batch was applied: a retry re-sends its
+    batch_seq before any other batch goes, which the session accepts."""
+    audience = stack.new_audience()
+    old = maids(400, seed=77)
+    assert run_upload(stack, csv_source(tmp_path, old), audience)["status"] == "completed"
+    sandbox_knobs(transient_rate=0.3)
+    new = maids(3_000, seed=78)
+    report = run_upload(stack, csv_source(tmp_path, new), audience, "replace", chunk_size=500)
+    assert report["status"] == "completed", report
+    assert stack.members(audience) == set(new)
+    calls = replace_calls(stack, audience)
+    assert report["retries"] > 0 and report["requests"] == len(calls)
+    seqs = [c["batch_seq"] for c in calls]
+    assert seqs == sorted(seqs) and set(seqs) == set(range(1, 6 + 1 + 1))
