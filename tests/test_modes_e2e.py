@@ -10,13 +10,18 @@ from test_failures_e2e import csv_source
 from test_pipeline_e2e import run_upload, write_csv
 
 
+def audience_of(stack, tmp_path, n: int, seed: int, **settings_kw) -> tuple[str, list[str]]:
+    """A new audience holding n generated members, added by an ordinary run."""
+    audience, members = stack.new_audience(), maids(n, seed)
+    report = run_upload(stack, csv_source(tmp_path, members), audience, **settings_kw)
+    assert report["status"] == "completed", report
+    return audience, members
+
+
 def test_remove_takes_a_subset_out_with_delete_calls_carrying_the_payload_in_the_body(
     stack, tmp_path
 ):
-    audience = stack.new_audience()
-    everyone = maids(3_000, seed=71)
-    added = run_upload(stack, csv_source(tmp_path, everyone), audience, chunk_size=1_000)
-    assert added["status"] == "completed", added
+    audience, everyone = audience_of(stack, tmp_path, 3_000, seed=71, chunk_size=1_000)
     leaving = everyone[::2]  # 1,500 IDs, spread over every added chunk
     write_csv(tmp_path / "leaving.csv", leaving)
     env = {**stack.env, "AUDIENCESYNC_CHUNK_SIZE": "500"}
@@ -41,9 +46,7 @@ def test_remove_takes_a_subset_out_with_delete_calls_carrying_the_payload_in_the
 
 def test_a_removal_meta_refuses_fails_its_chunk_with_metas_message(stack, tmp_path):
     """Meta refuses a removal that would leave the audience under 100 people (error 100)."""
-    audience = stack.new_audience()
-    everyone = maids(150, seed=72)
-    assert run_upload(stack, csv_source(tmp_path, everyone), audience)["status"] == "completed"
+    audience, everyone = audience_of(stack, tmp_path, 150, seed=72)
     report = run_upload(stack, csv_source(tmp_path, everyone[:100]), audience, "remove")
     assert report["status"] == "failed"
     assert report["chunks_failed"] == 1 and report["retries"] == 0
@@ -63,9 +66,7 @@ def replace_calls(stack, audience: str) -> list[dict]:
 def test_replace_sends_one_batch_at_a_time_in_order_and_leaves_exactly_the_new_set(
     stack, sandbox_knobs, tmp_path
 ):
-    audience = stack.new_audience()
-    old = maids(600, seed=73)
-    assert run_upload(stack, csv_source(tmp_path, old), audience)["status"] == "completed"
+    audience, old = audience_of(stack, tmp_path, 600, seed=73)
     sandbox_knobs(latency_ms=15, jitter_ms=15)  # calls that overlapped would show it
     new = old[:200] + maids(2_300, seed=74)
     rows = new[:1_000] + ["not-an-id"] * 500 + new[1_000:]  # chunk 2 sends no batch at all
@@ -87,9 +88,7 @@ def test_replace_sends_one_batch_at_a_time_in_order_and_leaves_exactly_the_new_s
 def test_a_replace_batch_failing_for_good_leaves_the_session_open_and_the_audience_as_it_was(
     stack, sandbox_knobs, tmp_path
 ):
-    audience = stack.new_audience()
-    old = maids(300, seed=75)
-    assert run_upload(stack, csv_source(tmp_path, old), audience)["status"] == "completed"
+    audience, old = audience_of(stack, tmp_path, 300, seed=75)
     sandbox_knobs(fail_batch_seq=2)
     new = maids(2_000, seed=76)
     report = run_upload(stack, csv_source(tmp_path, new), audience, "replace", chunk_size=500)
@@ -115,9 +114,7 @@ def test_replace_retries_re_send_the_same_batch_and_the_result_is_exact(
 ):
     """Transient errors, half of them after the batch was applied: a retry re-sends its
     batch_seq before any other batch goes, which the session accepts."""
-    audience = stack.new_audience()
-    old = maids(400, seed=77)
-    assert run_upload(stack, csv_source(tmp_path, old), audience)["status"] == "completed"
+    audience, _ = audience_of(stack, tmp_path, 400, seed=77)
     sandbox_knobs(transient_rate=0.3)
     new = maids(3_000, seed=78)
     report = run_upload(stack, csv_source(tmp_path, new), audience, "replace", chunk_size=500)
