@@ -51,8 +51,12 @@ def upload(self, summary: dict, run_id: str, chunk: int, calls: dict | None = No
         result = dict(summary, failed=f"upload failed: {type(exc).__name__}")
         result["ids_failed"] = summary.get("entries", summary["ids_in"])
         outcome = get_store().finish_chunk(run_id, chunk, result)
-    if is_sequential(get_store().meta(run_id)):
-        _end_turn(run_id, chunk, outcome)
+    try:
+        if is_sequential(get_store().meta(run_id)):
+            _end_turn(run_id, chunk, outcome)
+    except Exception:  # never fail the chord: the turn then expires, and finalize never closes
+        # a replace session with a failed chunk
+        log.exception("run=%s chunk=%s could not pass the replace turn on", run_id, chunk)
     # The chord hands every header result to finalize's arguments, which Flower shows: only a
     # reference goes there (Meta's invalid-entry samples stay in the ledger).
     return {"chunk": chunk, "failed": bool(outcome.get("failed"))}
