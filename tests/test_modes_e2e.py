@@ -5,9 +5,13 @@ from __future__ import annotations
 import itertools
 
 import orjson
+import redis
 from e2e_helpers import cli, maids
 from test_failures_e2e import csv_source
 from test_pipeline_e2e import run_upload, write_csv
+
+from audiencesync.runstore import RunStore
+from producers.pipeline import RunRequest, create_run
 
 
 def audience_of(stack, tmp_path, n: int, seed: int, **settings_kw) -> tuple[str, list[str]]:
@@ -124,3 +128,24 @@ def test_replace_retries_re_send_the_same_batch_and_the_result_is_exact(
     assert report["retries"] > 0 and report["requests"] == len(calls)
     seqs = [c["batch_seq"] for c in calls]
     assert seqs == sorted(seqs) and set(seqs) == set(range(1, 6 + 1 + 1))
+
+
+def test_resume_finishes_a_replace_run_in_its_mode(stack, tmp_path):
+    """Chunks staged by a producer that died before publishing them: resume sends them as
+    replace batches, in order, and closes the session."""
+    audience, _ = audience_of(stack, tmp_path, 200, seed=79)
+    new = maids(1_500, seed=80)
+    store = RunStore(redis.Redis.from_url(stack.redis_url))
+    run_id = create_run(store, RunRequest(audience, mode="replace"), csv_source(tmp_path, new))
+    for chunk in range(3):
+        assert store.stage_raw(run_id, chunk, new[chunk * 500 : chunk * 500 + 500], attempt=0)
+    store.update(run_id, producer_done=1, source_done=1)
+    done = cli(stack.env, "resume", run_id, "--wait", "--json")
+    assert done.returncode == 0, done.stderr
+    report = orjson.loads(done.stdout.splitlines()[-1])
+    assert report["mode"] == "replace" and report["session_closed"]
+    assert stack.members(audience) == set(new)
+    calls = replace_calls(stack, audience)
+    assert [(c["batch_seq"], c["last_batch_flag"]) for c in calls] == [
+        (1, False), (2, False), (3, False), (4, True)
+    ]  # fmt: skip
