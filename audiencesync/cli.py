@@ -105,6 +105,7 @@ def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
             rate_per_s=args.rate,
             penalty_s=args.penalty_s,
             transient_rate=args.transient_rate,
+            fail_batch_seq=args.fail_batch_seq,
             seed=args.seed,
         )
     )
@@ -183,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, help="calls per second per ad account")
     p.add_argument("--penalty-s", type=float, default=2.0)
     p.add_argument("--transient-rate", type=float, default=0.0)
+    p.add_argument(
+        "--fail-batch-seq",
+        type=int,
+        help="refuse every batch with this batch_seq (not a last one) with error 100 (permanent)",
+    )
     p.add_argument("--seed", type=int)
     p.set_defaults(func=cmd_sandbox)
 

@@ -35,3 +35,26 @@ def chunk_op(meta: dict[str, str], chunk: int) -> str:
 def is_sequential(meta: dict[str, str]) -> bool:
     """Replace batches go one at a time, in batch_seq order (Meta's rule for usersreplace)."""
     return meta.get("mode") == "replace"
+
+
+def unclosed_message(meta: dict[str, str], error: str) -> str:
+    """Every batch was sent, but the last one (last_batch_flag=true) was refused."""
+    if is_sequential(meta):
+        return (
+            f"every batch was sent but the replace session was not closed ({error}): Meta "
+            "replaces the audience only when it is, so it keeps its members; run the replace again"
+        )
+    return f"all IDs sent but the upload session was not closed: {error}"
+
+
+def replace_failed_message(reason: str) -> str:
+    """A replace batch failed for good: what the audience looks like now, and what to do.
+
+    Meta applies a replace when its session is closed; it documents no timeout for a session
+    left open, nor whether it ever applies one: say no more than that."""
+    return (
+        f"the replace stopped: {reason}; the batches after it were not sent and the replace "
+        "session was left open (never closed), so the audience should be unchanged (Meta "
+        "applies a replace when its session is closed; if it ever applies an open one, the "
+        "audience is partly replaced); run the replace again"
+    )

@@ -11,7 +11,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from audiencesync.mirrorrun import MIRROR, apply_mirror
-from audiencesync.modes import RETRY_HINT
+from audiencesync.modes import RETRY_HINT, replace_failed_message
 
 MAX_LISTED_FAILURES = 50
 MAX_INVALID_SAMPLES = 3
@@ -106,6 +106,8 @@ def build_report(run_id: str, meta: dict[str, str], results: list[dict], finishe
 def _verdict(report: dict, meta: dict[str, str]) -> tuple[str, str]:
     if meta.get("cancelled"):
         return "cancelled", meta["aborted"]
+    if meta.get("replace_failed"):
+        return "failed", replace_failed_message(meta["replace_failed"])
     if meta.get("aborted"):
         return "failed", meta["aborted"]
     if meta.get("source_error"):

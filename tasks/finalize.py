@@ -15,13 +15,15 @@ import time
 from audiencesync.errors import Deferred, GraphError, RetryableGraphError
 from audiencesync.metrics import METRICS
 from audiencesync.mirrorrun import MIRROR, Session, chunk_session, lock_name, sessions
+from audiencesync.modes import is_sequential, unclosed_message
+from audiencesync.replaceseq import CLOSE
 from audiencesync.report import build_report
 from audiencesync.settings import get_settings
 from audiencesync.throttle.summary import throttle_section
 from tasks.prepare import build_payload
 from tasks.upload import retry_policy
 from workers.app import app
-from workers.resources import get_graph, get_guard, get_store
+from workers.resources import get_graph, get_guard, get_store, get_turns
 
 log = logging.getLogger("audiencesync.finalize")
 _rng = random.Random()
@@ -71,7 +73,7 @@ def finalize(
     guard = get_guard(run_id, meta)
     to_close = open_sessions(meta, outcomes)
     report["session_closed"] = not to_close and bool(report["ids_uploaded"])
-    if to_close and not meta.get("aborted"):
+    if to_close and not meta.get("aborted") and _may_close(meta, report):
         try:
             error, sent = _close_sessions(guard, store, run_id, meta, to_close, close_calls > 0)
         except Deferred as wait:  # the close is an upload call too: it waits for its turn
@@ -92,7 +94,7 @@ def finalize(
                 raise self.retry(args=([], run_id), kwargs=kwargs, countdown=delay_s)
         report["requests"] += close_sent
         report["retries"] += max(close_calls - 1, 0)
-        _record_close(report, error)
+        _record_close(report, error, meta)
     try:  # throttle figures and metrics are extras: the report is saved whatever they do
         report["throttle"] = throttle_section(
             guard.account, meta, outcomes, report, guard.gate.snapshot(guard.account)
@@ -129,6 +131,22 @@ def open_sessions(meta: dict[str, str], outcomes: list[dict]) -> list[Session]:
     ]
 
 
+def _may_close(meta: dict[str, str], report: dict) -> bool:
+    """Closing a replace session drops every member it lacks: only a whole one is closed."""
+    return not is_sequential(meta) or not (report["chunks_failed"] or report["unaccounted"])
+
+
+def _closing_seq(run_id: str, meta: dict[str, str], session: Session) -> int:
+    """After every batch of the session: a replace run's next seq from its counter (remembered
+    across retries of this task), since chunks without entries sent no batch; otherwise after
+    the session's last chunk (a mirror run's additions end where its removals start)."""
+    if is_sequential(meta):
+        return get_turns().seq(run_id, CLOSE)
+    ends = [s.first_chunk for s in sessions(meta) if s.first_chunk > session.first_chunk]
+    end = ends[0] if ends else int(meta.get("chunks_staged", 0))
+    return end - session.first_chunk + 1
+
+
 def _close_sessions(
     guard, store, run_id: str, meta: dict[str, str], to_close: list[Session], after_error: bool
 ) -> tuple[GraphError | None, int]:
@@ -139,10 +157,8 @@ def _close_sessions(
     upload (by the caller); a session closed here is recorded at once, so it is closed once.
     Returns the error that stopped it, if any, and the calls it made.
     """
-    last_chunk = int(meta.get("chunks_staged", 0)) - 1
     for sent, session in enumerate(to_close, start=1):
-        ends = [s.first_chunk for s in sessions(meta) if s.first_chunk > session.first_chunk]
-        batch_seq = (ends[0] if ends else last_chunk + 1) - session.first_chunk + 1
+        batch_seq = _closing_seq(run_id, meta, session)
         batch = {"session_id": session.session_id, "batch_seq": batch_seq}
         closer = store.closer(run_id, session.op)
         try:
@@ -170,12 +186,12 @@ def _send_close(guard, audience_id: str, op: str, batch: dict, closer: str | Non
     )
 
 
-def _record_close(report: dict, error: GraphError | None) -> None:
+def _record_close(report: dict, error: GraphError | None, meta: dict[str, str]) -> None:
     if error is None:
         report["session_closed"] = True
         return
     report["session_close_error"] = str(error)
     if report["status"] == "completed":
         report["status"] = "completed_with_errors"
-        report["message"] = f"all IDs sent but the upload session was not closed: {error}"
+        report["message"] = unclosed_message(meta, str(error))
     log.warning("run=%s could not close session: %s", report["run_id"], error)

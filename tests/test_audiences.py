@@ -114,3 +114,9 @@ def test_validate_command_lists_errors_with_lines_and_exits_1(tmp_path):
     assert done.returncode == 0 and done.stdout.splitlines()[0] == (
         "lapsed: audience 23850000000000001 (add), every 600s"
     )
+
+
+@pytest.mark.parametrize("mode", ["remove", "replace"])
+def test_a_declared_audience_may_remove_or_replace(mode):
+    audiences, errors = parse_audiences(broken(12, '"add"', f'"{mode}"'))
+    assert errors == [] and [a.mode for a in audiences] == ["add", mode]

@@ -6,7 +6,7 @@ import pytest
 
 from audiencesync.display import format_report
 from audiencesync.graph.client import EDGE_BY_MODE
-from audiencesync.modes import MODES, chunk_op, is_sequential
+from audiencesync.modes import MODES, chunk_op, is_sequential, unclosed_message
 from audiencesync.report import build_report, chunk_result
 
 
@@ -27,3 +27,28 @@ def test_a_removal_report_says_removed():
     report = build_report("r", meta, [chunk_result(0, 7, entries=7, uploaded=7)], 1.0)
     text = format_report(report)
     assert "(remove)" in text and "removed" in text and "uploaded" not in text
+
+
+def test_a_failed_replace_reports_the_session_left_open_and_what_to_do():
+    meta = {
+        "mode": "replace",
+        "audience_id": "1",
+        "ids_read": "20",
+        "started_at": "0",
+        "aborted": "an earlier replace batch failed",
+        "replace_failed": "chunk 1: (#100) refused",
+    }
+    results = [
+        chunk_result(0, 10, entries=10, uploaded=10),
+        chunk_result(1, 10, entries=10, failed="(#100) refused", ids_failed=10),
+    ]
+    report = build_report("r", meta, results, 1.0)
+    assert report["status"] == "failed" and not report["session_closed"]
+    message = report["message"]
+    assert "chunk 1: (#100) refused" in message and "left open" in message
+    assert message.endswith("run the replace again")
+
+
+def test_an_unclosed_session_is_worded_by_mode():
+    assert "the upload session was not closed: x" in unclosed_message({"mode": "add"}, "x")
+    assert "keeps its members" in unclosed_message({"mode": "replace"}, "x")
