@@ -20,8 +20,9 @@ MIN_AUDIENCE = 100  # Meta refuses a removal that leaves fewer people
 
 
 def lock_name(audience_id: str) -> str:
-    """One mirror run per audience at a time, whoever starts it (the CLI or a schedule)."""
-    return f"mirror-{audience_id}"
+    """One mirror run per audience at a time, whoever starts it (the CLI or a schedule); the ':'
+    keeps it apart from declared audiences' names (letters, digits, '-' and '_')."""
+    return f"mirror:{audience_id}"
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ def apply_mirror(report: dict, meta: dict[str, str], results: list[dict]) -> Non
     report["ids_rejected"] = dict(sorted(rejected.items()))
     report["duplicates"] += int(meta.get("source_duplicates", 0))
     report["ids_read"] = int(meta.get("source_ids_read", 0))
+    report["ids_per_s"] = round(report["ids_read"] / max(report["duration_s"], 1e-9), 1)
     read_side = totals["added"] + totals["unchanged"] + sum(rejected.values())
     read_side += report["duplicates"] + totals["additions_failed"]
     removal_side = totals["removed"] + totals["removals_failed"]

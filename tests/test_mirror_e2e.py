@@ -81,3 +81,53 @@ def test_a_mirror_run_that_would_leave_under_100_people_is_refused_before_any_ca
     report = report_of(mirror(stack, tmp_path, audience, everyone[:120]))
     assert (report["removed"], report["unchanged"]) == (30, 120)
     assert stack.members(audience) == set(everyone[:120])
+
+
+def test_a_declared_mirror_audience_runs_on_a_producer_worker_with_its_state_dir(stack, tmp_path):
+    """`mode = "mirror"` in the declared file: start_run (what beat sends) on a `producer` worker,
+    the only process given the state directory."""
+    import time
+
+    from audiencesync import devstack
+    from audiencesync.runstore import RunStore
+    from tasks.start_run import start_run
+    from workers.app import app
+
+    audience = stack.new_audience()
+    name = f"mirror-{audience}"
+    (tmp_path / "audiences.toml").write_text(
+        f'[audiences.{name}]\naudience_id = "{audience}"\nfile = "{tmp_path / "a.csv"}"\n'
+        'column = "maid"\nmode = "mirror"\nevery_s = 3600\n'
+    )
+    env = {
+        **stack.env,
+        "AUDIENCESYNC_AUDIENCES_FILE": str(tmp_path / "audiences.toml"),
+        "AUDIENCESYNC_STATE_DIR": str(tmp_path / "state"),
+    }
+    log = tmp_path / "producer.log"
+    proc = devstack.start_worker("producer", env, concurrency=1, name="producer-m", log=log)
+    store = RunStore(__import__("redis").Redis.from_url(stack.redis_url))
+
+    def run(rows: list[str]) -> dict:
+        write_csv(tmp_path / "a.csv", rows)
+        seen = set(store.recent(500))
+        start_run.apply_async((name,), queue="producer")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for run_id in set(store.recent(500)) - seen:
+                if (report := store.report(run_id)) is not None:
+                    return report
+            time.sleep(0.3)
+        raise TimeoutError(f"no report of {name}: {log.read_text()[-2000:]}")
+
+    try:
+        devstack.wait_workers(app, ["producer-m"], procs=[proc])
+        everyone = maids(1_200, seed=84)
+        first = run(everyone)
+        assert first["status"] == "completed" and first["added"] == 1_200
+        second = run(everyone[200:] + maids(50, seed=85))
+        assert (second["added"], second["removed"], second["unchanged"]) == (50, 200, 1_000)
+        assert stack.members(audience) == set(everyone[200:]) | set(maids(50, seed=85))
+    finally:
+        devstack.stop(proc)
+    assert any((tmp_path / "state" / audience).glob("pending/*.bin"))

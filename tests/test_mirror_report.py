@@ -41,6 +41,7 @@ def test_a_clean_mirror_run_adds_up():
     assert report["status"] == "completed", report
     assert (report["added"], report["removed"], report["unchanged"]) == (ADDS, REMOVES, 20)
     assert report["ids_read"] == 50 and report["unaccounted"] == 0
+    assert report["ids_per_s"] == pytest.approx(50 / report["duration_s"], rel=0.01)
     assert report["ids_rejected"] == {"blank": 2} and report["duplicates"] == 3
 
 
@@ -104,19 +105,19 @@ def test_a_second_mirror_run_of_an_audience_is_refused_while_one_runs(tmp_path, 
     from producers.pipeline import RunRequest
 
     store = RunStore(redis.Redis.from_url(redis_url))  # the real one: locks are Lua scripts
-    store.r.delete("as:lock:audience:mirror-42")
+    store.r.delete("as:lock:audience:mirror:42")
     settings = Settings(state_dir=str(tmp_path))
-    store.take_audience_lock("mirror-42", "r1", 300)
+    store.take_audience_lock("mirror:42", "r1", 300)
     run = MirrorRun(store, settings, RunRequest("42", mode="mirror"), "r2")
     with pytest.raises(ConfigError, match=r"mirror run in progress \(r1\).*status r1"), run:
         run.plan(source=None)
-    assert store.take_audience_lock("mirror-42", "r3", 300) == "r1"  # still r1's
+    assert store.take_audience_lock("mirror:42", "r3", 300) == "r1"  # still r1's
     store.save_report("r1", {"run_id": "r1", "status": "completed"})  # r1 is over
-    assert store.take_audience_lock("mirror-42", "r3", 300) == "r1"
+    assert store.take_audience_lock("mirror:42", "r3", 300) == "r1"
     with MirrorRun(store, settings, RunRequest("42", mode="mirror"), "r3") as run:
         run._take_lock()  # a finished run's lock is stale: taken over
-        assert store.take_audience_lock("mirror-42", "r4", 300) == "r3"
-    assert store.take_audience_lock("mirror-42", "r4", 300) is None  # freed: r3 sent nothing
+        assert store.take_audience_lock("mirror:42", "r4", 300) == "r3"
+    assert store.take_audience_lock("mirror:42", "r4", 300) is None  # freed: r3 sent nothing
 
 
 def test_the_printed_report_says_added_removed_and_unchanged():
