@@ -72,7 +72,9 @@ def spill(work: Path, batches: Iterable[list[str]]) -> DiffCounts:
     return counts
 
 
-def diff(state: AudienceState, work: Path, run_id: str, counts: DiffCounts) -> DiffCounts:
+def diff(
+    state: AudienceState, work: Path, run_id: str, counts: DiffCounts, form: str = "plain"
+) -> DiffCounts:
     """Per bucket: sort and unique the spilled IDs, compare with the current snapshot, write the
     additions and removals (sorted) and the new snapshot as `pending` for run_id."""
     pending = state.start_pending()
@@ -92,14 +94,16 @@ def diff(state: AudienceState, work: Path, run_id: str, counts: DiffCounts) -> D
             counts.additions += len(added)
             counts.removals += len(removed)
             counts.unchanged += len(new) - len(added)
-    state.mark_pending(run_id)
+    state.mark_pending(run_id, form)
     return counts
 
 
-def compute(state: AudienceState, run_id: str, batches: Iterable[list[str]]) -> DiffCounts:
+def compute(
+    state: AudienceState, run_id: str, batches: Iterable[list[str]], form: str = "plain"
+) -> DiffCounts:
     work = state.work_dir(run_id)
     counts = spill(work, batches)
-    return diff(state, work, run_id, counts)
+    return diff(state, work, run_id, counts, form)
 
 
 def chunks(path: Path, chunk_size: int) -> Iterator[list[str]]:

@@ -3,6 +3,7 @@
     {state_dir}/{audience_id}/current/{00..ff}.bin   the last completed run's set
     {state_dir}/{audience_id}/pending/{00..ff}.bin   the set the latest run is sending
     {state_dir}/{audience_id}/pending/run_id         ... and which run that is
+    {state_dir}/{audience_id}/*/form                 how the IDs were sent: plain or sha256
 
 A normalised MAID (8-4-4-4-12 hex) is stored as its 16 bytes, so it converts back exactly (a
 removal sends the ID itself). Bucket = first byte; each bucket file is sorted and unique, so the
@@ -98,9 +99,15 @@ class AudienceState:
         self.pending.mkdir(parents=True)
         return self.pending
 
-    def mark_pending(self, run_id: str) -> None:
-        """Written last: a pending directory without it is incomplete and never promoted."""
+    def mark_pending(self, run_id: str, form: str) -> None:
+        """Written last: a pending directory without it is incomplete and never promoted.
+        `form` is how its IDs were sent (plain or sha256): removals must be sent the same way."""
+        (self.pending / "form").write_text(form)
         (self.pending / "run_id").write_text(run_id)
+
+    def current_form(self) -> str | None:
+        marker = self.current / "form"
+        return marker.read_text().strip() if marker.exists() else None
 
     def promote(self) -> None:
         """pending becomes current: two renames on one file system, old removed after."""

@@ -77,7 +77,14 @@ class MirrorRun:
         self._alive.enter_context(kept_alive(self.store, self.lock, self.run_id, ttl_s))
         settle_pending(self.store, self.state)
         self.state.clean_work()
-        counts = mirrordiff.compute(self.state, self.run_id, source.batches())
+        form = "sha256" if self.request.hash_ids else "plain"
+        if self.state.current_form() not in (None, form):
+            raise ConfigError(
+                f"audience {self.request.audience_id} was mirrored with IDs sent "
+                f"{self.state.current_form()}, this run would send them {form}: removals would "
+                "not match; run it as before (--hash or not), or mirror into a new audience"
+            )
+        counts = mirrordiff.compute(self.state, self.run_id, source.batches(), form)
         if message := guard_message(counts):
             raise ConfigError(message)
         create_run(self.store, self.request, source, run_id=self.run_id)

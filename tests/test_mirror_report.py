@@ -127,3 +127,28 @@ def test_the_printed_report_says_added_removed_and_unchanged():
     text = format_report(build_report("r", m, results(), time.time()))
     assert f"added {ADDS}, removed {REMOVES} of {REMOVES}, unchanged 20" in text
     assert "(mirror)" in text
+
+
+def test_a_mirror_run_must_send_ids_in_the_form_the_snapshot_was_sent(tmp_path, redis_url):
+    """Removals of IDs sent plain cannot be sent hashed (Meta would match nothing)."""
+    import redis
+
+    from audiencesync import mirrordiff
+    from audiencesync.errors import ConfigError
+    from audiencesync.runstore import RunStore
+    from audiencesync.settings import Settings
+    from audiencesync.snapshot import AudienceState
+    from producers.mirror import MirrorRun
+    from producers.pipeline import RunRequest
+
+    state = AudienceState(tmp_path, "43")
+    mirrordiff.compute(state, "r1", [["6d92078a-8246-4ba4-ae5b-76104861e7dc"]], "plain")
+    state.promote()
+    store = RunStore(redis.Redis.from_url(redis_url))
+    request = RunRequest("43", mode="mirror", hash_ids=True)
+    run = MirrorRun(store, Settings(state_dir=str(tmp_path)), request, "r2")
+    with pytest.raises(ConfigError, match="sent plain, this run would send them sha256"), run:
+        run.plan(source=None)
+    assert state.current_form() == "plain" and not state.pending.exists()
+    assert store.take_audience_lock("mirror:43", "r3", 300) is None  # r2 let it go
+    store.release_audience_lock("mirror:43", "r3")
