@@ -20,14 +20,14 @@ from itertools import chain
 from celery.result import AsyncResult
 
 from audiencesync import mirrordiff
-from audiencesync.errors import ConfigError
+from audiencesync.errors import ConfigError, SourceError
 from audiencesync.mirrorrun import guard_message, lock_name, mirror_meta
 from audiencesync.runstore import RunStore
 from audiencesync.settings import Settings
 from audiencesync.snapshot import AudienceState
 from producers.lock import kept_alive
 from producers.pipeline import RunRequest, create_run, new_session_id, publish
-from producers.sources import Source
+from producers.sources import Source, one_line
 
 log = logging.getLogger("audiencesync.mirror")
 
@@ -84,7 +84,20 @@ class MirrorRun:
                 f"{self.state.current_form()}, this run would send them {form}: removals would "
                 "not match; run it as before (--hash or not), or mirror into a new audience"
             )
-        counts = mirrordiff.compute(self.state, self.run_id, source.batches(), form)
+        try:
+            counts = mirrordiff.compute(self.state, self.run_id, source.batches(), form)
+        except SourceError as exc:
+            raise SourceError(f"{exc}; nothing was sent, then run the mirror again") from None
+        except OSError as exc:  # the state directory (sources raise SourceError): full, read-only
+            raise ConfigError(
+                f"mirror state directory unusable ({one_line(exc)}): check "
+                "AUDIENCESYNC_STATE_DIR (durable, writable, room for 16 bytes per ID x 3)"
+            ) from None
+        except Exception as exc:  # nothing was sent: the whole run can simply start again
+            raise SourceError(
+                f"the source failed while mirroring ({one_line(exc)}); nothing was sent: fix "
+                "it and run the mirror again"
+            ) from None
         if message := guard_message(counts):
             raise ConfigError(message)
         create_run(self.store, self.request, source, run_id=self.run_id)

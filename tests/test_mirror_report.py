@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import orjson
@@ -152,3 +153,35 @@ def test_a_mirror_run_must_send_ids_in_the_form_the_snapshot_was_sent(tmp_path, 
     assert state.current_form() == "plain" and not state.pending.exists()
     assert store.take_audience_lock("mirror:43", "r3", 300) is None  # r2 let it go
     store.release_audience_lock("mirror:43", "r3")
+
+
+@pytest.mark.parametrize(
+    ("failure", "says"),
+    [
+        (ValueError("bad row"), "the source failed while mirroring (bad row); nothing was sent"),
+        (PermissionError(13, "Permission denied"), "mirror state directory unusable"),
+    ],
+)
+def test_a_failure_while_diffing_is_one_line_and_leaves_no_trace(
+    tmp_path, redis_url, failure, says
+):
+    import redis
+
+    from audiencesync.errors import AudienceSyncError
+    from audiencesync.runstore import RunStore
+    from audiencesync.settings import Settings
+    from producers.mirror import MirrorRun
+    from producers.pipeline import RunRequest
+
+    class Failing:
+        def batches(self):
+            yield ["6d92078a-8246-4ba4-ae5b-76104861e7dc"]
+            raise failure
+
+    store = RunStore(redis.Redis.from_url(redis_url))
+    run = MirrorRun(store, Settings(state_dir=str(tmp_path)), RunRequest("44"), "diff-fails")
+    with pytest.raises(AudienceSyncError, match=re.escape(says)), run:
+        run.plan(Failing())
+    assert not store.exists("diff-fails") and list((tmp_path / "44").iterdir()) == []
+    assert store.take_audience_lock("mirror:44", "r2", 300) is None
+    store.release_audience_lock("mirror:44", "r2")
