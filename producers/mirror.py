@@ -75,17 +75,13 @@ class MirrorRun:
         self._take_lock()
         ttl_s = self.settings.audience_lock_ttl_s
         self._alive.enter_context(kept_alive(self.store, self.lock, self.run_id, ttl_s))
-        settle_pending(self.store, self.state)
-        self.state.clean_work()
         form = "sha256" if self.request.hash_ids else "plain"
-        if self.state.current_form() not in (None, form):
-            raise ConfigError(
-                f"audience {self.request.audience_id} was mirrored with IDs sent "
-                f"{self.state.current_form()}, this run would send them {form}: removals would "
-                "not match; run it as before (--hash or not), or mirror into a new audience"
-            )
         try:
-            counts = mirrordiff.compute(self.state, self.run_id, source.batches(), form)
+            settle_pending(self.store, self.state)
+            self.state.clean_work()
+            previous_form = self.state.current_form()
+            if previous_form in (None, form):
+                counts = mirrordiff.compute(self.state, self.run_id, source.batches(), form)
         except SourceError as exc:
             raise SourceError(f"{exc}; nothing was sent, then run the mirror again") from None
         except OSError as exc:  # the state directory (sources raise SourceError): full, read-only
@@ -98,6 +94,12 @@ class MirrorRun:
                 f"the source failed while mirroring ({one_line(exc)}); nothing was sent: fix "
                 "it and run the mirror again"
             ) from None
+        if previous_form not in (None, form):
+            raise ConfigError(
+                f"audience {self.request.audience_id} was mirrored with IDs sent "
+                f"{previous_form}, this run would send them {form}: removals would not match; "
+                "run it as before (--hash or not), or mirror into a new audience"
+            )
         if message := guard_message(counts):
             raise ConfigError(message)
         create_run(self.store, self.request, source, run_id=self.run_id)
