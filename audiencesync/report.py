@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 
+from audiencesync.modes import RETRY_HINT, replace_failed_message
+
 MAX_LISTED_FAILURES = 50
 MAX_INVALID_SAMPLES = 3
 
@@ -100,6 +102,8 @@ def build_report(run_id: str, meta: dict[str, str], results: list[dict], finishe
 def _verdict(report: dict, meta: dict[str, str]) -> tuple[str, str]:
     if meta.get("cancelled"):
         return "cancelled", meta["aborted"]
+    if meta.get("replace_failed"):
+        return "failed", replace_failed_message(meta["replace_failed"])
     if meta.get("aborted"):
         return "failed", meta["aborted"]
     if meta.get("source_error"):
@@ -125,6 +129,6 @@ def _verdict(report: dict, meta: dict[str, str]) -> tuple[str, str]:
         status = "completed_with_errors" if report["ids_uploaded"] else "failed"
         return status, (
             f"{report['chunks_failed']} chunk(s) failed, most often: {top}; fix that, then "
-            "upload again to retry them (re-adding IDs is harmless)"
+            + RETRY_HINT.get(report["mode"], RETRY_HINT["add"])
         )
     return "completed", ""

@@ -72,6 +72,7 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
             store,
             RunRequest(
                 args.audience_id,
+                mode=args.mode,
                 hash_ids=args.hash,
                 source=spec,
                 ad_account_id=settings.ad_account_id,
@@ -155,7 +156,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         if args.json:
             print(orjson.dumps({"run_id": args.run_id, **meta, "throttle": throttle}).decode())
         else:
-            print(f"run {args.run_id}: {meta['status']}\n{progress_line(meta, time.time())}")
+            print(f"run {args.run_id}: {meta['status']} ({meta.get('mode', 'add')})")
+            print(progress_line(meta, time.time()))
             print(live_line(throttle))
         if meta["status"] != "running":
             idle_s = time.time() - float(meta.get("progress_at", 0))

@@ -11,6 +11,7 @@
     as:run:{id}:wake            a nudge for a producer waiting for room in the staging window
     as:run:{id}:closer          one entry already sent, re-sent to close the upload session
     as:run:{id}:report          the final report (JSON)
+    as:run:{id}:replace:*       a replace run's turn and batch_seqs (replaceseq.py)
     as:lock:audience:{name}     the run id holding a declared audience (SET NX, with a TTL)
 Task messages carry only the run id and chunk number: never IDs, never secrets.
 """
@@ -133,6 +134,12 @@ class RunStore:
     def abort(self, run_id: str, reason: str) -> None:
         """Stop the run: the producer stops reading, queued uploads fail without calling Meta."""
         self.r.hsetnx(self.key(run_id), "aborted", reason)
+
+    def fail_replace(self, run_id: str, reason: str) -> None:
+        """A replace batch failed for good: no later batch could take effect, so none is sent,
+        and the session is never closed. The first reason (or an earlier abort's) is kept."""
+        self.r.hsetnx(self.key(run_id), "replace_failed", self.aborted(run_id) or reason)
+        self.abort(run_id, "an earlier replace batch failed")
 
     def aborted(self, run_id: str) -> str | None:
         value = self.r.hget(self.key(run_id), "aborted")

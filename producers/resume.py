@@ -41,6 +41,11 @@ def plan_resume(store: RunStore, run_id: str) -> ResumePlan:
         spec=SourceSpec.from_meta(meta),
         status=meta.get("status", "?"),
     )
+    if meta.get("replace_failed"):
+        raise ConfigError(
+            f"run {run_id} cannot be resumed: a replace batch failed for good, and its session "
+            "takes no batch after it; run the replace again (audiencesync upload --mode replace)"
+        )
     if not (plan.unfinished_chunks or plan.read_source) and store.report(run_id) is not None:
         raise ConfigError(
             f"run {run_id} has nothing to resume ({plan.status}): every chunk has an outcome; "

@@ -14,13 +14,15 @@ import time
 
 from audiencesync.errors import Deferred, GraphError, RetryableGraphError
 from audiencesync.metrics import METRICS
+from audiencesync.modes import chunk_op, is_sequential, unclosed_message
+from audiencesync.replaceseq import CLOSE
 from audiencesync.report import build_report
 from audiencesync.settings import get_settings
 from audiencesync.throttle.summary import throttle_section
 from tasks.prepare import build_payload
 from tasks.upload import retry_policy
 from workers.app import app
-from workers.resources import get_graph, get_guard, get_store
+from workers.resources import get_graph, get_guard, get_store, get_turns
 
 log = logging.getLogger("audiencesync.finalize")
 _rng = random.Random()
@@ -68,10 +70,10 @@ def finalize(
     guard = get_guard(run_id, meta)
     if meta.get("session_closed") == "1":
         report["session_closed"] = True  # closed by an earlier delivery of this task
-    elif report["ids_uploaded"] and not meta.get("aborted"):
+    elif report["ids_uploaded"] and not meta.get("aborted") and _may_close(meta, report):
         try:
             error = _close_session(
-                guard, meta, report["chunks"], store.closer(run_id), close_calls > 0
+                guard, meta, _closing_seq(run_id, meta), store.closer(run_id), close_calls > 0
             )
         except Deferred as wait:  # the close is an upload call too: it waits for its turn
             if deferrals < CLOSE_DEFERRALS:
@@ -90,7 +92,7 @@ def finalize(
                 raise self.retry(args=([], run_id), kwargs=kwargs, countdown=delay_s)
         report["requests"] += close_calls
         report["retries"] += max(close_calls - 1, 0)
-        _record_close(store, run_id, report, error)
+        _record_close(store, run_id, report, error, meta)
     try:  # throttle figures and metrics are extras: the report is saved whatever they do
         report["throttle"] = throttle_section(
             guard.account, meta, outcomes, report, guard.gate.snapshot(guard.account)
@@ -114,15 +116,28 @@ def finalize(
     return report
 
 
+def _may_close(meta: dict[str, str], report: dict) -> bool:
+    """Closing a replace session drops every member it lacks: only a whole one is closed."""
+    return not is_sequential(meta) or not (report["chunks_failed"] or report["unaccounted"])
+
+
+def _closing_seq(run_id: str, meta: dict[str, str]) -> int:
+    """After every batch: a replace run's next seq from its counter (remembered across retries of
+    this task), since chunks without entries sent no batch; otherwise after the last chunk's."""
+    if is_sequential(meta):
+        return get_turns().seq(run_id, CLOSE)
+    return int(meta.get("chunks_staged", 0)) + 1
+
+
 def _close_session(
-    guard, meta: dict[str, str], chunks: int, closer: str | None, after_error: bool
+    guard, meta: dict[str, str], batch_seq: int, closer: str | None, after_error: bool
 ) -> GraphError | None:
     """Close the run's upload session with a last batch that re-sends one entry already sent.
 
     Meta needs a final batch with last_batch_flag=true; re-adding an ID is harmless (a set), and
     it avoids relying on an empty batch being accepted. Retried like an upload (by the caller).
     """
-    session = {"session_id": int(meta["session_id"]), "batch_seq": chunks + 1}
+    session = {"session_id": int(meta["session_id"]), "batch_seq": batch_seq}
     lease = guard.enter()  # raises Deferred when the account must wait
     try:
         guard.send(
@@ -131,7 +146,7 @@ def _close_session(
                 meta["audience_id"],
                 build_payload([closer or ""]),
                 session | {"last_batch_flag": True},
-                mode=meta.get("mode", "add"),
+                mode=chunk_op(meta, int(meta.get("chunks_staged", 1)) - 1),  # the last's op
             ),
             sample_latency=False,  # one entry: its latency says nothing about load
         )
@@ -144,7 +159,7 @@ def _close_session(
         return exc
 
 
-def _record_close(store, run_id: str, report: dict, error: GraphError | None) -> None:
+def _record_close(store, run_id: str, report: dict, error: GraphError | None, meta) -> None:
     if error is None:
         report["session_closed"] = True
         store.update(run_id, session_closed=1)
@@ -152,5 +167,5 @@ def _record_close(store, run_id: str, report: dict, error: GraphError | None) ->
     report["session_close_error"] = str(error)
     if report["status"] == "completed":
         report["status"] = "completed_with_errors"
-        report["message"] = f"all IDs sent but the upload session was not closed: {error}"
+        report["message"] = unclosed_message(meta, str(error))
     log.warning("run=%s could not close session: %s", run_id, error)
