@@ -50,8 +50,8 @@ def unclosed_message(meta: dict[str, str], error: str) -> str:
 def replace_failed_message(reason: str) -> str:
     """A replace batch failed for good: what the audience looks like now, and what to do.
 
-    Meta applies a replace when its session is closed; it documents no timeout for a session
-    left open, nor whether it ever applies one: say no more than that."""
+    Meta applies a replace when its session is closed; we found nothing from Meta on a session
+    left open (a timeout, whether it is ever applied): say no more than that."""
     return (
         f"the replace stopped: {reason}; the batches after it were not sent and the replace "
         "session was left open (never closed), so the audience should be unchanged (Meta "

@@ -85,7 +85,6 @@ def test_replace_sends_one_batch_at_a_time_in_order_and_leaves_exactly_the_new_s
     assert [c["last_batch_flag"] for c in calls] == [False] * 5 + [True]
     assert len({c["session_id"] for c in calls}) == 1
     assert all(a["answered_s"] <= b["received_s"] for a, b in itertools.pairwise(calls))
-    assert report["throttle"]["deferrals"] > 0  # chunks waited for their turn, not failed
     assert report["retries"] == 0
 
 
