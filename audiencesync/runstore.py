@@ -26,65 +26,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-# Deletes or extends a lock only while it still holds the given value (the owner's run id).
-_RELEASE_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-_REFRESH_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-
-# Stages chunk n only if this producer is the run's current attempt and n is the next chunk: a
-# producer superseded by `resume` stops instead of counting rows twice.
-_STAGE_CHUNK = """
-local meta = KEYS[1]
-if redis.call('HGET', meta, 'attempt') ~= ARGV[4]
-   or tonumber(redis.call('HGET', meta, 'chunks_staged')) ~= tonumber(ARGV[1]) then
-  return 0
-end
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[6])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
-redis.call('EXPIRE', KEYS[3], ARGV[6])
-redis.call('HINCRBY', meta, 'chunks_staged', 1)
-redis.call('HINCRBY', meta, 'ids_read', ARGV[3])
-redis.call('HSET', meta, 'progress_at', ARGV[5])
-return 1
-"""
-
-# Records a chunk's final outcome once (the first wins), frees it, and counts it once, however
-# often its task is delivered; returns the recorded outcome.
-_FINISH_CHUNK = """
-local meta, ledger, chunk = KEYS[1], KEYS[6], ARGV[1]
-if redis.call('HSETNX', ledger, chunk, ARGV[2]) == 1 then
-  redis.call('EXPIRE', ledger, ARGV[7])
-  redis.call('HINCRBY', meta, 'chunks_done', 1)
-  redis.call('HINCRBY', meta, 'ids_done', ARGV[3])
-  redis.call('HINCRBY', meta, 'ids_uploaded', ARGV[4])
-  redis.call('HINCRBY', meta, 'chunks_failed', ARGV[5])
-  redis.call('HSET', meta, 'progress_at', ARGV[6])
-  if redis.call('HGET', meta, 'status') == 'stalled' then
-    redis.call('HSET', meta, 'status', 'running')
-  end
-end
-redis.call('HDEL', KEYS[2], chunk)
-redis.call('DEL', KEYS[3], KEYS[4])
-redis.call('LPUSH', KEYS[5], 1)
-redis.call('LTRIM', KEYS[5], 0, 0)
-redis.call('EXPIRE', KEYS[5], ARGV[7])
-return redis.call('HGET', ledger, chunk)
-"""
-
-# The watchdog's compare-and-set: only a run still `running` with no progress since ARGV[1].
-_MARK_STALLED = """
-if redis.call('HGET', KEYS[1], 'status') == 'running'
-   and tonumber(redis.call('HGET', KEYS[1], 'progress_at') or '0') < tonumber(ARGV[1]) then
-  redis.call('HSET', KEYS[1], 'status', 'stalled')
-  return 1
-end
-return 0
-"""
+from audiencesync import runstore_lua as lua
 
 
 def connect(url: str, **kwargs) -> redis.Redis:
@@ -104,11 +46,11 @@ class RunStore:
     def __init__(self, client: redis.Redis, *, ttl_s: int = 30 * 24 * 3600, compress_level=0):
         self.r = client
         self.ttl_s = ttl_s
-        self._stage = client.register_script(_STAGE_CHUNK)
-        self._finish = client.register_script(_FINISH_CHUNK)
-        self._stall = client.register_script(_MARK_STALLED)
-        self._release = client.register_script(_RELEASE_LOCK)
-        self._refresh = client.register_script(_REFRESH_LOCK)
+        self._stage = client.register_script(lua.STAGE_CHUNK)
+        self._finish = client.register_script(lua.FINISH_CHUNK)
+        self._stall = client.register_script(lua.MARK_STALLED)
+        self._release = client.register_script(lua.RELEASE_LOCK)
+        self._refresh = client.register_script(lua.REFRESH_LOCK)
         self.compress_level = compress_level  # zlib level for prepared payloads; 0 = none
 
     @staticmethod
