@@ -68,15 +68,21 @@ def clean_values(blob: bytes, count: int) -> list[str] | None:
     Only C-level bytes operations (no per-ID Python work): one line per value of 36 characters,
     only hex digits and hyphens, and hyphens exactly at 8-4-4-4-12 positions.
     """
-    stride = MAID_LEN + 1
     low = blob.lower()
-    if len(low) != stride * count - 1 or low.translate(None, MAID_CHARS + b"\n"):
-        return None
-    if low.count(b"-") != 4 * count or low[MAID_LEN::stride] != b"\n" * (count - 1):
-        return None  # with the newlines in place, every value is 36 characters long
-    if any(low[at::stride] != b"-" * count for at in HYPHEN_AT):
-        return None
-    return low.decode("ascii").split("\n")
+    return low.decode("ascii").split("\n") if all_maids(low, count) else None
+
+
+def all_maids(blob: bytes, count: int) -> bool:
+    """Whether `blob` is exactly `count` lower-case 8-4-4-4-12 hex MAIDs joined by newlines,
+    checked with C-level bytes operations only (MAID_RE, one value at a time, is 5x slower)."""
+    stride = MAID_LEN + 1
+    if len(blob) != stride * count - 1 or blob.translate(None, MAID_CHARS + b"\n"):
+        return False
+    if blob.count(b"\n") != count - 1 or blob[MAID_LEN::stride] != b"\n" * (count - 1):
+        return False  # only these newlines: every value is 36 characters long
+    if blob.count(b"-") != 4 * count:
+        return False
+    return all(blob[at::stride] == b"-" * count for at in HYPHEN_AT)
 
 
 def prepare_staged(blob: bytes, count: int, *, hash_ids: bool = False) -> PreparedChunk:

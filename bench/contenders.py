@@ -100,13 +100,19 @@ async def _lean(csv_path: Path, audience_id: str, graph_url: str, inflight: int)
     return Outcome("lean asyncio uploader", time.perf_counter() - started, sent, calls)
 
 
-def run_audiencesync(csv_path: Path, audience_id: str, env: dict[str, str]) -> Outcome:
-    """`audiencesync upload --wait --json` with the workers already running."""
+def run_audiencesync(
+    csv_path: Path, audience_id: str, env: dict[str, str], wrap: list[str] = ()
+) -> Outcome:
+    """`audiencesync upload --wait --json` with the workers already running (`wrap`: a
+    profiler's command line to run it under)."""
     started = time.perf_counter()
     proc = subprocess.Popen(
-        devstack.cli_command(
-            "upload", str(csv_path), "--audience-id", audience_id, "--wait", "--json"
-        ),
+        [
+            *wrap,
+            *devstack.cli_command(
+                "upload", str(csv_path), "--audience-id", audience_id, "--wait", "--json"
+            ),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -117,7 +123,7 @@ def run_audiencesync(csv_path: Path, audience_id: str, env: dict[str, str]) -> O
     wall_s = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"audiencesync upload failed: {stdout[-500:]!r}")
-    report = orjson.loads(stdout.splitlines()[-1])
+    report = orjson.loads(next(ln for ln in reversed(stdout.splitlines()) if ln[:1] == b"{"))
     return Outcome(
         "audiencesync",
         wall_s,

@@ -22,6 +22,7 @@ from audiencesync import devstack
 from bench.contenders import Outcome, run_audiencesync, run_lean, run_sdk
 from bench.data import write_maids_csv
 from bench.measure import PeakSampler
+from bench.profile import Recorders, record_args, summary
 
 RESULTS = Path(__file__).parent / "results"
 SDK_MAX_IDS = 5_000_000  # beyond this the sequential SDK loop takes hours
@@ -59,7 +60,7 @@ def bench_size(ids: int, args: argparse.Namespace, workdir: Path) -> dict:
             log=workdir / "sandbox.log",
         )
         procs += [redis_proc, sandbox]
-        env = devstack.stack_env(redis_url, graph_url)
+        env = devstack.stack_env(redis_url, graph_url, **dict(kv.split("=", 1) for kv in args.set))
         workers = {
             "worker critical": devstack.start_worker(
                 "critical",
@@ -85,10 +86,19 @@ def bench_size(ids: int, args: argparse.Namespace, workdir: Path) -> dict:
         outcomes: list[Outcome] = []
         if ids <= SDK_MAX_IDS and not args.skip_sdk:
             outcomes.append(run_sdk(csv_path, new_audience(graph_url), graph_url))
-        outcomes.append(run_lean(csv_path, new_audience(graph_url), graph_url))
+        if not args.skip_lean:
+            outcomes.append(run_lean(csv_path, new_audience(graph_url), graph_url))
         roots = {name: proc.pid for name, proc in workers.items()}
+        audience_id, wrap, spies = new_audience(graph_url), [], None
+        if args.profile:
+            spies = Recorders(args.profile, {"sandbox": sandbox.pid} | roots)
+            wrap = [*record_args(args.profile / "producer.txt"), "--"]
         with PeakSampler(roots, redis_url) as peaks:
-            outcomes.append(run_audiencesync(csv_path, new_audience(graph_url), env))
+            outcomes.append(run_audiencesync(csv_path, audience_id, env, wrap))
+        if spies:
+            spies.stop()
+            for path in sorted(args.profile.glob("*.txt")):
+                print("\n".join(summary(path, outcomes[-1].calls)))
         members = httpx.get(f"{graph_url}/_sandbox/stats").json()["audiences"]
         ours = outcomes[-1]
         assert ours.extra["report"]["status"] == "completed", ours.extra["report"]
@@ -107,7 +117,7 @@ def bench_size(ids: int, args: argparse.Namespace, workdir: Path) -> dict:
 def table(size_result: dict) -> list[str]:
     rows = {o["name"]: o for o in size_result["outcomes"]}
     sdk = rows.get("official SDK loop")
-    lean = rows["lean asyncio uploader"]
+    lean = rows.get("lean asyncio uploader")
     lines = [
         f"\n{size_result['ids']:,} IDs",
         f"  {'contender':<24}{'wall s':>9}{'IDs/s':>12}{'x SDK':>8}{'of lean':>9}",
@@ -116,7 +126,7 @@ def table(size_result: dict) -> list[str]:
         x_sdk = f"{o['ids_per_s'] / sdk['ids_per_s']:.1f}" if sdk else "-"
         lines.append(
             f"  {o['name']:<24}{o['wall_s']:>9.1f}{o['ids_per_s']:>12,.0f}{x_sdk:>8}"
-            f"{o['ids_per_s'] / lean['ids_per_s']:>9.2f}"
+            + (f"{o['ids_per_s'] / lean['ids_per_s']:>9.2f}" if lean else f"{'-':>9}")
         )
     ours = rows["audiencesync"]["extra"]
     rss = ", ".join(f"{k} {v:.0f} MB" for k, v in ours["worker_peak_rss_mb"].items())
@@ -158,6 +168,17 @@ def main() -> None:
     parser.add_argument("--jitter-ms", type=float, default=100)
     parser.add_argument("--critical-threads", type=int, default=64)
     parser.add_argument("--skip-sdk", action="store_true")
+    parser.add_argument("--skip-lean", action="store_true")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the workers and the producer, e.g. throttle_rate_start_per_s=1000",
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy every audiencesync process; collapsed stacks here"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")] + ([40_000_000] if args.big else [])
     workdir = Path(tempfile.mkdtemp(prefix="audiencesync-bench-"))
