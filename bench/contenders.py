@@ -129,5 +129,9 @@ def run_audiencesync(
         wall_s,
         report["ids_uploaded"],
         report["requests"],
-        {"report": report, "producer_peak_rss_mb": usage.ru_maxrss / 1024},
+        {
+            "report": report,
+            "producer_peak_rss_mb": usage.ru_maxrss / 1024,
+            "producer_cpu_s": usage.ru_utime + usage.ru_stime,
+        },
     )

@@ -21,7 +21,7 @@ import httpx
 from audiencesync import devstack
 from bench.contenders import Outcome, run_audiencesync, run_lean, run_sdk
 from bench.data import write_maids_csv
-from bench.measure import PeakSampler
+from bench.measure import CpuMeter, PeakSampler
 from bench.profile import Recorders, record_args, summary
 
 RESULTS = Path(__file__).parent / "results"
@@ -72,7 +72,7 @@ def bench_size(ids: int, args: argparse.Namespace, workdir: Path) -> dict:
             "worker standard": devstack.start_worker(
                 "standard",
                 env,
-                concurrency=os.cpu_count() or 2,
+                concurrency=args.standard_procs,
                 name="standard",
                 log=workdir / "standard.log",
             ),
@@ -93,7 +93,9 @@ def bench_size(ids: int, args: argparse.Namespace, workdir: Path) -> dict:
         if args.profile:
             spies = Recorders(args.profile, {"sandbox": sandbox.pid} | roots)
             wrap = [*record_args(args.profile / "producer.txt"), "--"]
-        with PeakSampler(roots, redis_url) as peaks:
+        metered = roots | {"sandbox": sandbox.pid, "redis-server": redis_proc.pid}
+        sampled = roots | {"sandbox": sandbox.pid}  # the sandbox holds every member, as Meta does
+        with PeakSampler(sampled, redis_url) as peaks, CpuMeter(metered) as cpu:
             outcomes.append(run_audiencesync(csv_path, audience_id, env, wrap))
         if spies:
             spies.stop()
@@ -104,8 +106,12 @@ def bench_size(ids: int, args: argparse.Namespace, workdir: Path) -> dict:
         assert ours.extra["report"]["status"] == "completed", ours.extra["report"]
         assert sum(a["members"] for a in members.values()) == ids, "sandbox lost IDs"
         ours.extra |= {
-            "worker_peak_rss_mb": peaks.peak_rss_mb,
+            "peak_rss_mb": peaks.peak_rss_mb,
             "redis_peak_used_memory_mb": peaks.redis_peak_mb,
+            "cpu_ms_per_chunk": {
+                name: 1000 * used_s / ours.calls
+                for name, used_s in {**cpu.used_s, "producer": ours.extra["producer_cpu_s"]}.items()
+            },
         }
         return {"ids": ids, "outcomes": [vars(o) | {"ids_per_s": o.ids_per_s} for o in outcomes]}
     finally:
@@ -129,11 +135,13 @@ def table(size_result: dict) -> list[str]:
             + (f"{o['ids_per_s'] / lean['ids_per_s']:>9.2f}" if lean else f"{'-':>9}")
         )
     ours = rows["audiencesync"]["extra"]
-    rss = ", ".join(f"{k} {v:.0f} MB" for k, v in ours["worker_peak_rss_mb"].items())
+    rss = ", ".join(f"{k} {v:.0f} MB" for k, v in ours["peak_rss_mb"].items())
     lines.append(
         f"  peak RSS: producer {ours['producer_peak_rss_mb']:.0f} MB, {rss}; "
         f"Redis peak used_memory {ours['redis_peak_used_memory_mb']:.1f} MB"
     )
+    cpu = ", ".join(f"{k} {v:.1f}" for k, v in ours["cpu_ms_per_chunk"].items())
+    lines.append(f"  CPU ms per 10,000-ID call: {cpu}")
     return lines
 
 
@@ -167,6 +175,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=200)
     parser.add_argument("--jitter-ms", type=float, default=100)
     parser.add_argument("--critical-threads", type=int, default=64)
+    parser.add_argument("--standard-procs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--skip-sdk", action="store_true")
     parser.add_argument("--skip-lean", action="store_true")
     parser.add_argument(
