@@ -1,9 +1,10 @@
 """py-spy on every process of the audiencesync contender: where the CPU goes, per 10,000 IDs.
 
 `python -m bench.run --profile DIR` records each process (sandbox, both workers with their pool
-children, the producer) as collapsed stacks in DIR, then prints each one's CPU seconds per
-10,000-ID chunk and its top functions. Samples of idle threads (waiting on sockets, locks or the
-sandbox's latency sleep) are left out by py-spy, so the counts are CPU time.
+children, the producer) as collapsed stacks in DIR, then prints, for each, the time its threads
+held the GIL per 10,000-ID chunk and its top functions. Only the GIL holder is sampled (`--gil`):
+py-spy's idle detection does not work here, and without it threads waiting on a queue or a
+socket fill the profile. The table's CPU ms per call (from /proc) are the exact figures.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def summary(path: Path, chunks: int) -> list[str]:
     """CPU s per chunk and the top functions (self time, then time inside our own code)."""
     own: Counter[str] = Counter()
     inside: Counter[str] = Counter()
+    packages: Counter[str] = Counter()  # self time by top-level package (celery, redis, ...)
     total = 0
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -64,11 +66,16 @@ def summary(path: Path, chunks: int) -> list[str]:
         total += count
         if frames:
             own[frames[-1]] += count
+            where = frames[-1].rpartition("(")[2]
+            packages[where.split("/")[0] if "/" in where else "stdlib"] += count
         for frame in set(frames):
             if any(part in frame for part in ("audiencesync/", "tasks/", "producers/")):
                 inside[frame] += count
     per_chunk_ms = 1000 * total / RATE_HZ / max(chunks, 1)
-    lines = [f"{path.stem}: {total / RATE_HZ:.1f} CPU s, {per_chunk_ms:.1f} ms per chunk"]
+    held_s = total / RATE_HZ
+    lines = [f"{path.stem}: {held_s:.1f} s holding the GIL, {per_chunk_ms:.1f} ms per chunk"]
+    shares = ", ".join(f"{p} {100 * n / max(total, 1):.0f}%" for p, n in packages.most_common(8))
+    lines.append(f"  self time by package: {shares}")
     for title, counter in (("self", own), ("inside our code", inside)):
         lines.append(f"  top {title}:")
         lines += [
