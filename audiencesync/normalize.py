@@ -109,9 +109,12 @@ def prepare_chunk(raw_values: list[str], *, hash_ids: bool = False) -> PreparedC
 def _drop_opted_out_and_duplicates(
     valid: list[str], rejected: Counter[str], hash_ids: bool
 ) -> PreparedChunk:
-    if opted_out := valid.count(OPTED_OUT_ID):
-        rejected[OPTED_OUT] = opted_out
-        valid = [v for v in valid if v != OPTED_OUT_ID]
-    unique = list(dict.fromkeys(valid))
+    first_seen = dict.fromkeys(valid)
+    kept = len(valid)
+    if OPTED_OUT_ID in first_seen:  # a dict lookup: the list is scanned only when it is there
+        rejected[OPTED_OUT] = valid.count(OPTED_OUT_ID)
+        kept -= rejected[OPTED_OUT]
+        del first_seen[OPTED_OUT_ID]
+    unique = list(first_seen)
     entries = list(map(sha256_hex, unique)) if hash_ids else unique
-    return PreparedChunk(entries, dict(rejected), len(valid) - len(unique))
+    return PreparedChunk(entries, dict(rejected), kept - len(unique))
