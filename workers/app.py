@@ -93,6 +93,7 @@ TASK_MODULES = [
     "tasks.watchdog",
 ]
 
+
 def reuse_kombu_redis_clients() -> None:
     """kombu builds a new redis.Redis for every ack, publish and event (Channel.conn_or_acquire),
     and redis-py 8 takes ~0.5 ms to build one: several per chunk in every process. One client
