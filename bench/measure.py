@@ -44,6 +44,12 @@ def cpu_s(pid: int) -> float:
     return total_ticks / os.sysconf("SC_CLK_TCK")
 
 
+def redis_commands(redis_url: str) -> dict[str, int]:
+    """Calls per command since redis-server started (INFO commandstats)."""
+    stats = redis.Redis.from_url(redis_url).info("commandstats")
+    return {name.removeprefix("cmdstat_"): fields["calls"] for name, fields in stats.items()}
+
+
 class CpuMeter:
     """CPU seconds each named process tree used between enter and exit."""
 

@@ -14,6 +14,7 @@ import platform
 import shutil
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -21,7 +22,7 @@ import httpx
 from audiencesync import devstack
 from bench.contenders import Outcome, run_audiencesync, run_lean, run_sdk
 from bench.data import write_maids_csv
-from bench.measure import CpuMeter, PeakSampler
+from bench.measure import CpuMeter, PeakSampler, redis_commands
 from bench.profile import Recorders, record_args, summary
 
 RESULTS = Path(__file__).parent / "results"
@@ -95,8 +96,11 @@ def bench_size(ids: int, args: argparse.Namespace, workdir: Path) -> dict:
             wrap = [*record_args(args.profile / "producer.txt"), "--"]
         metered = roots | {"sandbox": sandbox.pid, "redis-server": redis_proc.pid}
         sampled = roots | {"sandbox": sandbox.pid}  # the sandbox holds every member, as Meta does
+        commands_before = redis_commands(redis_url)
         with PeakSampler(sampled, redis_url) as peaks, CpuMeter(metered) as cpu:
             outcomes.append(run_audiencesync(csv_path, audience_id, env, wrap))
+        commands = Counter(redis_commands(redis_url))
+        commands.subtract(commands_before)
         if spies:
             spies.stop()
             for path in sorted(args.profile.glob("*.txt")):
@@ -111,6 +115,9 @@ def bench_size(ids: int, args: argparse.Namespace, workdir: Path) -> dict:
             "cpu_ms_per_chunk": {
                 name: 1000 * used_s / ours.calls
                 for name, used_s in {**cpu.used_s, "producer": ours.extra["producer_cpu_s"]}.items()
+            },
+            "redis_commands_per_chunk": {
+                name: round(n / ours.calls, 1) for name, n in commands.most_common() if n > 0
             },
         }
         return {"ids": ids, "outcomes": [vars(o) | {"ids_per_s": o.ids_per_s} for o in outcomes]}
@@ -142,6 +149,9 @@ def table(size_result: dict) -> list[str]:
     )
     cpu = ", ".join(f"{k} {v:.1f}" for k, v in ours["cpu_ms_per_chunk"].items())
     lines.append(f"  CPU ms per 10,000-ID call: {cpu}")
+    commands = ours["redis_commands_per_chunk"]
+    top = ", ".join(f"{name} {n}" for name, n in list(commands.items())[:8])
+    lines.append(f"  Redis commands per call: {sum(commands.values()):.0f} ({top}, ...)")
     return lines
 
 
