@@ -5,7 +5,7 @@
     file = "/data/lapsed.csv"         # or: query = "SELECT maid FROM ..."  or: table = "SEGMENTS.X"
     column = "maid"                   # optional: the first column by default
     hash = false                      # optional: send SHA-256 of each normalised ID
-    mode = "add"                      # optional: only "add" exists today
+    mode = "add"                      # optional: "add" (default), "remove" or "replace"
     every_s = 3600                    # or: cron = "0 3 * * *" (minute hour day month weekday, UTC)
 
 Every error names its line: tomllib's for syntax, the offending key's (or table's) otherwise.
@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from celery.schedules import crontab
 
 from audiencesync.errors import ConfigError
+from audiencesync.modes import MODES
 
 NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SOURCE_KEYS = ("file", "query", "table")
 KEYS = {"audience_id", *SOURCE_KEYS, "column", "hash", "mode", "every_s", "cron"}
-MODES = ("add",)  # remove/replace/mirror come with their own issue
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,8 @@ def _check(name: str, table: object, at) -> tuple[Audience | None, list[str]]:
         errors.append(f"{at('hash')}: hash must be true or false")
     mode = table.get("mode", "add")
     if mode not in MODES:
-        errors.append(f'{at("mode")}: mode {mode!r} is not supported yet; only "add" is')
+        choices = ", ".join(MODES)
+        errors.append(f"{at('mode')}: mode {mode!r} is not supported; use one of {choices}")
     errors += _check_schedule(table, at)
     if errors:
         return None, errors

@@ -8,6 +8,7 @@ import sys
 
 from audiencesync import logs
 from audiencesync.errors import AudienceSyncError, ConfigError
+from audiencesync.modes import MODES
 from audiencesync.operate import add_commands as add_operator_commands
 from audiencesync.runcommands import EXIT_FAILED, EXIT_OK, cmd_resume, cmd_status, cmd_upload
 from audiencesync.settings import Settings, get_settings
@@ -104,6 +105,7 @@ def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
             rate_per_s=args.rate,
             penalty_s=args.penalty_s,
             transient_rate=args.transient_rate,
+            fail_batch_seq=args.fail_batch_seq,
             seed=args.seed,
         )
     )
@@ -144,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query", help="Snowflake query whose rows are the IDs")
     p.add_argument("--table", help="Snowflake table holding the IDs")
     p.add_argument("--hash", action="store_true", help="send SHA-256 of each normalised ID")
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="add",
+        help="add the IDs (default), remove them, replace the audience with them, or mirror: "
+        "send only the additions and removals since the last completed mirror run",
+    )
     p.add_argument("--wait", action="store_true", help="show progress and wait for the report")
     p.add_argument("--json", action="store_true", help="print the report as one JSON line")
     p.set_defaults(func=cmd_upload)
@@ -175,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, help="calls per second per ad account")
     p.add_argument("--penalty-s", type=float, default=2.0)
     p.add_argument("--transient-rate", type=float, default=0.0)
+    p.add_argument(
+        "--fail-batch-seq",
+        type=int,
+        help="refuse every batch with this batch_seq (not a last one) with error 100 (permanent)",
+    )
     p.add_argument("--seed", type=int)
     p.set_defaults(func=cmd_sandbox)
 

@@ -159,9 +159,12 @@ class PrivateStack:
     env: dict[str, str]  # the workers' environment
     logs: Path
 
-    def upload(self, source: Path, audience_id: str, timeout_s: float = 600, **settings) -> dict:
+    def upload(
+        self, source: Path, audience_id: str, timeout_s: float = 600, mode: str = "add", **settings
+    ) -> dict:
         """`audiencesync upload --wait --json`, as an operator runs it; returns the report."""
         args = ["upload", str(source), "--audience-id", audience_id, "--wait", "--json"]
+        args += ["--mode", mode]
         env = self.env | {f"AUDIENCESYNC_{k.upper()}": str(v) for k, v in settings.items()}
         done = subprocess.run(
             cli_command(*args), env=env, capture_output=True, text=True, timeout=timeout_s

@@ -7,6 +7,7 @@ import threading
 import time
 from typing import TextIO
 
+from audiencesync.modes import VERB
 from audiencesync.runstore import RunStore
 from audiencesync.throttle.summary import throttle_line
 
@@ -73,7 +74,7 @@ def format_report(report: dict) -> str:
         + (f" - {report['message']}" if report.get("message") else ""),
         f"  audience {report['audience_id']} ({report['mode']}), source {report['source']}",
         f"  read      {report['ids_read']:>12,}",
-        f"  uploaded  {report['ids_uploaded']:>12,}",
+        f"  {VERB.get(report['mode'], 'uploaded'):<9} {report['ids_uploaded']:>12,}",
         f"  rejected  {sum(rejected.values()):>12,}  "
         + ", ".join(f"{k} {v:,}" for k, v in rejected.items()),
         f"  duplicate {report['duplicates']:>12,}",
@@ -84,6 +85,12 @@ def format_report(report: dict) -> str:
         f"invalid {report['num_invalid_entries']:,}",
         f"  {report['duration_s']:.1f}s, {report['ids_per_s']:,.0f} IDs/s",
     ]
+    if report["mode"] == "mirror":
+        lines.insert(
+            3,
+            f"  added {report['added']:,}, removed {report['removed']:,} of "
+            f"{report['removals_planned']:,}, unchanged {report['unchanged']:,}",
+        )
     if "throttle" in report:
         lines.append(throttle_line(report["throttle"]))
     lines += [

@@ -2,12 +2,16 @@
 
 Accounting identity, checked here and shown as `unaccounted` when it does not hold:
     ids_read = ids_uploaded + sum(ids_rejected) + duplicates + ids_failed
+(a mirror run's own identity is in mirrorrun.py).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
+
+from audiencesync.mirrorrun import MIRROR, apply_mirror
+from audiencesync.modes import RETRY_HINT, replace_failed_message
 
 MAX_LISTED_FAILURES = 50
 MAX_INVALID_SAMPLES = 3
@@ -93,6 +97,8 @@ def build_report(run_id: str, meta: dict[str, str], results: list[dict], finishe
         "duration_s": round(duration_s, 3),
         "ids_per_s": round(ids_read / duration_s, 1),
     }
+    if report["mode"] == MIRROR:
+        apply_mirror(report, meta, results)
     report["status"], report["message"] = _verdict(report, meta)
     return report
 
@@ -100,6 +106,8 @@ def build_report(run_id: str, meta: dict[str, str], results: list[dict], finishe
 def _verdict(report: dict, meta: dict[str, str]) -> tuple[str, str]:
     if meta.get("cancelled"):
         return "cancelled", meta["aborted"]
+    if meta.get("replace_failed"):
+        return "failed", replace_failed_message(meta["replace_failed"])
     if meta.get("aborted"):
         return "failed", meta["aborted"]
     if meta.get("source_error"):
@@ -114,7 +122,7 @@ def _verdict(report: dict, meta: dict[str, str]) -> tuple[str, str]:
         )
     if report["ids_read"] == 0:
         return "failed", "the source had no IDs: check the file, column or query"
-    if not report["ids_uploaded"] and not report["chunks_failed"]:
+    if not report["ids_uploaded"] and not report["chunks_failed"] and not report.get("unchanged"):
         reason, count = max(report["ids_rejected"].items(), key=lambda kv: kv[1])
         return "failed", (
             f"no ID could be sent: {report['ids_read'] - report['duplicates']} values were "
@@ -125,6 +133,6 @@ def _verdict(report: dict, meta: dict[str, str]) -> tuple[str, str]:
         status = "completed_with_errors" if report["ids_uploaded"] else "failed"
         return status, (
             f"{report['chunks_failed']} chunk(s) failed, most often: {top}; fix that, then "
-            "upload again to retry them (re-adding IDs is harmless)"
+            + RETRY_HINT.get(report["mode"], RETRY_HINT["add"])
         )
     return "completed", ""

@@ -67,21 +67,32 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
     path = os.path.abspath(args.source) if args.source else None
     spec = SourceSpec(path=path, column=args.column, query=args.query, table=args.table)
     source = spec.open(settings)
+    request = RunRequest(
+        args.audience_id,
+        mode=args.mode,
+        hash_ids=args.hash,
+        source=spec,
+        ad_account_id=settings.ad_account_id,
+    )
     try:
-        run_id = create_run(
-            store,
-            RunRequest(
-                args.audience_id,
-                hash_ids=args.hash,
-                source=spec,
-                ad_account_id=settings.ad_account_id,
-            ),
-            source,
-        )
+        if args.mode == "mirror":
+            return _upload_mirror(store, settings, request, source, args)
+        run_id = create_run(store, request, source)
         print(run_id, flush=True)
         return drive(store, run_id, args, lambda: produce(store, run_id, source, settings))
     finally:
         source.close()
+
+
+def _upload_mirror(store: RunStore, settings: Settings, request, source, args) -> int:
+    from producers.mirror import MirrorRun
+    from producers.pipeline import new_run_id
+
+    run_id = new_run_id()
+    with MirrorRun(store, settings, request, run_id) as run:
+        run.plan(source)  # reads the whole source first: the guard needs the whole difference
+        print(run_id, flush=True)
+        return drive(store, run_id, args, run.publish)
 
 
 def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
@@ -155,7 +166,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         if args.json:
             print(orjson.dumps({"run_id": args.run_id, **meta, "throttle": throttle}).decode())
         else:
-            print(f"run {args.run_id}: {meta['status']}\n{progress_line(meta, time.time())}")
+            print(f"run {args.run_id}: {meta['status']} ({meta.get('mode', 'add')})")
+            print(progress_line(meta, time.time()))
             print(live_line(throttle))
         if meta["status"] != "running":
             idle_s = time.time() - float(meta.get("progress_at", 0))

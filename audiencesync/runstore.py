@@ -9,8 +9,9 @@
     as:run:{id}:inflight        hash chunk -> IDs: staged and not finished (backpressure; resume)
     as:run:{id}:ledger          hash chunk -> final outcome (JSON), written once; the report
     as:run:{id}:wake            a nudge for a producer waiting for room in the staging window
-    as:run:{id}:closer          one entry already sent, re-sent to close the upload session
+    as:run:{id}:closer:{op}     one entry already sent, re-sent to close that op's session
     as:run:{id}:report          the final report (JSON)
+    as:run:{id}:replace:*       a replace run's turn and batch_seqs (replaceseq.py)
     as:lock:audience:{name}     the run id holding a declared audience (SET NX, with a TTL)
 Task messages carry only the run id and chunk number: never IDs, never secrets.
 """
@@ -134,6 +135,12 @@ class RunStore:
         """Stop the run: the producer stops reading, queued uploads fail without calling Meta."""
         self.r.hsetnx(self.key(run_id), "aborted", reason)
 
+    def fail_replace(self, run_id: str, reason: str) -> None:
+        """A replace batch failed for good: no later batch could take effect, so none is sent,
+        and the session is never closed. The first reason (or an earlier abort's) is kept."""
+        self.r.hsetnx(self.key(run_id), "replace_failed", self.aborted(run_id) or reason)
+        self.abort(run_id, "an earlier replace batch failed")
+
     def aborted(self, run_id: str) -> str | None:
         value = self.r.hget(self.key(run_id), "aborted")
         return value.decode() if value else None
@@ -220,13 +227,15 @@ class RunStore:
         """The staged chunk as encode_raw wrote it (prepare validates it without decoding)."""
         return self.r.get(self.key(run_id, "raw", chunk))
 
-    def put_prepared(self, run_id: str, chunk: int, payload_json: bytes, closer: str | None):
+    def put_prepared(
+        self, run_id: str, chunk: int, payload_json: bytes, closer: str | None, op: str = "add"
+    ) -> None:
         if self.compress_level:
             payload_json = zlib.compress(payload_json, self.compress_level)
         pipe = self.r.pipeline()
         pipe.set(self.key(run_id, "prep", chunk), payload_json, ex=self.ttl_s)
         if closer is not None:
-            pipe.set(self.key(run_id, "closer"), closer, nx=True, ex=self.ttl_s)
+            pipe.set(self.key(run_id, "closer", op), closer, nx=True, ex=self.ttl_s)
         pipe.execute()
 
     def get_prepared(self, run_id: str, chunk: int) -> bytes | None:
@@ -235,8 +244,8 @@ class RunStore:
             return blob
         return zlib.decompress(blob)
 
-    def closer(self, run_id: str) -> str | None:
-        value = self.r.get(self.key(run_id, "closer"))
+    def closer(self, run_id: str, op: str = "add") -> str | None:
+        value = self.r.get(self.key(run_id, "closer", op))
         return value.decode() if value else None
 
     # --- the ledger: each chunk's final outcome, once ------------------------------------------
@@ -267,7 +276,8 @@ class RunStore:
         pipe.set(self.key(run_id, "report"), orjson.dumps(report), ex=self.ttl_s)
         pipe.hset(self.key(run_id), mapping={"status": report["status"]})
         # The closer is an ID: none stays behind. Unfinished chunks stay, for resume.
-        pipe.delete(self.key(run_id, "wake"), self.key(run_id, "closer"))
+        closers = [self.key(run_id, "closer", op) for op in ("add", "remove", "replace")]
+        pipe.delete(self.key(run_id, "wake"), *closers)
         pipe.execute()
 
     def report(self, run_id: str) -> dict | None:

@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     # An audience's run lock lives this long unless refreshed (every third of it, while the
     # producer streams): a producer that died frees its audience within this time.
     audience_lock_ttl_s: int = Field(300, ge=3)
+    # Mirror runs' snapshots (what each audience was last sent): on the producers' host, durable.
+    state_dir: str = "./audiencesync-state"
     metrics_port: int | None = None  # Prometheus exporter of a `critical` worker; off if unset
     log_json: bool = False  # one JSON object per log line (workers and CLI)
 

@@ -7,6 +7,7 @@ import csv
 import os
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,16 +102,20 @@ async def _lean(csv_path: Path, audience_id: str, graph_url: str, inflight: int)
 
 
 def run_audiencesync(
-    csv_path: Path, audience_id: str, env: dict[str, str], wrap: list[str] = ()
+    csv_path: Path,
+    audience_id: str,
+    env: dict[str, str],
+    *options: str,
+    wrap: Sequence[str] = (),
 ) -> Outcome:
-    """`audiencesync upload --wait --json` with the workers already running (`wrap`: a
-    profiler's command line to run it under)."""
+    """`audiencesync upload --wait --json [OPTIONS]` with the workers already running (`wrap`:
+    a profiler's command line to run it under)."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         [
             *wrap,
             *devstack.cli_command(
-                "upload", str(csv_path), "--audience-id", audience_id, "--wait", "--json"
+                "upload", str(csv_path), "--audience-id", audience_id, "--wait", "--json", *options
             ),
         ],
         env=env,

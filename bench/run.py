@@ -98,7 +98,7 @@ def bench_size(ids: int, args: argparse.Namespace, workdir: Path) -> dict:
         sampled = roots | {"sandbox": sandbox.pid}  # the sandbox holds every member, as Meta does
         commands_before = redis_commands(redis_url)
         with PeakSampler(sampled, redis_url) as peaks, CpuMeter(metered) as cpu:
-            outcomes.append(run_audiencesync(csv_path, audience_id, env, wrap))
+            outcomes.append(run_audiencesync(csv_path, audience_id, env, wrap=wrap))
         commands = Counter(redis_commands(redis_url))
         commands.subtract(commands_before)
         if spies:

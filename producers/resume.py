@@ -41,10 +41,21 @@ def plan_resume(store: RunStore, run_id: str) -> ResumePlan:
         spec=SourceSpec.from_meta(meta),
         status=meta.get("status", "?"),
     )
+    if meta.get("replace_failed"):
+        raise ConfigError(
+            f"run {run_id} cannot be resumed: a replace batch failed for good, and its session "
+            "takes no batch after it; run the replace again (audiencesync upload --mode replace)"
+        )
     if not (plan.unfinished_chunks or plan.read_source) and store.report(run_id) is not None:
         raise ConfigError(
             f"run {run_id} has nothing to resume ({plan.status}): every chunk has an outcome; "
             "to retry failed chunks, upload the audience again (re-adding IDs is harmless)"
+        )
+    if plan.read_source and meta.get("mode") == "mirror":
+        raise ConfigError(
+            f"mirror run {run_id} stopped before staging its whole difference and cannot be "
+            "resumed from its source: run the mirror again (its snapshot was not updated, so it "
+            "sends the whole difference again)"
         )
     if plan.read_source and plan.spec == SourceSpec():
         raise ConfigError(f"run {run_id} does not record its source; upload it again instead")

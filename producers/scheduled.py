@@ -9,14 +9,13 @@ A producer that dies stops refreshing: the audience is free again within `audien
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from audiencesync.audiences import Audience, find_audience
 from audiencesync.errors import ConfigError
 from audiencesync.runstore import RunStore
 from audiencesync.settings import Settings
+from producers.lock import kept_alive
+from producers.mirror import MirrorRun
 from producers.pipeline import RunRequest, create_run, new_run_id, produce
 from producers.sources import open_source
 
@@ -35,7 +34,7 @@ def start_declared_run(store: RunStore, settings: Settings, name: str) -> str | 
         log.info("audience=%s skipped: run=%s is still running", name, holder)
         return None
     try:
-        with _kept_alive(store, name, run_id, ttl_s):
+        with kept_alive(store, name, run_id, ttl_s):
             _produce(store, settings, audience, run_id)
     except BaseException:
         store.release_audience_lock(name, run_id)
@@ -59,29 +58,14 @@ def _produce(store: RunStore, settings: Settings, audience: Audience, run_id: st
         request = RunRequest(
             audience.audience_id, mode=audience.mode, hash_ids=audience.hash_ids, name=audience.name
         )
+        if audience.mode == "mirror":
+            with MirrorRun(store, settings, request, run_id) as run:
+                run.plan(source)
+                log.info("audience=%s run=%s started", audience.name, run_id)
+                run.publish()
+            return
         create_run(store, request, source, run_id=run_id)
         log.info("audience=%s run=%s started", audience.name, run_id)
         produce(store, run_id, source, settings)
     finally:
         source.close()
-
-
-@contextmanager
-def _kept_alive(store: RunStore, name: str, run_id: str, ttl_s: int) -> Iterator[None]:
-    """Refresh the lock every third of its TTL while the block runs (it may wait on backpressure
-    for as long as the run lasts)."""
-    stop = threading.Event()
-
-    def keep() -> None:
-        while not stop.wait(ttl_s / 3):
-            if not store.refresh_audience_lock(name, run_id, ttl_s):
-                log.warning("audience=%s run=%s lost its lock", name, run_id)
-                return
-
-    thread = threading.Thread(target=keep, name=f"lock-{name}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)

@@ -10,6 +10,7 @@ import logging
 
 import orjson
 
+from audiencesync.modes import chunk_op
 from audiencesync.normalize import prepare_staged
 from audiencesync.report import chunk_result
 from workers.app import app
@@ -37,11 +38,12 @@ def prepare(run_id: str, chunk: int, ids_in: int) -> dict:
                 failed="staged chunk missing from Redis (expired?)",
                 ids_failed=ids_in,
             )
-        hash_ids = store.meta(run_id).get("hash") == "1"
-        prepared = prepare_staged(raw, ids_in, hash_ids=hash_ids)
+        meta = store.meta(run_id)
+        prepared = prepare_staged(raw, ids_in, hash_ids=meta.get("hash") == "1")
         if prepared.entries:
             closer = prepared.entries[0]
-            store.put_prepared(run_id, chunk, build_payload(prepared.entries), closer)
+            op = chunk_op(meta, chunk)  # each operation's session is closed with its own entry
+            store.put_prepared(run_id, chunk, build_payload(prepared.entries), closer, op=op)
         return chunk_result(
             chunk,
             ids_in,

@@ -4,7 +4,8 @@ Retries are re-enqueued with a countdown (`self.retry`), never slept in the work
 a call the throttle gate holds back (the account cools down or is busy): that is no failed
 attempt and does not run down the chunk's retry budget. A chunk's failure is returned as data,
 so the chord body always runs and reports it. The outcome goes to the run's ledger once: a
-redelivered upload whose chunk has one returns it, unsent.
+redelivered upload whose chunk has one returns it, unsent. A replace run's chunks send one at a
+time, in batch_seq order (audiencesync/replaceseq.py); waiting for that turn is a deferral too.
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ from audiencesync.errors import (
     TokenError,
 )
 from audiencesync.graph import RetryPolicy
+from audiencesync.mirrorrun import chunk_session
+from audiencesync.modes import chunk_op, is_sequential
 from audiencesync.settings import get_settings
 from workers.app import app
-from workers.resources import get_graph, get_guard, get_store
+from workers.resources import get_graph, get_guard, get_store, get_turns
 
 log = logging.getLogger("audiencesync.upload")
 _rng = random.Random()
 NEW_CALLS = {"requests": 0, "throttled": 0, "deferrals": 0, "deferred_s": 0.0}
+TURN_RETRY_S = 0.25  # a replace chunk that found the turn taken looks again after about this
 
 
 def retry_policy() -> RetryPolicy:
@@ -42,12 +46,18 @@ def upload(self, summary: dict, run_id: str, chunk: int, calls: dict | None = No
     try:
         outcome = _upload(self, summary, run_id, chunk, calls)
     except Retry:
-        raise
+        raise  # a replace chunk keeps its turn: its retry re-sends the same batch_seq first
     except Exception as exc:  # a bug must fail this chunk, not the whole chord
         log.exception("run=%s chunk=%s upload failed unexpectedly", run_id, chunk)
         result = dict(summary, failed=f"upload failed: {type(exc).__name__}")
         result["ids_failed"] = summary.get("entries", summary["ids_in"])
         outcome = get_store().finish_chunk(run_id, chunk, result)
+    try:
+        if is_sequential(get_store().meta(run_id)):
+            _end_turn(run_id, chunk, outcome)
+    except Exception:  # never fail the chord: the turn then expires, and finalize never closes
+        # a replace session with a failed chunk
+        log.exception("run=%s chunk=%s could not pass the replace turn on", run_id, chunk)
     # The chord hands every header result to finalize's arguments, which Flower shows: only a
     # reference goes there (Meta's invalid-entry samples stay in the ledger).
     return {"chunk": chunk, "failed": bool(outcome.get("failed"))}
@@ -84,11 +94,18 @@ def _upload(task, summary: dict, run_id: str, chunk: int, calls: dict | None) ->
     if payload is None:
         return fail("prepared chunk missing from Redis (expired?)")
     meta = store.meta(run_id)
-    session = {
-        "session_id": int(meta["session_id"]),
-        "batch_seq": chunk + 1,
-        "last_batch_flag": False,
-    }
+    op = chunk_op(meta, chunk)
+    session = chunk_session(meta, chunk)[1]
+    if is_sequential(meta):  # replace: wait for the run's turn; the batch_seq comes with it
+        turns = get_turns()
+        waited_from = time.monotonic()
+        has_turn = turns.wait(run_id, chunk, get_settings().throttle_max_wait_s)
+        calls["deferred_s"] += time.monotonic() - waited_from  # not part of the retry budget
+        if not has_turn:
+            _defer(task, calls, TURN_RETRY_S)
+        if reason := store.aborted(run_id):  # looked at again: an earlier batch may have failed
+            return fail(f"not sent: {reason}")
+        session["batch_seq"] = turns.seq(run_id, chunk)
     guard = get_guard(run_id, meta)
     try:
         lease = guard.enter()
@@ -99,7 +116,7 @@ def _upload(task, summary: dict, run_id: str, chunk: int, calls: dict | None) ->
     try:
         sent = guard.send(
             lease,
-            lambda: get_graph().upload(meta["audience_id"], payload, session, mode=meta["mode"]),
+            lambda: get_graph().upload(meta["audience_id"], payload, session, mode=op),
         )
     except TokenError as exc:
         store.abort(
@@ -130,6 +147,14 @@ def _upload(task, summary: dict, run_id: str, chunk: int, calls: dict | None) ->
         invalid_samples=sent.invalid_samples,
         latency_s=round(sent.latency_s, 4),
     )
+
+
+def _end_turn(run_id: str, chunk: int, outcome: dict) -> None:
+    """A replace chunk's final outcome: a failure stops the run (fail fast: no later batch could
+    take effect) before the turn passes on, so the next holder sees it and sends nothing."""
+    if outcome.get("failed"):
+        get_store().fail_replace(run_id, f"chunk {chunk}: {outcome['failed']}")
+    get_turns().release(run_id, chunk)
 
 
 def _defer(task, calls: dict, wait_s: float) -> None:

@@ -96,7 +96,12 @@ def sandbox_knobs(stack):
     """Change the shared sandbox's behaviour for one test; restored afterwards."""
     yield stack.configure_sandbox
     stack.configure_sandbox(
-        token=devstack.SANDBOX_TOKEN, latency_ms=0, jitter_ms=0, rate_per_s=None, transient_rate=0
+        token=devstack.SANDBOX_TOKEN,
+        latency_ms=0,
+        jitter_ms=0,
+        rate_per_s=None,
+        transient_rate=0,
+        fail_batch_seq=None,
     )
 
 

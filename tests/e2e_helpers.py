@@ -39,6 +39,12 @@ def dirty_rows(n: int, seed: int = 7) -> list[str]:
     return rows
 
 
+def maids(n: int, seed: int) -> list[str]:
+    """n distinct, clean, normalised MAIDs."""
+    rng = random.Random(seed)
+    return [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n)]
+
+
 def expected(rows: list[str], chunk_size: int = 10_000) -> dict:
     """What a correct run must report, computed independently of audiencesync's code."""
     members: set[str] = set()

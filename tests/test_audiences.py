@@ -59,7 +59,7 @@ def broken(line: int, old: str, new: str) -> str:
 @pytest.mark.parametrize(
     ("text", "line", "says"),
     [
-        (broken(12, '"add"', '"mirror"'), 12, 'only "add"'),
+        (broken(12, '"add"', '"upsert"'), 12, "use one of add, remove, replace, mirror"),
         (broken(6, "every_s = 600", "every_s = 0"), 6, "every_s must be"),
         (broken(6, "every_s = 600", 'cron = "61 * * * *"'), 6, "cron '61 * * * *' is not valid"),
         (broken(13, '"30 3 * * 1-5"', '"30 3 * *"'), 13, "5 fields"),
@@ -98,13 +98,14 @@ def test_validate_command_lists_errors_with_lines_and_exits_1(tmp_path):
     from audiencesync import devstack
 
     path = tmp_path / "a.toml"
-    path.write_text(broken(12, '"add"', '"mirror"'))
+    path.write_text(broken(12, '"add"', '"upsert"'))
     done = subprocess.run(
         devstack.cli_command("audiences", "validate", str(path)), capture_output=True, text=True
     )
     assert done.returncode == 1
     assert done.stderr.strip() == (
-        f"audiencesync: error: {path}:12: mode 'mirror' is not supported yet; only \"add\" is"
+        f"audiencesync: error: {path}:12: mode 'upsert' is not supported; use one of "
+        "add, remove, replace, mirror"
     )
     path.write_text(GOOD)
     done = subprocess.run(
@@ -113,3 +114,9 @@ def test_validate_command_lists_errors_with_lines_and_exits_1(tmp_path):
     assert done.returncode == 0 and done.stdout.splitlines()[0] == (
         "lapsed: audience 23850000000000001 (add), every 600s"
     )
+
+
+@pytest.mark.parametrize("mode", ["remove", "replace"])
+def test_a_declared_audience_may_remove_or_replace(mode):
+    audiences, errors = parse_audiences(broken(12, '"add"', f'"{mode}"'))
+    assert errors == [] and [a.mode for a in audiences] == ["add", mode]

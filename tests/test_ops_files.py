@@ -76,3 +76,10 @@ def test_beat_and_the_producer_worker_read_the_same_declared_audiences():
         assert any(v.endswith(f":{mounted}:ro") for v in SERVICES[name]["volumes"])
     assert "deploy" not in SERVICES["beat"]  # exactly one beat: never replicated
     assert SERVICES["worker-critical"]["environment"]["AUDIENCESYNC_METRICS_PORT"]
+
+
+def test_mirror_snapshots_live_on_a_named_volume_of_the_producer():
+    state_dir = SERVICES["worker-producer"]["environment"]["AUDIENCESYNC_STATE_DIR"]
+    mounts = [v.split(":") for v in SERVICES["worker-producer"]["volumes"]]
+    assert [m[0] for m in mounts if m[1] == state_dir] == ["mirror-state"]
+    assert "mirror-state" in COMPOSE["volumes"]

@@ -11,7 +11,7 @@ from audiencesync.runstore import RunStore
 from audiencesync.settings import Settings
 
 
-def run_upload(stack, source, audience_id: str, **settings_kw) -> dict:
+def run_upload(stack, source, audience_id: str, mode: str = "add", **settings_kw) -> dict:
     import redis
 
     from audiencesync.runcommands import wait_for_report
@@ -19,7 +19,7 @@ def run_upload(stack, source, audience_id: str, **settings_kw) -> dict:
 
     settings = Settings(redis_url=stack.redis_url, **settings_kw)
     store = RunStore(redis.Redis.from_url(stack.redis_url))
-    run_id = create_run(store, RunRequest(audience_id), source)
+    run_id = create_run(store, RunRequest(audience_id, mode=mode), source)
     produce(store, run_id, source, settings)
     return wait_for_report(store, run_id, timeout_s=300)
 

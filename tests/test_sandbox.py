@@ -482,6 +482,8 @@ def test_inspection_endpoints_and_reset(graph: Graph) -> None:
     )
     graph.upload("42", madids(2), seq=1, last=True)
     calls = graph.http.get("/_sandbox/audiences/42/calls").json()
+    served = calls[0].pop("received_s"), calls[0].pop("answered_s")
+    assert 0 < served[0] <= served[1]
     assert calls == [
         {
             "method": "POST",
@@ -493,6 +495,7 @@ def test_inspection_endpoints_and_reset(graph: Graph) -> None:
             "status": 200,
             "code": None,
             "applied": True,
+            "url_params": [],
         }
     ]
     assert graph.http.get("/_sandbox/nothing").status_code == 404

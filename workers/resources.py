@@ -10,6 +10,7 @@ import os
 import threading
 
 from audiencesync.graph import GraphClient
+from audiencesync.replaceseq import ReplaceTurns, hold_ttl_s
 from audiencesync.runstore import RunStore, connect
 from audiencesync.settings import get_settings
 from audiencesync.throttle.gate import Gate, account_key
@@ -19,11 +20,12 @@ _lock = threading.Lock()
 _store: RunStore | None = None
 _graph: GraphClient | None = None
 _gate: Gate | None = None
+_turns: ReplaceTurns | None = None
 
 
 def _forget_after_fork() -> None:
-    global _store, _graph, _gate
-    _store, _graph, _gate = None, None, None
+    global _store, _graph, _gate, _turns
+    _store, _graph, _gate, _turns = None, None, None, None
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
@@ -56,6 +58,18 @@ def get_gate() -> Gate:
         if _gate is None:
             _gate = Gate.from_settings(store.r, get_settings())
         return _gate
+
+
+def get_turns() -> ReplaceTurns:
+    global _turns
+    store = get_store()
+    with _lock:
+        if _turns is None:
+            settings = get_settings()
+            _turns = ReplaceTurns(
+                store.r, hold_ttl_s=hold_ttl_s(settings), run_ttl_s=settings.run_ttl_s
+            )
+        return _turns
 
 
 def get_guard(run_id: str, meta: dict[str, str]) -> Guard:

@@ -19,7 +19,11 @@ from audiencesync.graph.classify import Usage, classify_error, parse_usage
 from audiencesync.settings import Settings
 
 # Edges of an audience, by sync mode.
-EDGE_BY_MODE = {"add": ("POST", "users"), "remove": ("DELETE", "users")}
+EDGE_BY_MODE = {
+    "add": ("POST", "users"),
+    "remove": ("DELETE", "users"),  # payload in the body: in a URL it breaks above ~1-2k IDs
+    "replace": ("POST", "usersreplace"),
+}
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ class Request:
     query: bytes
     headers: Mapping[str, str]  # lower-case names
     body: bytes
+    received_s: float = 0.0  # monotonic, before the latency sleep: call records show overlaps
 
 
 @dataclass

@@ -17,6 +17,7 @@ class SandboxConfig:
     rate_per_s: float | None = None  # per-ad-account limit on upload calls; None = unlimited
     penalty_s: float = 2.0  # once over the rate, every call of that account is refused this long
     transient_rate: float = 0.0  # share of upload calls answered with a transient error
+    fail_batch_seq: int | None = None  # a batch (not a last one) with this batch_seq: error 100
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -29,5 +30,7 @@ class SandboxConfig:
             )
         if self.rate_per_s is not None and self.rate_per_s <= 0:
             raise ValueError(f"rate_per_s must be positive or None, got {self.rate_per_s}")
+        if self.fail_batch_seq is not None and self.fail_batch_seq < 1:
+            raise ValueError(f"fail_batch_seq must be >= 1 or None, got {self.fail_batch_seq}")
         if not self.token:
             raise ValueError("token must not be empty")

@@ -92,6 +92,11 @@ def replace_session(message: str, subcode: int | None = None) -> GraphFault:
     return GraphFault(f"(#2650) {message}", code=2650, subcode=subcode)
 
 
+def refused_batch(batch_seq: int) -> GraphFault:
+    """The injected permanent failure (SandboxConfig.fail_batch_seq): retrying cannot help."""
+    return bad_param(f"batch_seq {batch_seq} refused: the sandbox's fail_batch_seq knob is set")
+
+
 def throttled() -> GraphFault:
     return GraphFault(
         "(#80003) There have been too many calls to this ad-account. Wait a bit and try again. "

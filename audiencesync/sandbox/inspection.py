@@ -58,7 +58,7 @@ def handle(sandbox: Sandbox, req: Request) -> Response:
 
 RUNTIME_KNOBS = {
     "token", "latency_ms", "jitter_ms", "latency_per_inflight_ms", "rate_per_s", "penalty_s",
-    "transient_rate",
+    "transient_rate", "fail_batch_seq",
 }  # fmt: skip
 
 

@@ -64,7 +64,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         path, _, query = self.path.partition("?")
         headers = {name.lower(): value for name, value in self.headers.items()}
-        req = Request(self.command, unquote(path), query.encode(), headers, body)
+        req = Request(self.command, unquote(path), query.encode(), headers, body, time.monotonic())
         sandbox = self.server.sandbox
         try:
             if path.startswith(inspection.PREFIX):

@@ -1,7 +1,8 @@
 """The three upload edges (add, remove, replace): Meta's order of checks, faults, and stats.
 
-Order: token, audience, rate limit, payload, session, entries, then the state rules and the
-injected transient failure (half before applying, half after: the real risk of a retry).
+Order: token, audience, rate limit, payload, session, entries, then the state rules, the
+injected permanent refusal of one batch_seq (`fail_batch_seq`) and the injected transient
+failure (half before applying, half after: the real risk of a retry).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def upload(
             audience.upload_calls += 1
             call.account = audience.ad_account_id  # usage headers even on a token error
     record = _call_record(req.method, edge, raw_session, num_received)
+    record["url_params"] = sorted(rules.parse_form(req.query))  # a payload belongs in the body
+    record["received_s"] = req.received_s
     try:
         sandbox.auth(req, params)
         audience = sandbox.audience(audience_id, "post", call)
@@ -71,6 +74,7 @@ def upload(
         record["status"], record["code"] = fault.http_status, fault.code
         raise
     finally:
+        record["answered_s"] = time.monotonic()
         if audience is not None:
             with sandbox.lock:
                 audience.calls.append(record)
@@ -97,6 +101,9 @@ def _apply(
     stats = sandbox.stats
     with sandbox.lock:
         state.check_upload(audience, op, payload, session, entries.valid)
+        refused = sandbox.config.fail_batch_seq
+        if session is not None and session.batch_seq == refused and not session.last_batch_flag:
+            raise faults.refused_batch(refused)
         roll = sandbox.fault_rng.random() if share else 1.0
         if roll < share / 2:  # fail before applying: nothing changes
             stats.transient += 1
