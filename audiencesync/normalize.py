@@ -68,15 +68,21 @@ def clean_values(blob: bytes, count: int) -> list[str] | None:
     Only C-level bytes operations (no per-ID Python work): one line per value of 36 characters,
     only hex digits and hyphens, and hyphens exactly at 8-4-4-4-12 positions.
     """
-    stride = MAID_LEN + 1
     low = blob.lower()
-    if len(low) != stride * count - 1 or low.translate(None, MAID_CHARS + b"\n"):
-        return None
-    if low.count(b"-") != 4 * count or low[MAID_LEN::stride] != b"\n" * (count - 1):
-        return None  # with the newlines in place, every value is 36 characters long
-    if any(low[at::stride] != b"-" * count for at in HYPHEN_AT):
-        return None
-    return low.decode("ascii").split("\n")
+    return low.decode("ascii").split("\n") if all_maids(low, count) else None
+
+
+def all_maids(blob: bytes, count: int) -> bool:
+    """Whether `blob` is exactly `count` lower-case 8-4-4-4-12 hex MAIDs joined by newlines,
+    checked with C-level bytes operations only (MAID_RE, one value at a time, is 5x slower)."""
+    stride = MAID_LEN + 1
+    if len(blob) != stride * count - 1 or blob.translate(None, MAID_CHARS + b"\n"):
+        return False
+    if blob.count(b"\n") != count - 1 or blob[MAID_LEN::stride] != b"\n" * (count - 1):
+        return False  # only these newlines: every value is 36 characters long
+    if blob.count(b"-") != 4 * count:
+        return False
+    return all(blob[at::stride] == b"-" * count for at in HYPHEN_AT)
 
 
 def prepare_staged(blob: bytes, count: int, *, hash_ids: bool = False) -> PreparedChunk:
@@ -103,9 +109,12 @@ def prepare_chunk(raw_values: list[str], *, hash_ids: bool = False) -> PreparedC
 def _drop_opted_out_and_duplicates(
     valid: list[str], rejected: Counter[str], hash_ids: bool
 ) -> PreparedChunk:
-    if opted_out := valid.count(OPTED_OUT_ID):
-        rejected[OPTED_OUT] = opted_out
-        valid = [v for v in valid if v != OPTED_OUT_ID]
-    unique = list(dict.fromkeys(valid))
+    first_seen = dict.fromkeys(valid)
+    kept = len(valid)
+    if OPTED_OUT_ID in first_seen:  # a dict lookup: the list is scanned only when it is there
+        rejected[OPTED_OUT] = valid.count(OPTED_OUT_ID)
+        kept -= rejected[OPTED_OUT]
+        del first_seen[OPTED_OUT_ID]
+    unique = list(first_seen)
     entries = list(map(sha256_hex, unique)) if hash_ids else unique
-    return PreparedChunk(entries, dict(rejected), len(valid) - len(unique))
+    return PreparedChunk(entries, dict(rejected), kept - len(unique))

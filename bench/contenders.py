@@ -7,6 +7,7 @@ import csv
 import os
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,14 +102,22 @@ async def _lean(csv_path: Path, audience_id: str, graph_url: str, inflight: int)
 
 
 def run_audiencesync(
-    csv_path: Path, audience_id: str, env: dict[str, str], *options: str
+    csv_path: Path,
+    audience_id: str,
+    env: dict[str, str],
+    *options: str,
+    wrap: Sequence[str] = (),
 ) -> Outcome:
-    """`audiencesync upload --wait --json [OPTIONS]` with the workers already running."""
+    """`audiencesync upload --wait --json [OPTIONS]` with the workers already running (`wrap`:
+    a profiler's command line to run it under)."""
     started = time.perf_counter()
     proc = subprocess.Popen(
-        devstack.cli_command(
-            "upload", str(csv_path), "--audience-id", audience_id, "--wait", "--json", *options
-        ),
+        [
+            *wrap,
+            *devstack.cli_command(
+                "upload", str(csv_path), "--audience-id", audience_id, "--wait", "--json", *options
+            ),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -119,11 +128,15 @@ def run_audiencesync(
     wall_s = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"audiencesync upload failed: {stdout[-500:]!r}")
-    report = orjson.loads(stdout.splitlines()[-1])
+    report = orjson.loads(next(ln for ln in reversed(stdout.splitlines()) if ln[:1] == b"{"))
     return Outcome(
         "audiencesync",
         wall_s,
         report["ids_uploaded"],
         report["requests"],
-        {"report": report, "producer_peak_rss_mb": usage.ru_maxrss / 1024},
+        {
+            "report": report,
+            "producer_peak_rss_mb": usage.ru_maxrss / 1024,
+            "producer_cpu_s": usage.ru_utime + usage.ru_stime,
+        },
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -28,6 +29,39 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(stat.parent.name))
     return found
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, its live children and the children it reaped."""
+    total_ticks = 0
+    for p in [pid, *children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks = map(int, fields[11:13] if p != pid else fields[11:15])  # utime stime [cu cs]
+        total_ticks += sum(ticks)
+    return total_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def redis_commands(redis_url: str) -> dict[str, int]:
+    """Calls per command since redis-server started (INFO commandstats)."""
+    stats = redis.Redis.from_url(redis_url).info("commandstats")
+    return {name.removeprefix("cmdstat_"): fields["calls"] for name, fields in stats.items()}
+
+
+class CpuMeter:
+    """CPU seconds each named process tree used between enter and exit."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids, self.used_s = pids, dict.fromkeys(pids, 0.0)
+
+    def __enter__(self) -> CpuMeter:
+        self._start = {name: cpu_s(pid) for name, pid in self.pids.items()}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.used_s = {name: cpu_s(pid) - self._start[name] for name, pid in self.pids.items()}
 
 
 class PeakSampler:

@@ -14,6 +14,7 @@ import platform
 import shutil
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -21,7 +22,8 @@ import httpx
 from audiencesync import devstack
 from bench.contenders import Outcome, run_audiencesync, run_lean, run_sdk
 from bench.data import write_maids_csv
-from bench.measure import PeakSampler
+from bench.measure import CpuMeter, PeakSampler, redis_commands
+from bench.profile import Recorders, record_args, summary
 
 RESULTS = Path(__file__).parent / "results"
 SDK_MAX_IDS = 5_000_000  # beyond this the sequential SDK loop takes hours
@@ -59,7 +61,7 @@ def bench_size(ids: int, args: argparse.Namespace, workdir: Path) -> dict:
             log=workdir / "sandbox.log",
         )
         procs += [redis_proc, sandbox]
-        env = devstack.stack_env(redis_url, graph_url)
+        env = devstack.stack_env(redis_url, graph_url, **dict(kv.split("=", 1) for kv in args.set))
         workers = {
             "worker critical": devstack.start_worker(
                 "critical",
@@ -71,7 +73,7 @@ def bench_size(ids: int, args: argparse.Namespace, workdir: Path) -> dict:
             "worker standard": devstack.start_worker(
                 "standard",
                 env,
-                concurrency=os.cpu_count() or 2,
+                concurrency=args.standard_procs,
                 name="standard",
                 log=workdir / "standard.log",
             ),
@@ -85,17 +87,38 @@ def bench_size(ids: int, args: argparse.Namespace, workdir: Path) -> dict:
         outcomes: list[Outcome] = []
         if ids <= SDK_MAX_IDS and not args.skip_sdk:
             outcomes.append(run_sdk(csv_path, new_audience(graph_url), graph_url))
-        outcomes.append(run_lean(csv_path, new_audience(graph_url), graph_url))
+        if not args.skip_lean:
+            outcomes.append(run_lean(csv_path, new_audience(graph_url), graph_url))
         roots = {name: proc.pid for name, proc in workers.items()}
-        with PeakSampler(roots, redis_url) as peaks:
-            outcomes.append(run_audiencesync(csv_path, new_audience(graph_url), env))
+        audience_id, wrap, spies = new_audience(graph_url), [], None
+        if args.profile:
+            spies = Recorders(args.profile, {"sandbox": sandbox.pid} | roots)
+            wrap = [*record_args(args.profile / "producer.txt"), "--"]
+        metered = roots | {"sandbox": sandbox.pid, "redis-server": redis_proc.pid}
+        sampled = roots | {"sandbox": sandbox.pid}  # the sandbox holds every member, as Meta does
+        commands_before = redis_commands(redis_url)
+        with PeakSampler(sampled, redis_url) as peaks, CpuMeter(metered) as cpu:
+            outcomes.append(run_audiencesync(csv_path, audience_id, env, wrap=wrap))
+        commands = Counter(redis_commands(redis_url))
+        commands.subtract(commands_before)
+        if spies:
+            spies.stop()
+            for path in sorted(args.profile.glob("*.txt")):
+                print("\n".join(summary(path, outcomes[-1].calls)))
         members = httpx.get(f"{graph_url}/_sandbox/stats").json()["audiences"]
         ours = outcomes[-1]
         assert ours.extra["report"]["status"] == "completed", ours.extra["report"]
         assert sum(a["members"] for a in members.values()) == ids, "sandbox lost IDs"
         ours.extra |= {
-            "worker_peak_rss_mb": peaks.peak_rss_mb,
+            "peak_rss_mb": peaks.peak_rss_mb,
             "redis_peak_used_memory_mb": peaks.redis_peak_mb,
+            "cpu_ms_per_chunk": {
+                name: 1000 * used_s / ours.calls
+                for name, used_s in {**cpu.used_s, "producer": ours.extra["producer_cpu_s"]}.items()
+            },
+            "redis_commands_per_chunk": {
+                name: round(n / ours.calls, 1) for name, n in commands.most_common() if n > 0
+            },
         }
         return {"ids": ids, "outcomes": [vars(o) | {"ids_per_s": o.ids_per_s} for o in outcomes]}
     finally:
@@ -107,7 +130,7 @@ def bench_size(ids: int, args: argparse.Namespace, workdir: Path) -> dict:
 def table(size_result: dict) -> list[str]:
     rows = {o["name"]: o for o in size_result["outcomes"]}
     sdk = rows.get("official SDK loop")
-    lean = rows["lean asyncio uploader"]
+    lean = rows.get("lean asyncio uploader")
     lines = [
         f"\n{size_result['ids']:,} IDs",
         f"  {'contender':<24}{'wall s':>9}{'IDs/s':>12}{'x SDK':>8}{'of lean':>9}",
@@ -116,14 +139,19 @@ def table(size_result: dict) -> list[str]:
         x_sdk = f"{o['ids_per_s'] / sdk['ids_per_s']:.1f}" if sdk else "-"
         lines.append(
             f"  {o['name']:<24}{o['wall_s']:>9.1f}{o['ids_per_s']:>12,.0f}{x_sdk:>8}"
-            f"{o['ids_per_s'] / lean['ids_per_s']:>9.2f}"
+            + (f"{o['ids_per_s'] / lean['ids_per_s']:>9.2f}" if lean else f"{'-':>9}")
         )
     ours = rows["audiencesync"]["extra"]
-    rss = ", ".join(f"{k} {v:.0f} MB" for k, v in ours["worker_peak_rss_mb"].items())
+    rss = ", ".join(f"{k} {v:.0f} MB" for k, v in ours["peak_rss_mb"].items())
     lines.append(
         f"  peak RSS: producer {ours['producer_peak_rss_mb']:.0f} MB, {rss}; "
         f"Redis peak used_memory {ours['redis_peak_used_memory_mb']:.1f} MB"
     )
+    cpu = ", ".join(f"{k} {v:.1f}" for k, v in ours["cpu_ms_per_chunk"].items())
+    lines.append(f"  CPU ms per 10,000-ID call: {cpu}")
+    commands = ours["redis_commands_per_chunk"]
+    top = ", ".join(f"{name} {n}" for name, n in list(commands.items())[:8])
+    lines.append(f"  Redis commands per call: {sum(commands.values()):.0f} ({top}, ...)")
     return lines
 
 
@@ -157,7 +185,19 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=200)
     parser.add_argument("--jitter-ms", type=float, default=100)
     parser.add_argument("--critical-threads", type=int, default=64)
+    parser.add_argument("--standard-procs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--skip-sdk", action="store_true")
+    parser.add_argument("--skip-lean", action="store_true")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the workers and the producer, e.g. throttle_rate_start_per_s=1000",
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy every audiencesync process; collapsed stacks here"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")] + ([40_000_000] if args.big else [])
     workdir = Path(tempfile.mkdtemp(prefix="audiencesync-bench-"))

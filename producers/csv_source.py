@@ -7,7 +7,7 @@ import gzip
 import io
 import zlib
 from collections.abc import Callable, Iterator
-from itertools import islice
+from itertools import chain, islice
 from typing import TypeVar
 
 from audiencesync.errors import SourceError
@@ -16,6 +16,8 @@ from producers.sources import BATCH_IDS, looks_like_id, open_file, pick_column, 
 # csv's default field limit (128 KiB) crashes on one oversized field; this raises it but keeps
 # a bound, so a runaway quoted field cannot take the whole file into memory.
 FIELD_LIMIT_CHARS = 16 * 1024 * 1024
+# The fast path reads this much text at a time and splits it into lines (no csv parsing).
+BLOCK_CHARS = 1024 * 1024
 _T = TypeVar("_T")
 # Never echo gzip's own messages: BadGzipFile quotes the file's first bytes, i.e. part of an ID.
 _GZIP_ERRORS: tuple[type[Exception], ...] = (EOFError, zlib.error, gzip.BadGzipFile)
@@ -38,6 +40,8 @@ class CsvSource:
         self.estimated_ids: int | None = None  # counting rows would mean reading the file twice
         self._batch_ids = batch_ids
         self._done = False
+        self._delimiter = delimiter
+        self._line_offset = 0  # physical lines read before the current csv reader started
         self._last_progress = 0.0
         self._raw, self._size_bytes = open_file(path)
         try:
@@ -77,7 +81,7 @@ class CsvSource:
                 f"cannot read {self.path}: not gzip or corrupt/truncated gzip data; check the file"
             ) from None
         except csv.Error as e:
-            line = self._reader.line_num
+            line = self._line_offset + self._reader.line_num
             raise SourceError(
                 f"cannot parse {self.path} near line {line}: {e}; check the file"
             ) from None
@@ -87,6 +91,38 @@ class CsvSource:
             ) from None
 
     def batches(self) -> Iterator[list[str]]:
+        if self._index == 0:
+            yield from self._plain_batches()
+        yield from self._csv_batches()
+
+    def _plain_batches(self) -> Iterator[list[str]]:
+        """Blocks of plain lines (no quote, delimiter or lone CR: one value a line) are split,
+        not parsed: ~20x faster than csv. The first other block goes to the csv reader."""
+        lines_read = 0
+        while True:
+            block = self._read(lambda: self._text.read(BLOCK_CHARS))
+            if not block.endswith("\n"):
+                block += self._read(lambda: self._text.readline(FIELD_LIMIT_CHARS))
+            crlf = "\r" in block
+            plain = '"' not in block and self._delimiter not in block
+            if plain and crlf and block.count("\r") == block.count("\r\n"):
+                block, crlf = block.replace("\r\n", "\n"), False  # Windows line ends
+            if not plain or crlf or len(block) >= BLOCK_CHARS + FIELD_LIMIT_CHARS:
+                # From here on csv parses, starting with this block (line numbers carried on).
+                self._line_offset = self._reader.line_num + lines_read
+                lines = chain(io.StringIO(block, newline=""), self._text)
+                self._reader = csv.reader(lines, delimiter=self._delimiter)
+                return
+            if not block:
+                return
+            values = block.split("\n")
+            if block.endswith("\n"):
+                values.pop()  # the empty string after the last line's newline
+            lines_read += len(values)
+            for start in range(0, len(values), self._batch_ids):
+                yield tidy(values[start : start + self._batch_ids], may_have_newlines=False)
+
+    def _csv_batches(self) -> Iterator[list[str]]:
         reader, index, size = self._reader, self._index, self._batch_ids
 
         def next_batch() -> list[str]:

@@ -42,3 +42,16 @@ def test_watchdog_is_on_beat_routed_and_expires():
     assert entry["task"] in TASK_ROUTES and entry["schedule"] == 30
     queues = {q.name for q in config["task_queues"]}
     assert entry["options"]["queue"] in queues and entry["options"]["expires"] == 30
+
+
+def test_kombu_channels_reuse_one_redis_client_per_pool(redis_url):
+    from kombu import Connection
+
+    with Connection(redis_url) as conn:
+        channel = conn.default_channel
+        client = channel._create_client()
+        assert channel._create_client() is client  # not a new redis.Redis per ack or publish
+        assert client.ping()
+        channel._pool = None  # what kombu does on a disconnect: the next client gets a new pool
+        fresh = channel._create_client()
+        assert fresh is not client and fresh.connection_pool is channel.pool and fresh.ping()

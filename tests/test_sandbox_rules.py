@@ -27,9 +27,17 @@ def test_form_decoding_matches_urllib_on_malformed_input(raw: str) -> None:
     assert rules._unquote_plus(raw.encode()) == unquote_plus(raw)
 
 
+# A MAID with one character changed: the near misses a bytes-level layout scan could let by.
+near_maid = st.builds(
+    lambda at, ch: UUID[:at] + ch + UUID[at + 1 :],
+    st.integers(0, len(UUID) - 1),
+    st.sampled_from("0f-\nG "),
+)
 entry = st.one_of(
     st.sampled_from([UUID, UUID.upper(), f" {UUID}", rules.OPTED_OUT_ID, "a" * 64, "", 7, None]),
     st.text(alphabet="0123456789abcdef-\n", max_size=40),
+    near_maid,
+    near_maid,
 )
 
 

@@ -17,6 +17,7 @@ from urllib.parse import unquote_to_bytes
 
 import orjson
 
+from audiencesync.normalize import all_maids
 from audiencesync.sandbox import faults
 
 MAX_ENTRIES = 10_000  # Meta's limit per call
@@ -28,7 +29,7 @@ MULTI_KEY_SCHEMA = ["MADID"]
 
 _ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{64}"
 _is_valid_id = re.compile(_ID).fullmatch
-# One C-level scan of all entries joined by newlines: the common all-valid call skips the loop.
+# One C-level scan of all entries joined by newlines: an all-valid call skips the loop.
 _all_valid_ids = re.compile(rf"(?:{_ID})(?:\n(?:{_ID}))*").fullmatch
 
 
@@ -185,6 +186,15 @@ def check_session(session: Any) -> SessionParams:
     return SessionParams(session_id, batch_seq, last_batch_flag, estimated)
 
 
+def _all_valid(joined: str, count: int) -> bool:
+    """Every newline-joined entry is valid: MAIDs by a bytes scan (~0.5 ms per 10,000, the
+    common call), anything else (hashed IDs, a mix) by the regex (~5 ms)."""
+    if joined.isascii() and all_maids(joined.encode("ascii"), count):
+        return True
+    # Else one scan for hashed IDs; a newline inside an entry must not let it pose as two.
+    return joined.count("\n") == count - 1 and _all_valid_ids(joined) is not None
+
+
 _BAD_ROW = object()  # stands for a multi-key row that is not a one-value list
 
 
@@ -218,8 +228,8 @@ def classify(payload: Payload) -> Entries:
         values = [r[0] if type(r) is list and len(r) == 1 else _BAD_ROW for r in payload.data]
     with contextlib.suppress(TypeError):  # join refuses non-strings: those take the slow path
         joined = "\n".join(values)
-        no_newlines = joined.count("\n") == len(values) - 1  # else one entry could pose as two
-        if no_newlines and _all_valid_ids(joined) and OPTED_OUT_ID not in values:
+        # Once every entry is known valid, the opted-out ID can only be found as a whole entry.
+        if OPTED_OUT_ID not in joined and _all_valid(joined, len(values)):
             return Entries(valid=values)
     entries = Entries(valid=[])
     for row, value in zip(payload.data, values, strict=True):
