@@ -32,7 +32,8 @@ from audiencesync import devstack
 from audiencesync.errors import ThrottledError
 from audiencesync.graph import GraphClient
 from audiencesync.settings import MAX_CHUNK_IDS, Settings
-from audiencesync.throttle.gate import Gate
+from audiencesync.throttle.gate import LEASE_MARGIN_S, Gate
+from bench.throttle_trace import Trace
 from tasks.prepare import build_payload
 
 LIMIT_PER_S = 10
@@ -54,11 +55,18 @@ def fresh_audience(stack: devstack.PrivateStack, *, forget_account: bool) -> str
     return str(sandbox(stack, "POST", "audiences", ad_account_id="1001")["id"])
 
 
+TRACE = False  # --trace: add each run's per-second timeline (bench/throttle_trace.py)
+
+
 def ours(
     stack: devstack.PrivateStack, csv: Path, *, forget_account: bool = True, limited: bool = True
 ) -> dict:
     audience = fresh_audience(stack, forget_account=forget_account)
-    report = stack.upload(csv, audience)
+    settings = Settings(_env_file=None, **{k.removeprefix("AUDIENCESYNC_").lower(): v
+                        for k, v in stack.env.items() if k.startswith("AUDIENCESYNC_")})
+    lease_ttl_s = settings.http_timeout_s + settings.throttle_max_wait_s + LEASE_MARGIN_S
+    with Trace(stack.redis_url, "act_1001", lease_ttl_s) as trace:
+        report = stack.upload(csv, audience)
     stats = sandbox(stack, "GET", "stats")
     assert report["status"] == "completed", report["message"]
     requests_per_s = report["throttle"]["requests_per_s"]
@@ -73,7 +81,8 @@ def ours(
         "soft_episodes": report["throttle"]["soft_episodes"],
         "adapted_rate_per_s": report["throttle"]["rate_per_s"],
         "inflight_limit": report["throttle"]["inflight_limit"],
-    }
+        "first_call_after_s": round(trace.first_send_s(), 2),
+    } | ({"timeline": trace.timeline()} if TRACE else {})
 
 
 def fixed_sleep_script(stack: devstack.PrivateStack, ids: list[str]) -> dict:
@@ -124,7 +133,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ids", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=Path("bench/results/throttle.json"))
+    parser.add_argument("--trace", action="store_true", help="per-second timeline of each run")
+    parser.add_argument("--only", choices=("rate", "load"), help="run one scenario only")
     args = parser.parse_args()
+    global TRACE
+    TRACE = args.trace
     rng = random.Random(1)
     ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(args.ids)]
     results: dict = {
@@ -139,14 +152,15 @@ def main() -> None:
         csv, half_csv = work / "audience.csv", work / "half.csv"
         csv.write_text("maid\n" + "\n".join(ids) + "\n")
         half_csv.write_text("maid\n" + "\n".join(ids[: len(ids) // 2]) + "\n")
-        with devstack.private_stack(work / "a", *RATE_KNOBS, critical_workers=2) as stack:
-            results["rate_limit"] = {
-                "audiencesync_new_account": ours(stack, csv),
-                "audiencesync_learned_account": ours(stack, csv, forget_account=False),
-                "fixed_sleep_script": fixed_sleep_script(stack, ids),
-            }
+        if args.only != "load":
+            with devstack.private_stack(work / "a", *RATE_KNOBS, critical_workers=2) as stack:
+                results["rate_limit"] = {
+                    "audiencesync_new_account": ours(stack, csv),
+                    "audiencesync_learned_account": ours(stack, csv, forget_account=False),
+                    "fixed_sleep_script": fixed_sleep_script(stack, ids),
+                }
         load: dict = {}
-        for name, settings in LOAD_VARIANTS.items():
+        for name, settings in LOAD_VARIANTS.items() if args.only != "rate" else ():
             with devstack.private_stack(
                 work / name,
                 *LOAD_KNOBS,
@@ -155,6 +169,10 @@ def main() -> None:
                 **settings,
             ) as stack:
                 load[name] = ours(stack, half_csv, limited=False)
+                if not settings:  # the detector again, on the account whose limit it learned
+                    load[f"{name}_learned_account"] = ours(
+                        stack, half_csv, forget_account=False, limited=False
+                    )
         results["latency_grows_with_load"] = load
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode() + "\n")
