@@ -62,8 +62,14 @@ def ours(
     stack: devstack.PrivateStack, csv: Path, *, forget_account: bool = True, limited: bool = True
 ) -> dict:
     audience = fresh_audience(stack, forget_account=forget_account)
-    settings = Settings(_env_file=None, **{k.removeprefix("AUDIENCESYNC_").lower(): v
-                        for k, v in stack.env.items() if k.startswith("AUDIENCESYNC_")})
+    settings = Settings(
+        _env_file=None,
+        **{
+            k.removeprefix("AUDIENCESYNC_").lower(): v
+            for k, v in stack.env.items()
+            if k.startswith("AUDIENCESYNC_")
+        },
+    )
     lease_ttl_s = settings.http_timeout_s + settings.throttle_max_wait_s + LEASE_MARGIN_S
     with Trace(stack.redis_url, "act_1001", lease_ttl_s) as trace:
         report = stack.upload(csv, audience)

@@ -10,7 +10,7 @@ from audiencesync.settings import Settings
 from audiencesync.throttle import machine, policy
 from audiencesync.throttle.gate import params_from
 
-P = params_from(Settings())  # start 5/s, floor 0.5, ceiling 100, +2/s, x0.5, target 86, cut 93
+P = params_from(Settings())  # start 5/s, floor 0.5, ceiling 100, +2/s, x0.5, target 88, cut 95
 
 
 def test_bucket_hands_out_turns_one_token_apart_and_never_moves_them():
@@ -34,9 +34,9 @@ def test_callers_beyond_the_wait_get_appointments_one_turn_apart():
 
 
 def test_usage_factor_cuts_mildly_at_the_cut_and_strongly_at_the_wall():
-    assert policy.usage_factor(92.9, P) == 1.0
-    assert policy.usage_factor(93, P) == pytest.approx(0.9)
-    assert policy.usage_factor(96.5, P) == pytest.approx(0.7)
+    assert policy.usage_factor(94.9, P) == 1.0
+    assert policy.usage_factor(95, P) == pytest.approx(0.9)
+    assert policy.usage_factor(97.5, P) == pytest.approx(0.7)
     assert policy.usage_factor(100, P) == policy.usage_factor(130, P) == pytest.approx(0.5)
 
 
@@ -46,16 +46,16 @@ def test_usage_factor_cuts_mildly_at_the_cut_and_strongly_at_the_wall():
         (5.0, 0.0, 0.0, 5.0, True, 0.0, 10.0),  # no usage figure, no throttle yet: slow start
         (5.0, 0.0, 0.0, 5.0, True, 8.0, 7.0),  # after a throttle error: the additive step
         (5.0, 0.0, 0.0, 5.0, False, 0.0, 5.0),  # callers never waited for the bucket
-        (5.0, 30.0, 50.0, 5.0, True, 0.0, 8.6),  # usage lags: the newest figure, to the target
+        (5.0, 30.0, 50.0, 5.0, True, 0.0, 8.8),  # usage lags: the newest figure, to the target
         (5.0, 40.0, 40.0, 5.0, True, 9.0, 7.0),  # far below, after a throttle: the step
-        (4.0, 60.0, 60.0, 4.0, True, 9.0, 4.0 * 86 / 60),  # ... or to the target rate
-        (8.0, 80.0, 70.0, 8.0, True, 0.0, 8.3),  # near the target: halfway to the rate 8.6
-        (8.0, 80.0, 80.0, 8.0, True, 9.0, 8.3),  # under the learned ceiling's 95 % (8.55) ...
+        (4.0, 60.0, 60.0, 4.0, True, 9.0, 4.0 * 88 / 60),  # ... or to the target rate
+        (8.0, 80.0, 70.0, 8.0, True, 0.0, 8.4),  # near the target: halfway to the rate 8.8
+        (8.0, 80.0, 80.0, 8.0, True, 9.0, 8.4),  # under the learned ceiling's 95 % (8.55) ...
         (8.0, 70.0, 70.0, 8.0, True, 8.2, 8.02),  # ... beyond it: a probe of 1 % of the step
-        (10.0, 89.0, 89.0, 10.0, True, 0.0, 10.0 * (1 + 86 / 89) / 2),  # above target: ease
-        (10.0, 40.0, 40.0, 5.0, True, 0.0, 10.375),  # 40 % at 5/s is 80 % at 10/s: halfway
+        (10.0, 89.0, 89.0, 10.0, True, 0.0, 10.0 * (1 + 88 / 89) / 2),  # above target: ease
+        (10.0, 40.0, 40.0, 5.0, True, 0.0, 10.5),  # 40 % at 5/s is 80 % at 10/s: halfway
         (10.0, 44.0, 44.0, 5.0, True, 0.0, 10.0),  # ... 88 %: none (but no cut on a projection)
-        (9.0, 96.5, 96.5, 9.0, False, 0.0, 9.0 * 0.7),  # at the wall: cut hard, waiting or not
+        (9.0, 97.5, 97.5, 9.0, False, 0.0, 9.0 * 0.7),  # at the wall: cut hard, waiting or not
         (0.6, 99.0, 99.0, 0.6, True, 0.0, 0.5),  # never below the floor
         (99.5, 1.0, 1.0, 99.5, True, 0.0, 100.0),  # nor above the ceiling
     ],
@@ -63,6 +63,16 @@ def test_usage_factor_cuts_mildly_at_the_cut_and_strongly_at_the_wall():
 def test_next_rate(rate, usage, last, calls_per_s, blocked, ceiling, expected):
     got = policy.next_rate(rate, usage, last, calls_per_s, blocked, ceiling, P)
     assert got == pytest.approx(expected)
+
+
+def test_a_call_that_finds_usage_at_the_cut_is_a_near_miss_that_teaches_a_ceiling():
+    assert policy.near_miss_ceiling(0.0, 8.5, 100.0, P) == 8.5  # none known: this rate
+    assert policy.near_miss_ceiling(0.0, 8.5, 94.0, P) == 0.0  # below the cut: no news
+    assert policy.near_miss_ceiling(9.0, 8.7, 100.0, P) == 8.7  # near a known one: lower it
+    assert policy.near_miss_ceiling(9.0, 4.5, 100.0, P) == 9.0  # usage still high after a cut
+    s = machine.new_state(0.0, P)
+    machine.settle(s, [], machine.OK, 0.1, 100.0, 0.0, 0.1, P)
+    assert s.ceiling_per_s == P.rate_start_per_s and s.usage_last == 100.0
 
 
 def test_throttle_halves_the_rate_and_cools_down_within_metas_estimate():

@@ -72,6 +72,11 @@ local function next_rate(rate, usage, last, calls_per_s, blocked, ceiling)
   end
   return clamp_rate(grown)
 end
+local function near_miss_ceiling(ceiling, rate, usage)
+  if usage < p.usage_cut_pct or rate <= CEILING_SHARE * ceiling then return ceiling end
+  if ceiling == 0 then return rate end
+  return math.min(ceiling, rate)
+end
 local function throttled_rate(rate) return clamp_rate(rate * p.decrease_factor) end
 local function cooldown_s(regain_s, strikes)
   local wait_s = p.cooldown_base_s * 2 ^ (strikes - 1)
@@ -227,6 +232,7 @@ else
     s.calls = s.calls + 1
     s.usage_sum = s.usage_sum + usage_pct
     s.usage_last = usage_pct
+    s.ceiling_per_s = near_miss_ceiling(s.ceiling_per_s, s.rate_per_s, usage_pct)
     if latency_s then
       redis.call('LPUSH', latency_key, ARGV[7])
       redis.call('LTRIM', latency_key, 0, p.latency_window - 1)

@@ -117,6 +117,7 @@ def settle(
         s.calls += 1
         s.usage_sum += usage_pct
         s.usage_last = usage_pct
+        s.ceiling_per_s = policy.near_miss_ceiling(s.ceiling_per_s, s.rate_per_s, usage_pct, p)
         if latency_s is not None:
             samples.insert(0, latency_s)
             del samples[p.latency_window :]

@@ -128,6 +128,16 @@ def next_rate(
     return clamp_rate(grown_per_s, p)
 
 
+def near_miss_ceiling(
+    ceiling_per_s: float, rate_per_s: float, usage_pct: float, p: Params
+) -> float:
+    """A call that finds usage at usage_cut_pct is a near miss: the rate it went at is a
+    ceiling too, unless it is well under the one known (usage stays high after a refusal)."""
+    if usage_pct < p.usage_cut_pct or rate_per_s <= CEILING_SHARE * ceiling_per_s:
+        return ceiling_per_s
+    return rate_per_s if not ceiling_per_s else min(ceiling_per_s, rate_per_s)
+
+
 def throttled_rate(rate_per_s: float, p: Params) -> float:
     return clamp_rate(rate_per_s * p.decrease_factor, p)
 
