@@ -16,7 +16,6 @@ Throughput is requests / duration / limit (audiencesync's duration includes read
 from __future__ import annotations
 
 import argparse
-import platform
 import random
 import tempfile
 import time
@@ -33,6 +32,7 @@ from audiencesync.errors import ThrottledError
 from audiencesync.graph import GraphClient
 from audiencesync.settings import MAX_CHUNK_IDS, Settings
 from audiencesync.throttle.gate import LEASE_MARGIN_S, Gate
+from bench.run import machine
 from bench.throttle_trace import Trace
 from tasks.prepare import build_payload
 
@@ -148,8 +148,7 @@ def main() -> None:
     ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(args.ids)]
     results: dict = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {platform.python_implementation()} "
-        f"{platform.python_version()} (the project's box: 2-core AMD EPYC, 24 GiB, shared)",
+        "machine": f"{machine()} (shared with other engineers' runs)",
         "ids": args.ids,
         "rate_limit_per_s": LIMIT_PER_S,
     }
