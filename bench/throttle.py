@@ -1,15 +1,18 @@
 """Benchmark: fleet-wide throttling against the sandbox, with real processes.
 
     python -m bench.throttle [--ids 1000000] [--out bench/results/throttle.json]
+                             [--only rate|load] [--trace]
 
 A. The ad account allows 10 upload calls/s (2 s penalty), calls take 75-125 ms. audiencesync
    (2 critical workers) on a fresh account, then again on the account it has learned, against
    today's script: one 10,000-ID call, then time.sleep(1/limit), and again.
 B. No hard limit, but calls take 100 ms plus 300 ms for every other call in flight (a
    destination that slows down under load, so one call at a time is fastest): the latency
-   detector against fixed in-flight limits with the detector off, tuned by hand (1) or not (4).
-   All three start at 50 calls/s (an account whose rate is known), so concurrency is compared;
-   half the IDs, to keep the whole benchmark near two minutes.
+   detector (on a new account, then again on the one whose limit it learned) against fixed
+   in-flight limits with the detector off, tuned by hand (1) or not (4). All start at 50
+   calls/s (an account whose rate is known), so concurrency is compared; half the IDs, to keep
+   the whole benchmark near four minutes.
+--trace adds each run's per-second timeline (bench/throttle_trace.py).
 Throughput is requests / duration / limit (audiencesync's duration includes reading the file).
 """
 
