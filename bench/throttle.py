@@ -58,21 +58,25 @@ def fresh_audience(stack: devstack.PrivateStack, *, forget_account: bool) -> str
     return str(sandbox(stack, "POST", "audiences", ad_account_id="1001")["id"])
 
 
-TRACE = False  # --trace: add each run's per-second timeline (bench/throttle_trace.py)
+def stack_settings(stack: devstack.PrivateStack) -> Settings:
+    """The settings the stack's workers run with."""
+    prefix = "AUDIENCESYNC_"
+    return Settings(
+        **{k.removeprefix(prefix).lower(): v for k, v in stack.env.items() if k.startswith(prefix)}
+    )
 
 
 def ours(
-    stack: devstack.PrivateStack, csv: Path, *, forget_account: bool = True, limited: bool = True
+    stack: devstack.PrivateStack,
+    csv: Path,
+    *,
+    forget_account: bool = True,
+    limited: bool = True,
+    timeline: bool = False,
 ) -> dict:
+    """One `upload` through the stack, traced (timeline: add the per-second timeline)."""
     audience = fresh_audience(stack, forget_account=forget_account)
-    settings = Settings(
-        _env_file=None,
-        **{
-            k.removeprefix("AUDIENCESYNC_").lower(): v
-            for k, v in stack.env.items()
-            if k.startswith("AUDIENCESYNC_")
-        },
-    )
+    settings = stack_settings(stack)
     lease_ttl_s = settings.http_timeout_s + settings.throttle_max_wait_s + LEASE_MARGIN_S
     with Trace(stack.redis_url, "act_1001", lease_ttl_s) as trace:
         report = stack.upload(csv, audience)
@@ -91,7 +95,7 @@ def ours(
         "adapted_rate_per_s": report["throttle"]["rate_per_s"],
         "inflight_limit": report["throttle"]["inflight_limit"],
         "first_call_after_s": round(trace.first_send_s(), 2),
-    } | ({"timeline": trace.timeline()} if TRACE else {})
+    } | ({"timeline": trace.timeline()} if timeline else {})
 
 
 def fixed_sleep_script(stack: devstack.PrivateStack, ids: list[str]) -> dict:
@@ -145,8 +149,6 @@ def main() -> None:
     parser.add_argument("--trace", action="store_true", help="per-second timeline of each run")
     parser.add_argument("--only", choices=("rate", "load"), help="run one scenario only")
     args = parser.parse_args()
-    global TRACE
-    TRACE = args.trace
     rng = random.Random(1)
     ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(args.ids)]
     results: dict = {
@@ -163,8 +165,10 @@ def main() -> None:
         if args.only != "load":
             with devstack.private_stack(work / "a", *RATE_KNOBS, critical_workers=2) as stack:
                 results["rate_limit"] = {
-                    "audiencesync_new_account": ours(stack, csv),
-                    "audiencesync_learned_account": ours(stack, csv, forget_account=False),
+                    "audiencesync_new_account": ours(stack, csv, timeline=args.trace),
+                    "audiencesync_learned_account": ours(
+                        stack, csv, forget_account=False, timeline=args.trace
+                    ),
                     "fixed_sleep_script": fixed_sleep_script(stack, ids),
                 }
         load: dict = {}
@@ -176,10 +180,10 @@ def main() -> None:
                 throttle_rate_start_per_s="50",
                 **settings,
             ) as stack:
-                load[name] = ours(stack, half_csv, limited=False)
+                load[name] = ours(stack, half_csv, limited=False, timeline=args.trace)
                 if not settings:  # the detector again, on the account whose limit it learned
                     load[f"{name}_learned_account"] = ours(
-                        stack, half_csv, forget_account=False, limited=False
+                        stack, half_csv, forget_account=False, limited=False, timeline=args.trace
                     )
         results["latency_grows_with_load"] = load
     args.out.parent.mkdir(parents=True, exist_ok=True)

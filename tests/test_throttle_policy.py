@@ -99,16 +99,18 @@ def test_latency_level_needs_evidence_and_has_a_band_between_entry_and_exit():
     assert policy.latency_level(samples, 9.9, 5, off) == policy.NORMAL
 
 
-def test_in_flight_limit_is_halved_when_strained_and_grows_by_one_after_calm():
+def test_in_flight_limit_is_halved_when_strained_and_grows_after_calm():
     strained, raised, normal = policy.STRAINED, policy.RAISED, policy.NORMAL
     assert policy.next_limit(8, strained, 0, 1, True, P) == 4
     assert policy.next_limit(1, strained, 0, 1, False, P) == 1  # the floor
     assert policy.next_limit(8, normal, 3, 3, True, P) == 9
+    assert policy.next_limit(8, normal, 1, 1, True, P) == 16  # no probe strained yet: double
     assert policy.next_limit(8, normal, 2, 3, True, P) == 8  # not calm for long enough
     assert policy.next_limit(8, None, 9, 1, True, P) == 8  # no evidence this interval
     assert policy.next_limit(8, raised, 9, 1, True, P) == 8
     assert policy.next_limit(8, normal, 3, 3, False, P) == 8  # nobody waited for a slot
     assert policy.next_limit(64, normal, 3, 3, True, P) == 64  # the ceiling
+    assert policy.next_limit(40, normal, 1, 1, True, P) == 64
 
 
 def test_a_probe_that_strains_backs_probing_off_and_one_that_holds_eases_it():
@@ -161,16 +163,18 @@ def test_soft_throttling_cuts_the_in_flight_limit_and_ends_when_latency_recovers
         return events
 
     assert interval(0.1) == [] and s.limit == 4  # too few latencies for a verdict yet
-    assert interval(0.1) == [] and s.limit == 5  # calm, and slots were full: a probe
-    assert interval(0.1) == [] and s.limit == 6  # it held: another
-    assert interval(0.5) == [machine.SOFT_STARTED] and s.limit == 3  # this one strained ...
+    assert interval(0.1) == [] and s.limit == 8  # calm, and slots were full: a probe (double)
+    assert interval(0.1) == [] and s.limit == 16  # it held: another
+    assert interval(0.5) == [machine.SOFT_STARTED] and s.limit == 8  # this one strained ...
     assert s.calm_needed == policy.CALM_INTERVALS  # ... so probing backs off
-    assert interval(0.25) == [] and s.soft and s.limit == 3  # between 2x and 3x: hold
-    assert interval(0.5) == [] and s.limit == 1  # strained again: cut again
+    assert interval(0.25) == [] and s.soft and s.limit == 8  # between 2x and 3x: hold
+    assert interval(0.5) == [] and s.limit == 4  # strained again: cut again
+    assert interval(0.5) == [] and s.limit == 2
+    assert interval(0.5) == [] and s.limit == 1
     assert interval(0.1) == [machine.SOFT_ENDED] and s.limit == 1
     for _ in range(policy.CALM_INTERVALS - 2):
         assert interval(0.1) == [] and s.limit == 1  # calm for a while first
-    assert interval(0.1) == [] and s.limit == 2
+    assert interval(0.1) == [] and s.limit == 2  # now by one
 
 
 def test_slow_start_doubles_until_a_throttle_error_then_the_rate_settles_under_its_ceiling():

@@ -101,7 +101,9 @@ local function next_limit(limit, level, calm_intervals, calm_needed, blocked)
     return math.max(p.inflight_floor, math.floor(limit * p.decrease_factor))
   end
   if blocked and level == NORMAL and calm_intervals >= calm_needed then
-    return math.min(p.inflight_ceiling, limit + 1)
+    local step = 1
+    if calm_needed == 1 then step = limit end
+    return math.min(p.inflight_ceiling, limit + step)
   end
   return limit
 end

@@ -181,12 +181,13 @@ def latency_level(
 def next_limit(
     limit: int, level: int | None, calm_intervals: int, calm_needed: int, blocked: bool, p: Params
 ) -> int:
-    """Cut by decrease_factor when strained; grow by one (a probe) when callers found every
-    slot taken and latency has been normal for calm_needed intervals in a row."""
+    """Cut by decrease_factor when strained; grow (a probe) when callers found every slot
+    taken and latency has been normal for calm_needed intervals in a row: double while no
+    probe has strained (calm_needed 1: slow start), else by one."""
     if level == STRAINED:
         return max(p.inflight_floor, math.floor(limit * p.decrease_factor))
     if blocked and level == NORMAL and calm_intervals >= calm_needed:
-        return min(p.inflight_ceiling, limit + 1)
+        return min(p.inflight_ceiling, limit + (limit if calm_needed == 1 else 1))
     return limit
 
 
