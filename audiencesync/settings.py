@@ -70,13 +70,13 @@ class Settings(BaseSettings):
     throttle_rate_increase_per_s: float = Field(2.0, ge=0)  # added per adapt interval
     throttle_decrease_factor: float = Field(0.5, gt=0, lt=1)  # rate on 80003; limit on latency
     throttle_adapt_interval_s: float = Field(1.0, gt=0)
-    throttle_usage_target_pct: float = Field(85.0, gt=0)  # Meta's usage figure to steer to
-    throttle_usage_cut_pct: float = Field(90.0, lt=100)  # ... and from where to cut hard
+    throttle_usage_target_pct: float = Field(88.0, gt=0)  # Meta's usage figure to steer to
+    throttle_usage_cut_pct: float = Field(95.0, lt=100)  # ... and from where to cut hard
     throttle_cooldown_base_s: float = Field(2.0, gt=0)  # when Meta gives no estimate; doubles
     throttle_cooldown_max_s: float = Field(900.0, gt=0)
-    # Concurrent calls per account, fleet-wide; a low start lets the latency baseline be learnt
-    # unloaded (the limit grows by one per interval while callers find every slot taken).
-    throttle_inflight_start: int = Field(2, ge=1)
+    # Concurrent calls per account, fleet-wide; one at first, so the latency baseline is learnt
+    # unloaded (the limit grows by one per calm interval while callers find every slot taken).
+    throttle_inflight_start: int = Field(1, ge=1)
     throttle_inflight_floor: int = Field(1, ge=1)
     throttle_inflight_ceiling: int = Field(64, ge=1)
     throttle_latency_factor: float = Field(3.0, ge=0)  # x baseline = soft throttling; 0 = off

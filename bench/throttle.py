@@ -1,22 +1,24 @@
 """Benchmark: fleet-wide throttling against the sandbox, with real processes.
 
     python -m bench.throttle [--ids 1000000] [--out bench/results/throttle.json]
+                             [--only rate|load] [--trace]
 
 A. The ad account allows 10 upload calls/s (2 s penalty), calls take 75-125 ms. audiencesync
    (2 critical workers) on a fresh account, then again on the account it has learned, against
    today's script: one 10,000-ID call, then time.sleep(1/limit), and again.
 B. No hard limit, but calls take 100 ms plus 300 ms for every other call in flight (a
    destination that slows down under load, so one call at a time is fastest): the latency
-   detector against fixed in-flight limits with the detector off, tuned by hand (1) or not (4).
-   All three start at 50 calls/s (an account whose rate is known), so concurrency is compared;
-   half the IDs, to keep the whole benchmark near two minutes.
+   detector (on a new account, then again on the one whose limit it learned) against fixed
+   in-flight limits with the detector off, tuned by hand (1) or not (4). All start at 50
+   calls/s (an account whose rate is known), so concurrency is compared; half the IDs, to keep
+   the whole benchmark near four minutes.
+--trace adds each run's per-second timeline (bench/throttle_trace.py).
 Throughput is requests / duration / limit (audiencesync's duration includes reading the file).
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import random
 import tempfile
 import time
@@ -32,7 +34,9 @@ from audiencesync import devstack
 from audiencesync.errors import ThrottledError
 from audiencesync.graph import GraphClient
 from audiencesync.settings import MAX_CHUNK_IDS, Settings
-from audiencesync.throttle.gate import Gate
+from audiencesync.throttle.gate import LEASE_MARGIN_S, Gate
+from bench.run import machine
+from bench.throttle_trace import Trace
 from tasks.prepare import build_payload
 
 LIMIT_PER_S = 10
@@ -54,11 +58,28 @@ def fresh_audience(stack: devstack.PrivateStack, *, forget_account: bool) -> str
     return str(sandbox(stack, "POST", "audiences", ad_account_id="1001")["id"])
 
 
+def stack_settings(stack: devstack.PrivateStack) -> Settings:
+    """The settings the stack's workers run with."""
+    prefix = "AUDIENCESYNC_"
+    return Settings(
+        **{k.removeprefix(prefix).lower(): v for k, v in stack.env.items() if k.startswith(prefix)}
+    )
+
+
 def ours(
-    stack: devstack.PrivateStack, csv: Path, *, forget_account: bool = True, limited: bool = True
+    stack: devstack.PrivateStack,
+    csv: Path,
+    *,
+    forget_account: bool = True,
+    limited: bool = True,
+    timeline: bool = False,
 ) -> dict:
+    """One `upload` through the stack, traced (timeline: add the per-second timeline)."""
     audience = fresh_audience(stack, forget_account=forget_account)
-    report = stack.upload(csv, audience)
+    settings = stack_settings(stack)
+    lease_ttl_s = settings.http_timeout_s + settings.throttle_max_wait_s + LEASE_MARGIN_S
+    with Trace(stack.redis_url, "act_1001", lease_ttl_s) as trace:
+        report = stack.upload(csv, audience)
     stats = sandbox(stack, "GET", "stats")
     assert report["status"] == "completed", report["message"]
     requests_per_s = report["throttle"]["requests_per_s"]
@@ -73,7 +94,8 @@ def ours(
         "soft_episodes": report["throttle"]["soft_episodes"],
         "adapted_rate_per_s": report["throttle"]["rate_per_s"],
         "inflight_limit": report["throttle"]["inflight_limit"],
-    }
+        "first_call_after_s": round(trace.first_send_s(), 2),
+    } | ({"timeline": trace.timeline()} if timeline else {})
 
 
 def fixed_sleep_script(stack: devstack.PrivateStack, ids: list[str]) -> dict:
@@ -124,13 +146,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ids", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=Path("bench/results/throttle.json"))
+    parser.add_argument("--trace", action="store_true", help="per-second timeline of each run")
+    parser.add_argument("--only", choices=("rate", "load"), help="run one scenario only")
     args = parser.parse_args()
     rng = random.Random(1)
     ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(args.ids)]
     results: dict = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {platform.python_implementation()} "
-        f"{platform.python_version()} (the project's box: 2-core AMD EPYC, 24 GiB, shared)",
+        "machine": f"{machine()} (shared with other engineers' runs)",
         "ids": args.ids,
         "rate_limit_per_s": LIMIT_PER_S,
     }
@@ -139,14 +162,17 @@ def main() -> None:
         csv, half_csv = work / "audience.csv", work / "half.csv"
         csv.write_text("maid\n" + "\n".join(ids) + "\n")
         half_csv.write_text("maid\n" + "\n".join(ids[: len(ids) // 2]) + "\n")
-        with devstack.private_stack(work / "a", *RATE_KNOBS, critical_workers=2) as stack:
-            results["rate_limit"] = {
-                "audiencesync_new_account": ours(stack, csv),
-                "audiencesync_learned_account": ours(stack, csv, forget_account=False),
-                "fixed_sleep_script": fixed_sleep_script(stack, ids),
-            }
+        if args.only != "load":
+            with devstack.private_stack(work / "a", *RATE_KNOBS, critical_workers=2) as stack:
+                results["rate_limit"] = {
+                    "audiencesync_new_account": ours(stack, csv, timeline=args.trace),
+                    "audiencesync_learned_account": ours(
+                        stack, csv, forget_account=False, timeline=args.trace
+                    ),
+                    "fixed_sleep_script": fixed_sleep_script(stack, ids),
+                }
         load: dict = {}
-        for name, settings in LOAD_VARIANTS.items():
+        for name, settings in LOAD_VARIANTS.items() if args.only != "rate" else ():
             with devstack.private_stack(
                 work / name,
                 *LOAD_KNOBS,
@@ -154,7 +180,11 @@ def main() -> None:
                 throttle_rate_start_per_s="50",
                 **settings,
             ) as stack:
-                load[name] = ours(stack, half_csv, limited=False)
+                load[name] = ours(stack, half_csv, limited=False, timeline=args.trace)
+                if not settings:  # the detector again, on the account whose limit it learned
+                    load[f"{name}_learned_account"] = ours(
+                        stack, half_csv, forget_account=False, limited=False, timeline=args.trace
+                    )
         results["latency_grows_with_load"] = load
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode() + "\n")

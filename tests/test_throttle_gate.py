@@ -43,7 +43,7 @@ def test_enter_sleeps_a_short_wait_and_defers_a_long_one(r):
 
 
 def test_a_throttle_answer_meanwhile_defers_a_caller_who_slept_for_its_turn(r):
-    gate, account = new_gate(r, rate_start_per_s=4.0)
+    gate, account = new_gate(r, rate_start_per_s=4.0, inflight_start=2)
     gate.enter(account)
     refused = gate.enter(account)  # a call that will come back refused
 

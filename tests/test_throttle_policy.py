@@ -10,7 +10,7 @@ from audiencesync.settings import Settings
 from audiencesync.throttle import machine, policy
 from audiencesync.throttle.gate import params_from
 
-P = params_from(Settings())  # start 5/s, floor 0.5, ceiling 100, +2/s, x0.5, target 85, cut 90
+P = params_from(Settings())  # start 5/s, floor 0.5, ceiling 100, +2/s, x0.5, target 88, cut 95
 
 
 def test_bucket_hands_out_turns_one_token_apart_and_never_moves_them():
@@ -34,29 +34,45 @@ def test_callers_beyond_the_wait_get_appointments_one_turn_apart():
 
 
 def test_usage_factor_cuts_mildly_at_the_cut_and_strongly_at_the_wall():
-    assert policy.usage_factor(89.9, P) == 1.0
-    assert policy.usage_factor(90, P) == pytest.approx(0.9)
-    assert policy.usage_factor(95, P) == pytest.approx(0.7)
+    assert policy.usage_factor(94.9, P) == 1.0
+    assert policy.usage_factor(95, P) == pytest.approx(0.9)
+    assert policy.usage_factor(97.5, P) == pytest.approx(0.7)
     assert policy.usage_factor(100, P) == policy.usage_factor(130, P) == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize(
-    ("rate", "usage", "calls_per_s", "blocked", "expected"),
+    ("rate", "usage", "last", "calls_per_s", "blocked", "ceiling", "expected"),
     [
-        (5.0, 0.0, 5.0, True, 7.0),  # no usage figure: the additive step
-        (5.0, 0.0, 5.0, False, 5.0),  # callers never waited for the bucket: no reason to grow
-        (8.0, 80.0, 8.0, True, 8.25),  # halfway to the target rate 8.5
-        (8.0, 40.0, 8.0, True, 10.0),  # target 17: the step is the smaller
-        (10.0, 87.0, 10.0, True, 10.0 * (1 + 85 / 87) / 2),  # above target: ease down halfway
-        (10.0, 40.0, 5.0, True, 10.3125),  # 40 % at 5/s is 80 % at 10/s: halfway to 85 %
-        (10.0, 47.5, 5.0, True, 10.0),  # ... 95 %: none (but no cut on a projection)
-        (9.0, 95.0, 9.0, False, 9.0 * 0.7),  # at the wall: cut hard, waiting or not
-        (0.6, 99.0, 0.6, True, 0.5),  # never below the floor
-        (99.5, 1.0, 99.5, True, 100.0),  # nor above the ceiling
+        (5.0, 0.0, 0.0, 5.0, True, 0.0, 10.0),  # no usage figure, no throttle yet: slow start
+        (5.0, 0.0, 0.0, 5.0, True, 8.0, 7.0),  # after a throttle error: the additive step
+        (5.0, 0.0, 0.0, 5.0, False, 0.0, 5.0),  # callers never waited for the bucket
+        (5.0, 30.0, 50.0, 5.0, True, 0.0, 8.8),  # usage lags: the newest figure, to the target
+        (5.0, 40.0, 40.0, 5.0, True, 9.0, 7.0),  # far below, after a throttle: the step
+        (4.0, 60.0, 60.0, 4.0, True, 9.0, 4.0 * 88 / 60),  # ... or to the target rate
+        (8.0, 80.0, 70.0, 8.0, True, 0.0, 8.4),  # near the target: halfway to the rate 8.8
+        (8.0, 80.0, 80.0, 8.0, True, 9.0, 8.4),  # under the learned ceiling's 95 % (8.55) ...
+        (8.0, 70.0, 70.0, 8.0, True, 8.2, 8.02),  # ... beyond it: a probe of 1 % of the step
+        (10.0, 89.0, 89.0, 10.0, True, 0.0, 10.0 * (1 + 88 / 89) / 2),  # above target: ease
+        (10.0, 40.0, 40.0, 5.0, True, 0.0, 10.5),  # 40 % at 5/s is 80 % at 10/s: halfway
+        (10.0, 44.0, 44.0, 5.0, True, 0.0, 10.0),  # ... 88 %: none (but no cut on a projection)
+        (9.0, 97.5, 97.5, 9.0, False, 0.0, 9.0 * 0.7),  # at the wall: cut hard, waiting or not
+        (0.6, 99.0, 99.0, 0.6, True, 0.0, 0.5),  # never below the floor
+        (99.5, 1.0, 1.0, 99.5, True, 0.0, 100.0),  # nor above the ceiling
     ],
 )
-def test_next_rate(rate, usage, calls_per_s, blocked, expected):
-    assert policy.next_rate(rate, usage, calls_per_s, blocked, P) == pytest.approx(expected)
+def test_next_rate(rate, usage, last, calls_per_s, blocked, ceiling, expected):
+    got = policy.next_rate(rate, usage, last, calls_per_s, blocked, ceiling, P)
+    assert got == pytest.approx(expected)
+
+
+def test_a_call_that_finds_usage_at_the_cut_is_a_near_miss_that_teaches_a_ceiling():
+    assert policy.near_miss_ceiling(0.0, 8.5, 100.0, P) == 8.5  # none known: this rate
+    assert policy.near_miss_ceiling(0.0, 8.5, 94.0, P) == 0.0  # below the cut: no news
+    assert policy.near_miss_ceiling(9.0, 8.7, 100.0, P) == 8.7  # near a known one: lower it
+    assert policy.near_miss_ceiling(9.0, 4.5, 100.0, P) == 9.0  # usage still high after a cut
+    s = machine.new_state(0.0, P)
+    machine.settle(s, [], machine.OK, 0.1, 100.0, 0.0, 0.1, P)
+    assert s.ceiling_per_s == P.rate_start_per_s and s.usage_last == 100.0
 
 
 def test_throttle_halves_the_rate_and_cools_down_within_metas_estimate():
@@ -74,7 +90,7 @@ def test_throttle_halves_the_rate_and_cools_down_within_metas_estimate():
 def test_latency_level_needs_evidence_and_has_a_band_between_entry_and_exit():
     samples = [0.1 + i / 1000 for i in range(100)]  # baseline (10th percentile) 0.109
     assert policy.baseline_s(samples) == pytest.approx(0.109)
-    assert policy.latency_level(samples[:10], 1.0, 5, P) is None  # window too short
+    assert policy.latency_level(samples[:4], 1.0, 5, P) is None  # window too short
     assert policy.latency_level(samples, 1.0, 2, P) is None  # interval too thin
     assert policy.latency_level(samples, 0.33, 5, P) == policy.STRAINED  # >= 3 x 0.109
     assert policy.latency_level(samples, 0.30, 5, P) == policy.RAISED  # >= 2 x
@@ -83,14 +99,29 @@ def test_latency_level_needs_evidence_and_has_a_band_between_entry_and_exit():
     assert policy.latency_level(samples, 9.9, 5, off) == policy.NORMAL
 
 
-def test_in_flight_limit_is_halved_when_strained_and_grows_by_one_after_calm():
-    strained, normal, calm = policy.STRAINED, policy.NORMAL, policy.CALM_INTERVALS
-    assert policy.next_limit(8, strained, 0, True, P) == 4
-    assert policy.next_limit(1, strained, 0, False, P) == 1  # the floor
-    assert policy.next_limit(8, normal, calm, True, P) == 9
-    assert policy.next_limit(8, normal, calm - 1, True, P) == 8  # not calm for long enough
-    assert policy.next_limit(8, normal, calm, False, P) == 8  # nobody waited for a slot
-    assert policy.next_limit(64, normal, calm, True, P) == 64  # the ceiling
+def test_in_flight_limit_is_halved_when_strained_and_grows_after_calm():
+    strained, raised, normal = policy.STRAINED, policy.RAISED, policy.NORMAL
+    assert policy.next_limit(8, strained, 0, 1, True, P) == 4
+    assert policy.next_limit(1, strained, 0, 1, False, P) == 1  # the floor
+    assert policy.next_limit(8, normal, 3, 3, True, P) == 9
+    assert policy.next_limit(8, normal, 1, 1, True, P) == 16  # no probe strained yet: double
+    assert policy.next_limit(8, normal, 2, 3, True, P) == 8  # not calm for long enough
+    assert policy.next_limit(8, None, 9, 1, True, P) == 8  # no evidence this interval
+    assert policy.next_limit(8, raised, 9, 1, True, P) == 8
+    assert policy.next_limit(8, normal, 3, 3, False, P) == 8  # nobody waited for a slot
+    assert policy.next_limit(64, normal, 3, 3, True, P) == 64  # the ceiling
+    assert policy.next_limit(40, normal, 1, 1, True, P) == 64
+
+
+def test_a_probe_that_strains_backs_probing_off_and_one_that_holds_eases_it():
+    assert policy.next_calm_needed(1, policy.STRAINED) == policy.CALM_INTERVALS
+    assert policy.next_calm_needed(policy.CALM_INTERVALS, policy.STRAINED) == 2 * (
+        policy.CALM_INTERVALS
+    )
+    assert policy.next_calm_needed(100, policy.STRAINED) == policy.CALM_MAX_INTERVALS
+    assert policy.next_calm_needed(16, policy.NORMAL) == 8
+    assert policy.next_calm_needed(1, policy.NORMAL) == 1
+    assert policy.next_calm_needed(16, policy.RAISED) == 16
 
 
 def test_a_throttle_episode_cools_the_account_and_ends_with_the_first_success():
@@ -131,12 +162,39 @@ def test_soft_throttling_cuts_the_in_flight_limit_and_ends_when_latency_recovers
             events += machine.settle(s, samples, machine.OK, latency_s, 0, 0.0, now, p)[0]
         return events
 
-    assert interval(0.1) == [] and s.limit == 5  # slots were full: one more (no strain yet)
-    assert interval(0.1) == [] and s.limit == 6
-    assert interval(0.5) == [machine.SOFT_STARTED] and s.limit == 3
-    assert interval(0.25) == [] and s.soft and s.limit == 3  # between 2x and 3x: hold
-    assert interval(0.5) == [] and s.limit == 1  # strained again: cut again
+    assert interval(0.1) == [] and s.limit == 4  # too few latencies for a verdict yet
+    assert interval(0.1) == [] and s.limit == 8  # calm, and slots were full: a probe (double)
+    assert interval(0.1) == [] and s.limit == 16  # it held: another
+    assert interval(0.5) == [machine.SOFT_STARTED] and s.limit == 8  # this one strained ...
+    assert s.calm_needed == policy.CALM_INTERVALS  # ... so probing backs off
+    assert interval(0.25) == [] and s.soft and s.limit == 8  # between 2x and 3x: hold
+    assert interval(0.5) == [] and s.limit == 4  # strained again: cut again
+    assert interval(0.5) == [] and s.limit == 2
+    assert interval(0.5) == [] and s.limit == 1
     assert interval(0.1) == [machine.SOFT_ENDED] and s.limit == 1
-    assert interval(0.1) == [] and s.limit == 1  # after a strain: calm for a while first
-    assert s.calm_intervals == policy.CALM_INTERVALS - 1
-    assert interval(0.1) == [] and s.limit == 2
+    for _ in range(policy.CALM_INTERVALS - 2):
+        assert interval(0.1) == [] and s.limit == 1  # calm for a while first
+    assert interval(0.1) == [] and s.limit == 2  # now by one
+
+
+def test_slow_start_doubles_until_a_throttle_error_then_the_rate_settles_under_its_ceiling():
+    s, samples, now = machine.new_state(0.0, P), [], 0.0
+
+    def interval(usage_pct: float) -> float:
+        """One adapt interval: callers waited for the bucket, Meta reported usage_pct."""
+        nonlocal now
+        machine.acquire(s, 0, now, 0.5, P)
+        machine.acquire(s, 0, now, 0.5, P)  # the second one waits for its token
+        for _ in range(5):
+            now += 0.202
+            machine.settle(s, samples, machine.OK, None, usage_pct, 0.0, now, P)
+        return round(s.rate_per_s, 6)
+
+    assert interval(20.0) == 10.0  # far below the target: double
+    events, _ = machine.settle(s, samples, machine.THROTTLED, None, 100, 0.0, now, P)
+    assert events == [machine.THROTTLE_STARTED] and (s.ceiling_per_s, s.rate_per_s) == (10, 5)
+    now = s.cool_until_s
+    # The interval spanning the cool-down saw too few calls to grow on; from then on the
+    # additive step, up to 95 % of the rate refused, then probes of 0.02/s.
+    assert [interval(20.0) for _ in range(5)] == [5.0, 7.0, 9.0, 9.5, 9.52]
+    assert s.ceiling_per_s == 10.0

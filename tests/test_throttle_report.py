@@ -65,7 +65,7 @@ def test_status_of_a_live_run_shows_the_accounts_throttle(redis_url):
     )
     assert human.returncode == 0, human.stderr
     assert (
-        "throttle on act_77: rate 5.00/s, in-flight limit 2; 2 episode(s) so far "
+        "throttle on act_77: rate 5.00/s, in-flight limit 1; 2 episode(s) so far "
         "(cooled down 5.5s), 1 soft"
     ) in human.stdout
     as_json = subprocess.run(

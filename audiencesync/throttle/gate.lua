@@ -17,10 +17,13 @@ if not now then
 end
 
 local CUT_MILD, CUT_STRONG, EXIT_SHARE, BASELINE_PERCENTILE = 0.9, 0.5, 2 / 3, 0.1
-local SLOT_POLL_S, BOOK_SPAN_S, REGAIN_UNIT_S, CALM_INTERVALS = 0.05, 1.0, 60, 3
+local SLOT_POLL_S, BOOK_SPAN_S, REGAIN_UNIT_S = 0.05, 1.0, 60
+local SLOW_START_SHARE, CEILING_SHARE, PROBE_SHARE = 0.75, 0.95, 0.01
+local CALM_INTERVALS, CALM_MAX_INTERVALS = 16, 120
 local FIELDS = {'rate_per_s', 'next_free_s', 'limit', 'interval_at_s', 'cool_until_s',
-  'strikes', 'throttled_since_s', 'soft', 'calm_intervals', 'booked_until_s', 'calls',
-  'usage_sum', 'latency_sum_s', 'latency_calls', 'rate_blocked', 'slots_blocked'}
+  'strikes', 'throttled_since_s', 'soft', 'calm_intervals', 'calm_needed', 'probing',
+  'ceiling_per_s', 'usage_last', 'booked_until_s', 'calls', 'usage_sum', 'latency_sum_s',
+  'latency_calls', 'rate_blocked', 'slots_blocked'}
 
 -- policy.py
 local function token_wait_s(next_free_s)
@@ -43,17 +46,36 @@ end
 local function clamp_rate(rate)
   return math.min(p.rate_ceiling_per_s, math.max(p.rate_floor_per_s, rate))
 end
-local function next_rate(rate, usage, calls_per_s, blocked)
+local function next_rate(rate, usage, last, calls_per_s, blocked, ceiling)
   if usage >= p.usage_cut_pct then return clamp_rate(rate * usage_factor(usage)) end
   if usage > p.usage_target_pct then
     return clamp_rate((rate + rate * p.usage_target_pct / usage) / 2)
   end
   if not blocked then return rate end
-  local projected = usage
-  if calls_per_s > 0 then projected = usage * rate / calls_per_s end
+  local seen = math.max(usage, last)
+  local projected = seen
+  if calls_per_s > 0 then projected = seen * rate / calls_per_s end
   local room = math.huge
   if projected > 0 then room = rate * (p.usage_target_pct / projected - 1) end
-  return clamp_rate(rate + math.min(p.rate_increase_per_s, math.max(0, room / 2)))
+  local step
+  if projected >= SLOW_START_SHARE * p.usage_target_pct then
+    step = math.min(p.rate_increase_per_s, room / 2)
+  elseif ceiling ~= 0 then
+    step = math.min(p.rate_increase_per_s, room)
+  else
+    step = math.min(rate, room)
+  end
+  local grown = rate + math.max(0, step)
+  if ceiling ~= 0 then
+    grown = math.min(grown, math.max(CEILING_SHARE * ceiling,
+      rate + p.rate_increase_per_s * PROBE_SHARE))
+  end
+  return clamp_rate(grown)
+end
+local function near_miss_ceiling(ceiling, rate, usage)
+  if usage < p.usage_cut_pct or rate <= CEILING_SHARE * ceiling then return ceiling end
+  if ceiling == 0 then return rate end
+  return math.min(ceiling, rate)
 end
 local function throttled_rate(rate) return clamp_rate(rate * p.decrease_factor) end
 local function cooldown_s(regain_s, strikes)
@@ -74,19 +96,28 @@ local function latency_level(samples, average_s, calls)  -- nil: too little evid
   if average_s >= EXIT_SHARE * threshold_s then return RAISED end
   return NORMAL
 end
-local function next_limit(limit, level, calm_intervals, blocked)
+local function next_limit(limit, level, calm_intervals, calm_needed, blocked)
   if level == STRAINED then
     return math.max(p.inflight_floor, math.floor(limit * p.decrease_factor))
   end
-  if blocked and calm_intervals >= CALM_INTERVALS then
-    return math.min(p.inflight_ceiling, limit + 1)
+  if blocked and level == NORMAL and calm_intervals >= calm_needed then
+    local step = 1
+    if calm_needed == 1 then step = limit end
+    return math.min(p.inflight_ceiling, limit + step)
   end
   return limit
+end
+local function next_calm_needed(calm_needed, level)
+  if level == STRAINED then
+    return math.min(CALM_MAX_INTERVALS, math.max(CALM_INTERVALS, 2 * calm_needed))
+  end
+  if level == NORMAL then return math.max(1, math.floor(calm_needed / 2)) end
+  return calm_needed
 end
 
 -- machine.py
 local s = {rate_per_s = p.rate_start_per_s, next_free_s = now, limit = p.inflight_start,
-  interval_at_s = now, calm_intervals = CALM_INTERVALS}  -- new_state; the others start at 0
+  interval_at_s = now, calm_needed = 1}  -- new_state; the others start at 0
 for _, name in ipairs(FIELDS) do s[name] = s[name] or 0 end
 local stored = redis.call('HGETALL', state_key)
 for i = 1, #stored, 2 do s[stored[i]] = tonumber(stored[i + 1]) end
@@ -102,8 +133,9 @@ end
 
 local function close_interval(events)
   if s.calls > 0 then
-    s.rate_per_s = next_rate(s.rate_per_s, s.usage_sum / s.calls, s.calls / (now - s.interval_at_s),
-      s.rate_blocked == 1)
+    s.rate_per_s = next_rate(s.rate_per_s, s.usage_sum / s.calls, s.usage_last,
+      s.calls / (now - s.interval_at_s), s.rate_blocked == 1, s.ceiling_per_s)
+    if s.ceiling_per_s ~= 0 then s.ceiling_per_s = math.max(s.ceiling_per_s, s.rate_per_s) end
   end
   local average_s = 0
   if s.latency_calls > 0 then average_s = s.latency_sum_s / s.latency_calls end
@@ -121,7 +153,12 @@ local function close_interval(events)
   elseif level ~= nil then
     s.calm_intervals = 0
   end
-  s.limit = next_limit(s.limit, level, s.calm_intervals, s.slots_blocked == 1)
+  if s.probing == 1 and level ~= nil then
+    s.calm_needed, s.probing = next_calm_needed(s.calm_needed, level), 0
+  end
+  local limit = next_limit(s.limit, level, s.calm_intervals, s.calm_needed, s.slots_blocked == 1)
+  if limit > s.limit then s.probing = 1 end
+  s.limit = limit
   start_interval()
 end
 
@@ -178,6 +215,7 @@ local events, episode_s = {}, 0
 if outcome == 'throttled' then
   if now >= s.cool_until_s then
     s.strikes = s.strikes + 1
+    s.ceiling_per_s = s.rate_per_s
     s.rate_per_s = throttled_rate(s.rate_per_s)
     if s.throttled_since_s == 0 then
       s.throttled_since_s = now
@@ -195,6 +233,8 @@ else
     end
     s.calls = s.calls + 1
     s.usage_sum = s.usage_sum + usage_pct
+    s.usage_last = usage_pct
+    s.ceiling_per_s = near_miss_ceiling(s.ceiling_per_s, s.rate_per_s, usage_pct)
     if latency_s then
       redis.call('LPUSH', latency_key, ARGV[7])
       redis.call('LTRIM', latency_key, 0, p.latency_window - 1)

@@ -29,6 +29,10 @@ class State:
     throttled_since_s: float = 0.0  # 0: not throttled
     soft: int = 0  # 1 while latency says the destination is straining
     calm_intervals: int = 0  # intervals in a row with normal latency
+    calm_needed: int = 1  # ... before the limit may grow (policy.next_calm_needed)
+    probing: int = 0  # 1 from a rise of the limit until the next latency verdict
+    ceiling_per_s: float = 0.0  # the rate the last throttle error drew (0: none seen)
+    usage_last: float = 0.0  # Meta's usage figure on the latest successful call
     booked_until_s: float = 0.0  # the next appointment for a caller told to come back
     calls: int = 0  # this interval: successful calls, their usage and latency sums
     usage_sum: float = 0.0
@@ -51,7 +55,6 @@ def new_state(now_s: float, p: Params) -> State:
         next_free_s=now_s,
         limit=p.inflight_start,
         interval_at_s=now_s,
-        calm_intervals=policy.CALM_INTERVALS,  # until a first strain, the limit grows freely
     )
 
 
@@ -98,6 +101,7 @@ def settle(
     if outcome == THROTTLED:
         if now_s >= s.cool_until_s:  # a new refusal, not a late answer to one being waited out
             s.strikes += 1
+            s.ceiling_per_s = s.rate_per_s
             s.rate_per_s = policy.throttled_rate(s.rate_per_s, p)
             if not s.throttled_since_s:
                 s.throttled_since_s = now_s
@@ -112,6 +116,8 @@ def settle(
             s.throttled_since_s, s.strikes = 0.0, 0
         s.calls += 1
         s.usage_sum += usage_pct
+        s.usage_last = usage_pct
+        s.ceiling_per_s = policy.near_miss_ceiling(s.ceiling_per_s, s.rate_per_s, usage_pct, p)
         if latency_s is not None:
             samples.insert(0, latency_s)
             del samples[p.latency_window :]
@@ -127,8 +133,11 @@ def _close_interval(s: State, samples: list[float], now_s: float, p: Params) -> 
     if s.calls:
         usage_pct, calls_per_s = s.usage_sum / s.calls, s.calls / (now_s - s.interval_at_s)
         s.rate_per_s = policy.next_rate(
-            s.rate_per_s, usage_pct, calls_per_s, bool(s.rate_blocked), p
-        )
+            s.rate_per_s, usage_pct, s.usage_last, calls_per_s, bool(s.rate_blocked),
+            s.ceiling_per_s, p,
+        )  # fmt: skip
+        if s.ceiling_per_s:  # a rate probed past the ceiling unrefused raises it
+            s.ceiling_per_s = max(s.ceiling_per_s, s.rate_per_s)
     average_s = s.latency_sum_s / s.latency_calls if s.latency_calls else 0.0
     level = policy.latency_level(samples, average_s, s.latency_calls, p)
     soft = bool(s.soft)  # without evidence (None) nothing changes
@@ -139,7 +148,13 @@ def _close_interval(s: State, samples: list[float], now_s: float, p: Params) -> 
         s.soft = int(soft)
     if level is not None:
         s.calm_intervals = s.calm_intervals + 1 if level == policy.NORMAL else 0
-    s.limit = policy.next_limit(s.limit, level, s.calm_intervals, bool(s.slots_blocked), p)
+    if s.probing and level is not None:
+        s.calm_needed, s.probing = policy.next_calm_needed(s.calm_needed, level), 0
+    limit = policy.next_limit(
+        s.limit, level, s.calm_intervals, s.calm_needed, bool(s.slots_blocked), p
+    )
+    s.probing = max(s.probing, int(limit > s.limit))
+    s.limit = limit
     _start_interval(s, now_s)
     return events
 

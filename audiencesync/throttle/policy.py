@@ -16,7 +16,11 @@ BASELINE_PERCENTILE = 0.1  # the baseline latency: a low percentile of the windo
 SLOT_POLL_S = 0.05  # no in-flight slot free: ask again this soon (a call ends any moment)
 BOOK_SPAN_S = 1.0  # appointments for callers told to come back span at most this
 REGAIN_UNIT_S = 60.0  # Meta's estimated_time_to_regain_access counts whole minutes
-CALM_INTERVALS = 3  # normal latency this many intervals in a row before the limit grows
+SLOW_START_SHARE = 0.75  # below this share of the usage target, no throttle yet: double
+CEILING_SHARE = 0.95  # a learned ceiling (the rate refused last): settle this far under it ...
+PROBE_SHARE = 0.01  # ... and above that probe by this share of the additive step
+CALM_INTERVALS = 16  # after a probe of the in-flight limit caused strain: calm this long ...
+CALM_MAX_INTERVALS = 120  # ... doubling per strained probe up to this
 NORMAL, RAISED, STRAINED = 0, 1, 2  # latency levels; RAISED lies between exit and entry
 
 
@@ -39,7 +43,7 @@ class Params:
     inflight_ceiling: int
     latency_factor: float  # interval average >= this x baseline: soft throttling; 0 = off
     latency_window: int = 200  # latencies kept (fleet-wide) for the baseline
-    latency_min_samples: int = 20  # no verdict before the window holds this many
+    latency_min_samples: int = 5  # no verdict before the window holds this many
     interval_min_samples: int = 3  # nor from an interval with fewer calls
 
 
@@ -81,25 +85,57 @@ def clamp_rate(rate_per_s: float, p: Params) -> float:
 
 
 def next_rate(
-    rate_per_s: float, usage_pct: float, calls_per_s: float, blocked: bool, p: Params
+    rate_per_s: float,
+    usage_pct: float,
+    last_pct: float,
+    calls_per_s: float,
+    blocked: bool,
+    ceiling_per_s: float,
+    p: Params,
 ) -> float:
-    """One adapt interval's verdict from Meta's usage figure (the interval's average).
+    """One adapt interval's verdict from Meta's usage figures (the interval's average and the
+    newest), and the learned ceiling (the rate the last throttle error drew; 0: none yet).
 
     At usage_cut_pct or above, cut hard; above usage_target_pct, ease down halfway to the rate
-    that would give the target. Below it, grow by the additive step (only while the bucket held
-    callers back), at most halfway to the target rate; that one is found from usage projected
-    to the current rate, as usage grows with our calls but lags them by Meta's window."""
+    that would give the target. Below it, grow only while the bucket held callers back, towards
+    the target rate: usage lags our calls (Meta counts over a window), so it is projected to the
+    current rate from the newest figure or the average, whichever is higher. Far below the
+    target, slow start doubles the rate until the first throttle error, then the additive step
+    does; both stop at the target rate. Near it, the additive step goes at most halfway. Under
+    a learned ceiling settle at CEILING_SHARE of it; beyond that, probe by PROBE_SHARE of the
+    step."""
     if usage_pct >= p.usage_cut_pct:
         return clamp_rate(rate_per_s * usage_factor(usage_pct, p), p)
     if usage_pct > p.usage_target_pct:
         return clamp_rate((rate_per_s + rate_per_s * p.usage_target_pct / usage_pct) / 2, p)
     if not blocked:
         return rate_per_s
-    projected_pct = usage_pct * rate_per_s / calls_per_s if calls_per_s > 0 else usage_pct
+    seen_pct = max(usage_pct, last_pct)
+    projected_pct = seen_pct * rate_per_s / calls_per_s if calls_per_s > 0 else seen_pct
     room_per_s = (
         rate_per_s * (p.usage_target_pct / projected_pct - 1) if projected_pct else math.inf
     )
-    return clamp_rate(rate_per_s + min(p.rate_increase_per_s, max(0.0, room_per_s / 2)), p)
+    if projected_pct >= SLOW_START_SHARE * p.usage_target_pct:
+        step_per_s = min(p.rate_increase_per_s, room_per_s / 2)  # near the target: careful
+    elif ceiling_per_s:
+        step_per_s = min(p.rate_increase_per_s, room_per_s)  # after a throttle error
+    else:
+        step_per_s = min(rate_per_s, room_per_s)  # slow start
+    grown_per_s = rate_per_s + max(0.0, step_per_s)
+    if ceiling_per_s:
+        probe_per_s = rate_per_s + p.rate_increase_per_s * PROBE_SHARE
+        grown_per_s = min(grown_per_s, max(CEILING_SHARE * ceiling_per_s, probe_per_s))
+    return clamp_rate(grown_per_s, p)
+
+
+def near_miss_ceiling(
+    ceiling_per_s: float, rate_per_s: float, usage_pct: float, p: Params
+) -> float:
+    """A call that finds usage at usage_cut_pct is a near miss: the rate it went at is a
+    ceiling too, unless it is well under the one known (usage stays high after a refusal)."""
+    if usage_pct < p.usage_cut_pct or rate_per_s <= CEILING_SHARE * ceiling_per_s:
+        return ceiling_per_s
+    return rate_per_s if not ceiling_per_s else min(ceiling_per_s, rate_per_s)
 
 
 def throttled_rate(rate_per_s: float, p: Params) -> float:
@@ -142,11 +178,24 @@ def latency_level(
     return RAISED if interval_avg_s >= EXIT_SHARE * threshold_s else NORMAL
 
 
-def next_limit(limit: int, level: int | None, calm_intervals: int, blocked: bool, p: Params) -> int:
-    """Cut by decrease_factor when strained; grow by one when callers found every slot taken
-    and latency has been normal for CALM_INTERVALS in a row (a step from 1 to 2 doubles load)."""
+def next_limit(
+    limit: int, level: int | None, calm_intervals: int, calm_needed: int, blocked: bool, p: Params
+) -> int:
+    """Cut by decrease_factor when strained; grow (a probe) when callers found every slot
+    taken and latency has been normal for calm_needed intervals in a row: double while no
+    probe has strained (calm_needed 1: slow start), else by one."""
     if level == STRAINED:
         return max(p.inflight_floor, math.floor(limit * p.decrease_factor))
-    if blocked and calm_intervals >= CALM_INTERVALS:
-        return min(p.inflight_ceiling, limit + 1)
+    if blocked and level == NORMAL and calm_intervals >= calm_needed:
+        return min(p.inflight_ceiling, limit + (limit if calm_needed == 1 else 1))
     return limit
+
+
+def next_calm_needed(calm_needed: int, level: int | None) -> int:
+    """The verdict on a probe: strain backs probing off (double the calm needed, at least
+    CALM_INTERVALS); a probe that held halves it (a step from 1 to 2 doubles the load)."""
+    if level == STRAINED:
+        return min(CALM_MAX_INTERVALS, max(CALM_INTERVALS, 2 * calm_needed))
+    if level == NORMAL:
+        return max(1, calm_needed // 2)
+    return calm_needed
