@@ -15,6 +15,8 @@ import shutil
 import tempfile
 import time
 from collections import Counter
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -24,6 +26,8 @@ from bench.contenders import Outcome, run_audiencesync, run_lean, run_sdk
 from bench.data import write_maids_csv
 from bench.measure import CpuMeter, PeakSampler, redis_commands
 from bench.profile import Recorders, record_args, summary
+from bench.show import LEARNED_ACCOUNT, NEW_ACCOUNT, chart, table
+from bench.throttle_trace import trace_stack
 
 RESULTS = Path(__file__).parent / "results"
 SDK_MAX_IDS = 5_000_000  # beyond this the sequential SDK loop takes hours
@@ -46,6 +50,51 @@ def new_audience(graph_url: str) -> str:
     httpx.post(f"{graph_url}/_sandbox/reset").raise_for_status()  # frees the last run's members
     answer = httpx.post(f"{graph_url}/_sandbox/audiences", json={"ad_account_id": "1001"})
     return answer.json()["id"]
+
+
+@dataclass
+class Run:
+    """One size's running stack: what an audiencesync run on it needs to be measured."""
+
+    ids: int
+    csv_path: Path
+    graph_url: str
+    redis_url: str
+    env: dict[str, str]
+    roots: dict[str, int]  # worker name: pid
+    sandbox_pid: int
+    redis_pid: int
+    trace: bool = False  # add the gate's per-second timeline (bench/throttle_trace.py)
+
+    def ours(self, name: str, wrap: list[str] | None = None) -> Outcome:
+        """`upload` into a new audience, with its memory, CPU and Redis commands measured."""
+        audience_id = new_audience(self.graph_url)
+        metered = self.roots | {"sandbox": self.sandbox_pid, "redis-server": self.redis_pid}
+        sampled = self.roots | {"sandbox": self.sandbox_pid}  # it holds every member, as Meta
+        commands_before = redis_commands(self.redis_url)
+        trace = trace_stack(self.redis_url, self.env) if self.trace else nullcontext()
+        with PeakSampler(sampled, self.redis_url) as peaks, CpuMeter(metered) as cpu, trace:
+            ours = run_audiencesync(self.csv_path, audience_id, self.env, wrap=wrap or [])
+        commands = Counter(redis_commands(self.redis_url))
+        commands.subtract(commands_before)
+        members = httpx.get(f"{self.graph_url}/_sandbox/stats").json()["audiences"]
+        assert ours.extra["report"]["status"] == "completed", ours.extra["report"]
+        assert sum(a["members"] for a in members.values()) == self.ids, "sandbox lost IDs"
+        ours.name = name
+        ours.extra |= {
+            "peak_rss_mb": peaks.peak_rss_mb,
+            "redis_peak_used_memory_mb": peaks.redis_peak_mb,
+            "cpu_ms_per_chunk": {
+                who: 1000 * used_s / ours.calls
+                for who, used_s in {**cpu.used_s, "producer": ours.extra["producer_cpu_s"]}.items()
+            },
+            "redis_commands_per_chunk": {
+                cmd: round(n / ours.calls, 1) for cmd, n in commands.most_common() if n > 0
+            },
+        }
+        if self.trace:
+            ours.extra["timeline"] = trace.timeline()
+        return ours
 
 
 def bench_size(ids: int, args: argparse.Namespace, workdir: Path) -> dict:
@@ -90,90 +139,25 @@ def bench_size(ids: int, args: argparse.Namespace, workdir: Path) -> dict:
         if not args.skip_lean:
             outcomes.append(run_lean(csv_path, new_audience(graph_url), graph_url))
         roots = {name: proc.pid for name, proc in workers.items()}
-        audience_id, wrap, spies = new_audience(graph_url), [], None
-        if args.profile:
+        wrap, spies = [], None
+        if args.profile:  # the first run only: the one an operator's first upload sees
             spies = Recorders(args.profile, {"sandbox": sandbox.pid} | roots)
             wrap = [*record_args(args.profile / "producer.txt"), "--"]
-        metered = roots | {"sandbox": sandbox.pid, "redis-server": redis_proc.pid}
-        sampled = roots | {"sandbox": sandbox.pid}  # the sandbox holds every member, as Meta does
-        commands_before = redis_commands(redis_url)
-        with PeakSampler(sampled, redis_url) as peaks, CpuMeter(metered) as cpu:
-            outcomes.append(run_audiencesync(csv_path, audience_id, env, wrap=wrap))
-        commands = Counter(redis_commands(redis_url))
-        commands.subtract(commands_before)
+        stack = Run(
+            ids, csv_path, graph_url, redis_url, env, roots, sandbox.pid, redis_proc.pid, args.trace
+        )
+        outcomes.append(stack.ours(NEW_ACCOUNT, wrap))
         if spies:
             spies.stop()
             for path in sorted(args.profile.glob("*.txt")):
                 print("\n".join(summary(path, outcomes[-1].calls)))
-        members = httpx.get(f"{graph_url}/_sandbox/stats").json()["audiences"]
-        ours = outcomes[-1]
-        assert ours.extra["report"]["status"] == "completed", ours.extra["report"]
-        assert sum(a["members"] for a in members.values()) == ids, "sandbox lost IDs"
-        ours.extra |= {
-            "peak_rss_mb": peaks.peak_rss_mb,
-            "redis_peak_used_memory_mb": peaks.redis_peak_mb,
-            "cpu_ms_per_chunk": {
-                name: 1000 * used_s / ours.calls
-                for name, used_s in {**cpu.used_s, "producer": ours.extra["producer_cpu_s"]}.items()
-            },
-            "redis_commands_per_chunk": {
-                name: round(n / ours.calls, 1) for name, n in commands.most_common() if n > 0
-            },
-        }
+        # The same Redis, so the same ad account: the gate starts from what it learned above.
+        outcomes.append(stack.ours(LEARNED_ACCOUNT))
         return {"ids": ids, "outcomes": [vars(o) | {"ids_per_s": o.ids_per_s} for o in outcomes]}
     finally:
         for proc in reversed(procs):
             devstack.stop(proc)
         csv_path.unlink(missing_ok=True)
-
-
-def table(size_result: dict) -> list[str]:
-    rows = {o["name"]: o for o in size_result["outcomes"]}
-    sdk = rows.get("official SDK loop")
-    lean = rows.get("lean asyncio uploader")
-    lines = [
-        f"\n{size_result['ids']:,} IDs",
-        f"  {'contender':<24}{'wall s':>9}{'IDs/s':>12}{'x SDK':>8}{'of lean':>9}",
-    ]
-    for o in size_result["outcomes"]:
-        x_sdk = f"{o['ids_per_s'] / sdk['ids_per_s']:.1f}" if sdk else "-"
-        lines.append(
-            f"  {o['name']:<24}{o['wall_s']:>9.1f}{o['ids_per_s']:>12,.0f}{x_sdk:>8}"
-            + (f"{o['ids_per_s'] / lean['ids_per_s']:>9.2f}" if lean else f"{'-':>9}")
-        )
-    ours = rows["audiencesync"]["extra"]
-    rss = ", ".join(f"{k} {v:.0f} MB" for k, v in ours["peak_rss_mb"].items())
-    lines.append(
-        f"  peak RSS: producer {ours['producer_peak_rss_mb']:.0f} MB, {rss}; "
-        f"Redis peak used_memory {ours['redis_peak_used_memory_mb']:.1f} MB"
-    )
-    cpu = ", ".join(f"{k} {v:.1f}" for k, v in ours["cpu_ms_per_chunk"].items())
-    lines.append(f"  CPU ms per 10,000-ID call: {cpu}")
-    commands = ours["redis_commands_per_chunk"]
-    top = ", ".join(f"{name} {n}" for name, n in list(commands.items())[:8])
-    lines.append(f"  Redis commands per call: {sum(commands.values()):.0f} ({top}, ...)")
-    return lines
-
-
-def chart(results: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = ["official SDK loop", "lean asyncio uploader", "audiencesync"]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    width = 0.8 / len(results)
-    for i, res in enumerate(results):
-        by_name = {o["name"]: o["ids_per_s"] for o in res["outcomes"]}
-        xs = [n + i * width for n in range(len(names))]
-        ax.bar(xs, [by_name.get(n, 0) for n in names], width, label=f"{res['ids']:,} IDs")
-    ax.set_xticks([n + width * (len(results) - 1) / 2 for n in range(len(names))], names)
-    ax.set_ylabel("IDs per second (higher is better)")
-    ax.set_title(title, fontsize=9)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
@@ -194,6 +178,9 @@ def main() -> None:
         default=[],
         metavar="NAME=VALUE",
         help="a setting for the workers and the producer, e.g. throttle_rate_start_per_s=1000",
+    )
+    parser.add_argument(
+        "--trace", action="store_true", help="the gate's timeline of each audiencesync run"
     )
     parser.add_argument(
         "--profile", type=Path, help="py-spy every audiencesync process; collapsed stacks here"

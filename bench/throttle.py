@@ -13,7 +13,9 @@ B. No hard limit, but calls take 100 ms plus 300 ms for every other call in flig
    calls/s (an account whose rate is known), so concurrency is compared; half the IDs, to keep
    the whole benchmark near four minutes.
 --trace adds each run's per-second timeline (bench/throttle_trace.py).
-Throughput is requests / duration / limit (audiencesync's duration includes reading the file).
+Scenario A's share of the limit, two ways: over the whole run, requests / duration / limit
+(audiencesync's duration includes reading the file), and while calling, calls / (the last call's
+arrival - the first's) / limit, from the sandbox's call records, the same for every contender.
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ from audiencesync import devstack
 from audiencesync.errors import ThrottledError
 from audiencesync.graph import GraphClient
 from audiencesync.settings import MAX_CHUNK_IDS, Settings
-from audiencesync.throttle.gate import LEASE_MARGIN_S, Gate
+from audiencesync.throttle.gate import Gate
 from bench.run import machine
-from bench.throttle_trace import Trace
+from bench.throttle_trace import trace_stack
 from tasks.prepare import build_payload
 
 LIMIT_PER_S = 10
@@ -58,12 +60,16 @@ def fresh_audience(stack: devstack.PrivateStack, *, forget_account: bool) -> str
     return str(sandbox(stack, "POST", "audiences", ad_account_id="1001")["id"])
 
 
-def stack_settings(stack: devstack.PrivateStack) -> Settings:
-    """The settings the stack's workers run with."""
-    prefix = "AUDIENCESYNC_"
-    return Settings(
-        **{k.removeprefix(prefix).lower(): v for k, v in stack.env.items() if k.startswith(prefix)}
-    )
+def shares(stack: devstack.PrivateStack, audience: str, calls_per_s: float) -> dict:
+    """The share of the limit over the whole run, and while calling: calls / (the last call's
+    arrival - the first's), from the sandbox's call records, the same for every contender."""
+    received_s = [c["received_s"] for c in sandbox(stack, "GET", f"audiences/{audience}/calls")]
+    calling_s = max(received_s) - min(received_s)  # 0 with one call: no rate to speak of
+    while_calling = len(received_s) / calling_s / LIMIT_PER_S if calling_s else float("nan")
+    return {
+        "share_of_limit_whole_run": round(calls_per_s / LIMIT_PER_S, 3),
+        "share_of_limit_while_calling": round(while_calling, 3),
+    }
 
 
 def ours(
@@ -76,14 +82,12 @@ def ours(
 ) -> dict:
     """One `upload` through the stack, traced (timeline: add the per-second timeline)."""
     audience = fresh_audience(stack, forget_account=forget_account)
-    settings = stack_settings(stack)
-    lease_ttl_s = settings.http_timeout_s + settings.throttle_max_wait_s + LEASE_MARGIN_S
-    with Trace(stack.redis_url, "act_1001", lease_ttl_s) as trace:
+    with trace_stack(stack.redis_url, stack.env) as trace:
         report = stack.upload(csv, audience)
     stats = sandbox(stack, "GET", "stats")
     assert report["status"] == "completed", report["message"]
     requests_per_s = report["throttle"]["requests_per_s"]
-    share = {"share_of_limit": round(requests_per_s / LIMIT_PER_S, 3)} if limited else {}
+    share = shares(stack, audience, requests_per_s) if limited else {}
     return {
         "duration_s": report["duration_s"],
         "requests": report["requests"],
@@ -123,7 +127,7 @@ def fixed_sleep_script(stack: devstack.PrivateStack, ids: list[str]) -> dict:
         "duration_s": round(duration_s, 3),
         "requests": calls,
         "requests_per_s": round(calls / duration_s, 3),
-        "share_of_limit": round(calls / duration_s / LIMIT_PER_S, 3),
+        **shares(stack, audience, calls / duration_s),
         "throttled_calls": throttled,
         "calls_in_penalty": stats["calls_in_penalty"],
     }
@@ -140,6 +144,15 @@ LOAD_VARIANTS = {
     "fixed_inflight_1_hand_tuned": fixed_inflight(1),
     "fixed_inflight_4": fixed_inflight(4),
 }
+
+
+def rate_table(rows: dict) -> list[str]:
+    """Scenario A's shares of the limit, printed beside the JSON."""
+    lines = [f"{'A. contender':<30}{'share of the limit: whole run':>31}{'while calling':>15}"]
+    for name, row in rows.items():
+        whole, calling = row["share_of_limit_whole_run"], row["share_of_limit_while_calling"]
+        lines.append(f"{name:<30}{whole:>31.1%}{calling:>15.1%}")
+    return lines
 
 
 def main() -> None:
@@ -186,6 +199,8 @@ def main() -> None:
                         stack, half_csv, forget_account=False, limited=False, timeline=args.trace
                     )
         results["latency_grows_with_load"] = load
+    for line in rate_table(results.get("rate_limit", {})):
+        print(line)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode() + "\n")
     print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())

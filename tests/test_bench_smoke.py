@@ -56,3 +56,42 @@ def test_profile_summary_reads_collapsed_stacks(tmp_path):
     assert lines[0] == f"worker: {held_s:.1f} s holding the GIL, {held_s * 100:.1f} ms per chunk"
     assert "tasks 75%" in lines[1] and "redis 25%" in lines[1]
     assert any("75.0%  prepare (tasks/prepare.py:9)" in line for line in lines)
+
+
+def test_table_shows_both_audiencesync_rows_with_their_own_figures():
+    from bench.show import LEARNED_ACCOUNT, NEW_ACCOUNT, table
+
+    def ours(name: str, wall_s: float, rss_mb: float) -> dict:
+        extra = {
+            "producer_peak_rss_mb": 100.0,
+            "peak_rss_mb": {"worker critical": rss_mb},
+            "redis_peak_used_memory_mb": 20.0,
+            "cpu_ms_per_chunk": {"producer": 5.0},
+            "redis_commands_per_chunk": {"evalsha": 3.0},
+        }
+        return {"name": name, "wall_s": wall_s, "ids_per_s": 1e6 / wall_s, "extra": extra}
+
+    lean = {"name": "lean asyncio uploader", "wall_s": 2.0, "ids_per_s": 5e5, "extra": {}}
+    rows = [lean, ours(NEW_ACCOUNT, 8.0, 222), ours(LEARNED_ACCOUNT, 4.0, 227)]
+    lines = table({"ids": 1_000_000, "outcomes": rows})
+    new_row = next(ln for ln in lines if ln.strip().startswith(NEW_ACCOUNT) and "0.25" in ln)
+    learned_row = next(
+        ln for ln in lines if ln.strip().startswith(LEARNED_ACCOUNT) and "0.50" in ln
+    )
+    assert "125,000" in new_row and "250,000" in learned_row
+    assert sum("worker critical 222 MB" in ln for ln in lines) == 1
+    assert sum("worker critical 227 MB" in ln for ln in lines) == 1
+
+
+def test_trace_timeline_counts_calls_deferrals_and_what_blocked_per_second():
+    from bench.throttle_trace import Trace
+
+    trace = Trace("redis://localhost:1/0", "act_1", lease_ttl_s=10)  # never connects here
+    trace.started_s = 100.0
+    trace.sends = {b"a": 100.5, b"b": 101.2, b"c": 101.9}
+    trace.retries = [101.1, 101.3, 101.4]
+    trace.states = [(100.4, 5.0, 1, b"slots"), (101.5, 10.0, 2, b"rate slots")]
+    assert trace.timeline() == [
+        {"s": 0, "calls": 1, "rate": 5.0, "limit": 1, "deferrals": 0, "blocked": "slots"},
+        {"s": 1, "calls": 2, "rate": 10.0, "limit": 2, "deferrals": 3, "blocked": "rate slots"},
+    ]
