@@ -61,9 +61,7 @@ def test_two_mirror_runs_leave_exactly_the_source_and_the_second_sends_only_the_
     assert report["status"] == "completed" and len(stack.calls(audience)) == before + 4
 
 
-def test_a_mirror_run_that_would_leave_under_100_people_is_refused_before_any_call(
-    stack, tmp_path
-):
+def test_a_mirror_run_that_would_leave_under_100_people_is_refused_before_any_call(stack, tmp_path):
     audience = stack.new_audience()
     everyone = maids(150, seed=83)
     assert report_of(mirror(stack, tmp_path, audience, everyone))["added"] == 150
