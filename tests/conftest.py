@@ -9,14 +9,18 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import fakesnow
 import pytest
 from e2e_helpers import SandboxViews
+from sandbox_graph import Graph
 
 from audiencesync import devstack
+from audiencesync.sandbox import SandboxConfig, start_in_thread
 
 _state: dict = {}
 # fakesnow.server() imports its submodule `fakesnow.server`, which then shadows the function on
@@ -128,3 +132,25 @@ def fakesnow_kwargs():
     """Connection kwargs of one fakesnow server (real HTTP) for the whole session."""
     with _fakesnow_server() as kwargs:
         yield kwargs
+
+
+# The sandbox alone, in a thread of this process (tests/test_sandbox*.py).
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Callable[..., Graph]]:
+    stops: list[Callable[[], None]] = []
+
+    def start(**config: Any) -> Graph:
+        base_url, stop = start_in_thread(SandboxConfig(port=0, **config))
+        stops.append(stop)
+        return Graph(base_url)
+
+    yield start
+    for stop in stops:
+        stop()
+
+
+@pytest.fixture
+def graph(sandbox: Callable[..., Graph]) -> Graph:
+    return sandbox()

@@ -5,18 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
-from test_sandbox import (
-    Graph,
-    error,
-    madids,
-    sandbox,  # noqa: F401 (a fixture, shared)
-)
+from sandbox_graph import Graph, error, madids
 
 from audiencesync import devstack
 
 
 def test_fail_batch_seq_refuses_that_batch_for_good_and_only_it(
-    sandbox: Callable[..., Graph],  # noqa: F811 (the fixture)
+    sandbox: Callable[..., Graph],
 ) -> None:
     graph = sandbox(fail_batch_seq=2)
     audience_id = graph.create()
@@ -34,7 +29,7 @@ def test_fail_batch_seq_refuses_that_batch_for_good_and_only_it(
 
 
 def test_call_records_show_when_each_call_was_served_and_what_its_url_carried(
-    sandbox: Callable[..., Graph],  # noqa: F811 (the fixture)
+    sandbox: Callable[..., Graph],
 ) -> None:
     graph = sandbox(latency_ms=20)
     audience_id = graph.create()

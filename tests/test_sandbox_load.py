@@ -6,7 +6,7 @@ import threading
 import time
 
 import httpx
-from test_sandbox import Graph, madids
+from sandbox_graph import Graph, madids
 
 from audiencesync import devstack
 from audiencesync.sandbox import SandboxConfig, start_in_thread
