@@ -50,7 +50,8 @@ def run_both(r: redis.Redis, p, seed: int, steps: int) -> dict[str, int]:
     account = f"test_{seed}"
     gate.reset(account)
     model = Model(p)
-    now_s, held, seen = 1_000.0, [], {"go": 0, "events": set(), "reasons": set()}
+    now_s, held = 1_000.0, []
+    seen = {"go": 0, "events": set(), "reasons": set(), "slow_start": set()}
     for step in range(steps):
         slow = (step // 60) % 2  # latency regimes: the soft-throttle verdict flips both ways
         now_s += rng.choice([0.0, 0.01, 0.02, 0.05, 0.05, 0.1, 0.3, 1.5])
@@ -69,7 +70,10 @@ def run_both(r: redis.Redis, p, seed: int, steps: int) -> dict[str, int]:
             lease = held.pop(rng.randrange(len(held)))
             outcome = rng.choices([machine.OK, machine.THROTTLED, machine.OTHER], [30, 1, 2])[0]
             latency_s = rng.choice([None, rng.uniform(0.05, 0.1) * (1 + slow * rng.uniform(2, 6))])
-            usage_pct, regain_s = rng.uniform(0, 100), rng.choice([0.0, 0.0, 5.0])
+            # Meta reports no usage at first: the rate's per-call slow start applies.
+            usage_pct = rng.uniform(0, 100) if step >= 120 else 0.0
+            regain_s = rng.choice([0.0, 0.0, 5.0])
+            before = dataclasses.replace(model.state) if model.state else None
             want_events, want_episode = model.settle(
                 lease, outcome, latency_s, usage_pct, regain_s, now_s
             )
@@ -85,6 +89,11 @@ def run_both(r: redis.Redis, p, seed: int, steps: int) -> dict[str, int]:
             assert got.events == want_events, step
             assert got.episode_s == pytest.approx(want_episode, rel=1e-9, abs=1e-9)
             seen["events"].update(got.events)
+            if before and model.state.interval_at_s == before.interval_at_s:  # within one
+                if model.state.limit > before.limit:
+                    seen["slow_start"].add("limit")
+                if model.state.rate_per_s > before.rate_per_s:
+                    seen["slow_start"].add("rate")
         stored = {k.decode(): float(v) for k, v in r.hgetall(Gate.keys(account)[0]).items()}
         assert stored == pytest.approx(dataclasses.asdict(model.state), rel=1e-12, abs=1e-12), step
         latencies = [float(v) for v in r.lrange(Gate.keys(account)[1], 0, -1)]
@@ -110,14 +119,16 @@ def test_lua_and_python_agree_on_random_traffic(redis_url):
         dataclasses.replace(base, rate_start_per_s=2, rate_floor_per_s=1, adapt_interval_s=0.3),
     ]
     r = redis.Redis.from_url(redis_url)
-    seen: dict[str, set] = {"events": set(), "reasons": set()}
+    seen: dict[str, set] = {"events": set(), "reasons": set(), "slow_start": set()}
     for seed in range(6):
         walk = run_both(r, variants[seed % len(variants)], seed, steps=400)
         assert walk["go"] > 20
         seen["events"] |= walk["events"]
         seen["reasons"] |= walk["reasons"]
+        seen["slow_start"] |= walk["slow_start"]
     # The walks went through every branch worth comparing.
     assert seen["reasons"] == {"go", "cooldown", "rate", "inflight"}
+    assert seen["slow_start"] == {"limit", "rate"}  # grown per call, within an interval
     assert seen["events"] == {
         machine.THROTTLE_STARTED,
         machine.THROTTLE_ENDED,

@@ -163,18 +163,17 @@ def test_soft_throttling_cuts_the_in_flight_limit_and_ends_when_latency_recovers
         return events
 
     assert interval(0.1) == [] and s.limit == 4  # too few latencies for a verdict yet
-    assert interval(0.1) == [] and s.limit == 8  # calm, and slots were full: a probe (double)
-    assert interval(0.1) == [] and s.limit == 16  # it held: another
-    assert interval(0.5) == [machine.SOFT_STARTED] and s.limit == 8  # this one strained ...
-    assert s.calm_needed == policy.CALM_INTERVALS  # ... so probing backs off
-    assert interval(0.25) == [] and s.soft and s.limit == 8  # between 2x and 3x: hold
-    assert interval(0.5) == [] and s.limit == 4  # strained again: cut again
-    assert interval(0.5) == [] and s.limit == 2
+    assert interval(0.1) == [] and s.limit == 8  # slow start: each calm call adds a slot
+    assert interval(0.1) == [] and s.limit == 12  # (per call only: the interval adds none)
+    assert interval(0.5) == [machine.SOFT_STARTED] and s.limit == 6  # this one strained ...
+    assert s.calm_needed == policy.CALM_INTERVALS and s.strained  # ... so probing backs off
+    assert interval(0.25) == [] and s.soft and s.limit == 6  # between 2x and 3x: hold
+    assert interval(0.5) == [] and s.limit == 3  # strained again: cut again
     assert interval(0.5) == [] and s.limit == 1
     assert interval(0.1) == [machine.SOFT_ENDED] and s.limit == 1
     for _ in range(policy.CALM_INTERVALS - 2):
         assert interval(0.1) == [] and s.limit == 1  # calm for a while first
-    assert interval(0.1) == [] and s.limit == 2  # now by one
+    assert interval(0.1) == [] and s.limit == 2  # now by one (slow start is over)
 
 
 def test_slow_start_doubles_until_a_throttle_error_then_the_rate_settles_under_its_ceiling():
@@ -198,3 +197,61 @@ def test_slow_start_doubles_until_a_throttle_error_then_the_rate_settles_under_i
     # additive step, up to 95 % of the rate refused, then probes of 0.02/s.
     assert [interval(20.0) for _ in range(5)] == [5.0, 7.0, 9.0, 9.5, 9.52]
     assert s.ceiling_per_s == 10.0
+
+
+def test_slow_start_grows_per_calm_call_while_callers_wait():
+    assert policy.slow_start_limit(7, True, P) == 8 and policy.slow_start_limit(7, False, P) == 7
+    assert policy.slow_start_limit(64, True, P) == 64  # the ceiling
+    # One call per round trip: 1/latency_s, at most doubling; only while usage says nothing.
+    assert policy.slow_start_rate(10.0, 0.25, True, 0.0, P) == 14.0
+    assert policy.slow_start_rate(10.0, 0.05, True, 0.0, P) == 20.0
+    assert policy.slow_start_rate(10.0, 0.25, False, 0.0, P) == 10.0  # nobody waited
+    assert policy.slow_start_rate(10.0, 0.25, True, 3.0, P) == 10.0  # Meta reports usage
+    assert policy.slow_start_rate(98.0, 0.25, True, 0.0, P) == 100.0  # the rate's ceiling
+    samples = [0.1] * 4
+    assert not policy.calm(samples, 0.1, P)  # too few latencies for a baseline
+    assert policy.calm([*samples, 0.1], 0.19, P) and not policy.calm([*samples, 0.1], 0.2, P)
+
+
+def test_slow_start_doubles_limit_and_rate_per_round_trip_until_the_first_strain():
+    p = dataclasses.replace(P, rate_ceiling_per_s=1000.0)
+    s, samples, now = machine.new_state(0.0, p), [0.25] * 5, 0.0
+    s.rate_per_s = 4.0
+
+    def round_trip(latency_s: float, usage_pct: float = 0.0) -> None:
+        """Every slot busy; the calls in flight end, each while callers wait for a slot and
+        a token."""
+        nonlocal now
+        for _ in range(s.limit):
+            assert machine.acquire(s, s.limit, now, 0.5, p).reason == "inflight"
+            s.rate_blocked = 1
+            machine.settle(s, samples, machine.OK, latency_s, usage_pct, 0.0, now, p)
+        now += latency_s
+
+    limits, rates = [], []
+    for _ in range(4):  # 1 s: one adapt interval, in which the interval rule doubles once
+        round_trip(0.25)
+        limits.append(s.limit)
+        rates.append(s.rate_per_s)
+    assert limits == [2, 4, 8, 16]
+    assert rates == [8.0, 16.0, 32.0, 64.0]  # each call adds 4/s (one call per 0.25 s)
+    # The next interval's calls report usage: the interval's projection doubled the rate once
+    # (20 % projected), its calls add nothing; the limit still grows per call.
+    round_trip(0.25, usage_pct=10.0)
+    assert (s.limit, s.rate_per_s) == (32, 128.0)
+    for _ in range(4):  # strained calls are not calm: no growth, until an interval's verdict
+        round_trip(0.9)
+        if s.strained:
+            break
+    assert s.limit == 16 and s.strained and s.calm_needed == policy.CALM_INTERVALS
+    round_trip(0.25)
+    assert s.limit == 16  # slow start is over
+
+
+def test_a_throttle_error_ends_slow_start():
+    s, samples = machine.new_state(0.0, P), [0.25] * 5
+    machine.settle(s, samples, machine.THROTTLED, None, 100, 0.0, 0.0, P)
+    now = s.cool_until_s
+    assert machine.acquire(s, s.limit, now, 0.5, P).reason == "inflight"
+    machine.settle(s, samples, machine.OK, 0.25, 0.0, 0.0, now, P)
+    assert s.limit == P.inflight_start and s.rate_per_s == P.rate_start_per_s / 2

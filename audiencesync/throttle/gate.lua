@@ -22,8 +22,8 @@ local SLOW_START_SHARE, CEILING_SHARE, PROBE_SHARE = 0.75, 0.95, 0.01
 local CALM_INTERVALS, CALM_MAX_INTERVALS = 16, 120
 local FIELDS = {'rate_per_s', 'next_free_s', 'limit', 'interval_at_s', 'cool_until_s',
   'strikes', 'throttled_since_s', 'soft', 'calm_intervals', 'calm_needed', 'probing',
-  'ceiling_per_s', 'usage_last', 'booked_until_s', 'calls', 'usage_sum', 'latency_sum_s',
-  'latency_calls', 'rate_blocked', 'slots_blocked'}
+  'ceiling_per_s', 'strained', 'usage_last', 'booked_until_s', 'calls', 'usage_sum',
+  'latency_sum_s', 'latency_calls', 'rate_blocked', 'slots_blocked'}
 
 -- policy.py
 local function token_wait_s(next_free_s)
@@ -114,6 +114,17 @@ local function next_calm_needed(calm_needed, level)
   if level == NORMAL then return math.max(1, math.floor(calm_needed / 2)) end
   return calm_needed
 end
+local function calm(samples, latency_s)
+  return latency_level(samples, latency_s, p.interval_min_samples) == NORMAL
+end
+local function slow_start_limit(limit, blocked)
+  if blocked then return math.min(p.inflight_ceiling, limit + 1) end
+  return limit
+end
+local function slow_start_rate(rate, latency_s, blocked, usage_seen)
+  if not blocked or usage_seen > 0 then return rate end
+  return clamp_rate(rate + rate / math.max(1, rate * latency_s))
+end
 
 -- machine.py
 local s = {rate_per_s = p.rate_start_per_s, next_free_s = now, limit = p.inflight_start,
@@ -131,6 +142,22 @@ local function start_interval()
   s.usage_sum, s.latency_sum_s = 0, 0
 end
 
+local function latency_samples()
+  local samples = {}
+  for i, v in ipairs(redis.call('LRANGE', latency_key, 0, -1)) do samples[i] = tonumber(v) end
+  return samples
+end
+
+local function slow_start(latency_s)
+  if s.strained ~= 0 or s.ceiling_per_s ~= 0 or not calm(latency_samples(), latency_s) then
+    return
+  end
+  local limit = slow_start_limit(s.limit, s.slots_blocked == 1)
+  if limit > s.limit then s.probing = 1 end
+  s.limit = limit
+  s.rate_per_s = slow_start_rate(s.rate_per_s, latency_s, s.rate_blocked == 1, s.usage_sum)
+end
+
 local function close_interval(events)
   if s.calls > 0 then
     s.rate_per_s = next_rate(s.rate_per_s, s.usage_sum / s.calls, s.usage_last,
@@ -139,9 +166,7 @@ local function close_interval(events)
   end
   local average_s = 0
   if s.latency_calls > 0 then average_s = s.latency_sum_s / s.latency_calls end
-  local samples = {}
-  for i, v in ipairs(redis.call('LRANGE', latency_key, 0, -1)) do samples[i] = tonumber(v) end
-  local level = latency_level(samples, average_s, s.latency_calls)
+  local level = latency_level(latency_samples(), average_s, s.latency_calls)
   local soft = s.soft == 1
   if level ~= nil then soft = level == STRAINED or (soft and level == RAISED) end
   if soft ~= (s.soft == 1) then
@@ -153,10 +178,13 @@ local function close_interval(events)
   elseif level ~= nil then
     s.calm_intervals = 0
   end
-  if s.probing == 1 and level ~= nil then
+  local slow = s.strained == 0 and s.ceiling_per_s == 0  -- the limit grew per call: a probe
+  if level == STRAINED then s.strained = 1 end
+  if (s.probing == 1 or slow) and level ~= nil then
     s.calm_needed, s.probing = next_calm_needed(s.calm_needed, level), 0
   end
-  local limit = next_limit(s.limit, level, s.calm_intervals, s.calm_needed, s.slots_blocked == 1)
+  local limit = next_limit(s.limit, level, s.calm_intervals, s.calm_needed,
+    s.slots_blocked == 1 and not slow)
   if limit > s.limit then s.probing = 1 end
   s.limit = limit
   start_interval()
@@ -241,6 +269,7 @@ else
       redis.call('EXPIRE', latency_key, ttl_s)
       s.latency_sum_s = s.latency_sum_s + latency_s
       s.latency_calls = s.latency_calls + 1
+      slow_start(latency_s)
     end
   end
   if now - s.interval_at_s >= p.adapt_interval_s then close_interval(events) end

@@ -3,6 +3,7 @@ settle (how did it go?). gate.lua is the same machine over a Redis hash, run ato
 
 An adapt interval gathers evidence (calls, usage, latency, whether callers were held back) and,
 once it is adapt_interval_s old, the next settle turns it into a new rate and in-flight limit.
+Until the account's first strain or ceiling, slow start also grows both per calm call.
 A throttle error acts at once: the rate is cut and no call is sent before the cool-down ends.
 """
 
@@ -32,6 +33,7 @@ class State:
     calm_needed: int = 1  # ... before the limit may grow (policy.next_calm_needed)
     probing: int = 0  # 1 from a rise of the limit until the next latency verdict
     ceiling_per_s: float = 0.0  # the rate the last throttle error drew (0: none seen)
+    strained: int = 0  # 1 once an interval strained; slow start lasts until this or a ceiling
     usage_last: float = 0.0  # Meta's usage figure on the latest successful call
     booked_until_s: float = 0.0  # the next appointment for a caller told to come back
     calls: int = 0  # this interval: successful calls, their usage and latency sums
@@ -123,9 +125,23 @@ def settle(
             del samples[p.latency_window :]
             s.latency_sum_s += latency_s
             s.latency_calls += 1
+            _slow_start(s, samples, latency_s, p)
     if now_s - s.interval_at_s >= p.adapt_interval_s:
         events += _close_interval(s, samples, now_s, p)
     return events, episode_s
+
+
+def _slow_start(s: State, samples: list[float], latency_s: float, p: Params) -> None:
+    """Before the account's first strain or ceiling, each calm call grows the limit and the
+    rate (policy.slow_start_*), so a new account ramps per round trip, not per interval."""
+    if s.strained or s.ceiling_per_s or not policy.calm(samples, latency_s, p):
+        return
+    limit = policy.slow_start_limit(s.limit, bool(s.slots_blocked), p)
+    s.probing = max(s.probing, int(limit > s.limit))  # the interval's verdict judges it
+    s.limit = limit
+    s.rate_per_s = policy.slow_start_rate(
+        s.rate_per_s, latency_s, bool(s.rate_blocked), s.usage_sum, p
+    )
 
 
 def _close_interval(s: State, samples: list[float], now_s: float, p: Params) -> list[str]:
@@ -148,11 +164,12 @@ def _close_interval(s: State, samples: list[float], now_s: float, p: Params) -> 
         s.soft = int(soft)
     if level is not None:
         s.calm_intervals = s.calm_intervals + 1 if level == policy.NORMAL else 0
-    if s.probing and level is not None:
+    slow_start = not (s.strained or s.ceiling_per_s)  # the limit grew per call: a probe
+    s.strained = max(s.strained, int(level == policy.STRAINED))
+    if (s.probing or slow_start) and level is not None:
         s.calm_needed, s.probing = policy.next_calm_needed(s.calm_needed, level), 0
-    limit = policy.next_limit(
-        s.limit, level, s.calm_intervals, s.calm_needed, bool(s.slots_blocked), p
-    )
+    blocked = bool(s.slots_blocked) and not slow_start
+    limit = policy.next_limit(s.limit, level, s.calm_intervals, s.calm_needed, blocked, p)
     s.probing = max(s.probing, int(limit > s.limit))
     s.limit = limit
     _start_interval(s, now_s)

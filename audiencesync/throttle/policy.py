@@ -1,4 +1,5 @@
-"""The throttle's arithmetic, pure: token bucket, AIMD, usage headers, cool-downs, latency.
+"""The throttle's arithmetic, pure: token bucket, AIMD, usage headers, cool-downs, latency,
+slow start.
 
 gate.lua does exactly the same sums inside Redis, atomically for the whole fleet (its functions
 carry the same names); tests/test_throttle_lua.py checks that the two agree step by step.
@@ -199,3 +200,27 @@ def next_calm_needed(calm_needed: int, level: int | None) -> int:
     if level == NORMAL:
         return max(1, calm_needed // 2)
     return calm_needed
+
+
+# --- slow start: per call, as TCP's per acknowledgement, not per adapt interval ---------------
+def calm(samples: list[float], latency_s: float, p: Params) -> bool:
+    """One call's latency judged as an interval's average would be: normal (window permitting)."""
+    return latency_level(samples, latency_s, p.interval_min_samples, p) == NORMAL
+
+
+def slow_start_limit(limit: int, blocked: bool, p: Params) -> int:
+    """A calm call while callers found every slot taken adds a slot: the limit doubles per
+    round trip, as TCP's window does (one more segment per acknowledgement)."""
+    return min(p.inflight_ceiling, limit + 1) if blocked else limit
+
+
+def slow_start_rate(
+    rate_per_s: float, latency_s: float, blocked: bool, usage_seen_pct: float, p: Params
+) -> float:
+    """A calm call while callers waited for a token adds one call per round trip (1/latency_s,
+    at most doubling the rate): the rate doubles per round trip. Only while this interval's
+    calls report no usage at all, where the projection sets no bound; once Meta reports any,
+    usage lags the calls too much to project per call: the interval's projection decides."""
+    if not blocked or usage_seen_pct > 0:
+        return rate_per_s
+    return clamp_rate(rate_per_s + rate_per_s / max(1.0, rate_per_s * latency_s), p)
