@@ -14,6 +14,7 @@ operations in one run (mirror: additions first, then removals) extends it from t
 from __future__ import annotations
 
 MODES = ("add", "remove", "replace", "mirror")
+OPS = ("add", "remove", "replace")  # what one chunk's call does (chunk_op)
 # the report's line
 VERB = {"add": "uploaded", "remove": "removed", "replace": "replaced with", "mirror": "sent"}
 RETRY_HINT = {

@@ -27,6 +27,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from audiencesync import runstore_lua as lua
+from audiencesync.modes import OPS
 
 
 def connect(url: str, **kwargs) -> redis.Redis:
@@ -218,7 +219,7 @@ class RunStore:
         pipe.set(self.key(run_id, "report"), orjson.dumps(report), ex=self.ttl_s)
         pipe.hset(self.key(run_id), mapping={"status": report["status"]})
         # The closer is an ID: none stays behind. Unfinished chunks stay, for resume.
-        closers = [self.key(run_id, "closer", op) for op in ("add", "remove", "replace")]
+        closers = [self.key(run_id, "closer", op) for op in OPS]
         pipe.delete(self.key(run_id, "wake"), *closers)
         pipe.execute()
 

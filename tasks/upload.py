@@ -43,8 +43,10 @@ def retry_policy() -> RetryPolicy:
 
 @app.task(bind=True, name="audiencesync.upload", max_retries=None)
 def upload(self, summary: dict, run_id: str, chunk: int, calls: dict | None = None) -> dict:
+    meta: dict[str, str] = {}  # read once: the call and the replace turn's hand-over need it
     try:
-        outcome = _upload(self, summary, run_id, chunk, calls)
+        meta = get_store().meta(run_id)
+        outcome = _upload(self, summary, run_id, chunk, calls, meta)
     except Retry:
         raise  # a replace chunk keeps its turn: its retry re-sends the same batch_seq first
     except Exception as exc:  # a bug must fail this chunk, not the whole chord
@@ -53,7 +55,7 @@ def upload(self, summary: dict, run_id: str, chunk: int, calls: dict | None = No
         result["ids_failed"] = summary.get("entries", summary["ids_in"])
         outcome = get_store().finish_chunk(run_id, chunk, result)
     try:
-        if is_sequential(get_store().meta(run_id)):
+        if is_sequential(meta):
             _end_turn(run_id, chunk, outcome)
     except Exception:  # never fail the chord: the turn then expires, and finalize never closes
         # a replace session with a failed chunk
@@ -63,7 +65,9 @@ def upload(self, summary: dict, run_id: str, chunk: int, calls: dict | None = No
     return {"chunk": chunk, "failed": bool(outcome.get("failed"))}
 
 
-def _upload(task, summary: dict, run_id: str, chunk: int, calls: dict | None) -> dict:
+def _upload(
+    task, summary: dict, run_id: str, chunk: int, calls: dict | None, meta: dict[str, str]
+) -> dict:
     store = get_store()
     if (done := store.outcome(run_id, chunk)) is not None:
         return done
@@ -93,7 +97,6 @@ def _upload(task, summary: dict, run_id: str, chunk: int, calls: dict | None) ->
     payload = store.get_prepared(run_id, chunk)
     if payload is None:
         return fail("prepared chunk missing from Redis (expired?)")
-    meta = store.meta(run_id)
     op = chunk_op(meta, chunk)
     session = chunk_session(meta, chunk)[1]
     if is_sequential(meta):  # replace: wait for the run's turn; the batch_seq comes with it
