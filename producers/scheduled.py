@@ -56,7 +56,11 @@ def _produce(store: RunStore, settings: Settings, audience: Audience, run_id: st
     )
     try:
         request = RunRequest(
-            audience.audience_id, mode=audience.mode, hash_ids=audience.hash_ids, name=audience.name
+            audience.audience_id,
+            mode=audience.mode,
+            hash_ids=audience.hash_ids,
+            name=audience.name,
+            ad_account_id=settings.ad_account_id,  # shares the account's throttle with every run
         )
         if audience.mode == "mirror":
             with MirrorRun(store, settings, request, run_id) as run:

@@ -240,6 +240,8 @@ def test_a_declared_audience_runs_on_schedule_never_twice_at_once(
         finished = datetime.fromisoformat(earlier["finished_at"]).timestamp()
         assert float(later["started_at"]) >= finished
     assert all(rep["status"] == "completed" for _, rep in runs if rep)
+    # Throttled with every other run on the ad account, not alone per audience.
+    assert all(rep["throttle"]["account"] == "act_1001" for _, rep in runs if rep)
     skipped = producer_log.read_text().count(f"audience={name} skipped")
     assert skipped >= 2, "beat's ticks during a run should have been skipped"
     assert stack.members(audience) == expected(rows)["members"]
