@@ -10,15 +10,16 @@ from audiencesync.settings import Settings
 from audiencesync.throttle import machine, policy
 from audiencesync.throttle.gate import params_from
 
+TTL_S = 70.0  # a lease's time to live
 P = params_from(Settings())  # start 5/s, floor 0.5, ceiling 100, +2/s, x0.5, target 88, cut 95
 
 
 def test_bucket_hands_out_turns_one_token_apart_and_never_moves_them():
     s = machine.new_state(100.0, P)
-    waits = [machine.acquire(s, 0, 100.0, 0.5, P) for _ in range(3)]
+    waits = [machine.acquire(s, 0, 100.0, 0.5, P, lease_ttl_s=TTL_S) for _ in range(3)]
     assert [(d.go, round(d.wait_s, 9)) for d in waits] == [(True, 0.0), (True, 0.2), (True, 0.4)]
     s.rate_per_s = 10.0  # a rise of rate must not pull later callers before the turns given out
-    assert machine.acquire(s, 0, 100.0, 1.0, P).wait_s == pytest.approx(0.6)
+    assert machine.acquire(s, 0, 100.0, 1.0, P, lease_ttl_s=TTL_S).wait_s == pytest.approx(0.6)
     assert policy.token_wait_s(99.0, 100.0) == 0.0  # an idle bucket holds one token, no more
     assert policy.take_token(99.0, 100.0, 4.0) == 100.25
 
@@ -26,8 +27,8 @@ def test_bucket_hands_out_turns_one_token_apart_and_never_moves_them():
 def test_callers_beyond_the_wait_get_appointments_one_turn_apart():
     s = machine.new_state(0.0, P)
     for _ in range(3):
-        assert machine.acquire(s, 0, 0.0, 0.5, P).go  # turns at 0, 0.2, 0.4
-    later = [machine.acquire(s, 0, 0.0, 0.5, P) for _ in range(3)]
+        assert machine.acquire(s, 0, 0.0, 0.5, P, lease_ttl_s=TTL_S).go  # turns at 0, 0.2, 0.4
+    later = [machine.acquire(s, 0, 0.0, 0.5, P, lease_ttl_s=TTL_S) for _ in range(3)]
     assert [d.reason for d in later] == ["rate"] * 3
     # The next turn is at 0.6, within max_wait from 0.1: come back then, and 0.2 s apart.
     assert [round(d.wait_s, 9) for d in later] == [0.1, 0.3, 0.5]
@@ -128,12 +129,12 @@ def test_a_throttle_episode_cools_the_account_and_ends_with_the_first_success():
     s, samples = machine.new_state(0.0, P), []
     events, _ = machine.settle(s, samples, machine.THROTTLED, None, 100, 300.0, 10.0, P)
     assert events == [machine.THROTTLE_STARTED] and s.rate_per_s == 2.5
-    decision = machine.acquire(s, 0, 200.0, 0.5, P)
+    decision = machine.acquire(s, 0, 200.0, 0.5, P, lease_ttl_s=TTL_S)
     assert (decision.go, decision.reason, decision.wait_s) == (False, "cooldown", 50.0)
     # A late refusal of a call sent before the cool-down started is the same episode.
     assert machine.settle(s, samples, machine.THROTTLED, None, 100, 300.0, 11.0, P)[0] == []
     assert (s.strikes, s.rate_per_s, s.cool_until_s) == (1, 2.5, 251.0)
-    assert machine.acquire(s, 0, 251.0, 0.5, P).go
+    assert machine.acquire(s, 0, 251.0, 0.5, P, lease_ttl_s=TTL_S).go
     events, episode_s = machine.settle(s, samples, machine.OK, 0.1, 10, 0.0, 251.5, P)
     assert events == [machine.THROTTLE_ENDED] and episode_s == 241.5 and s.strikes == 0
 
@@ -142,29 +143,30 @@ def test_without_an_estimate_each_refused_probe_doubles_the_cool_down():
     s, samples = machine.new_state(0.0, P), []
     for strike, cool_s in [(1, 2.0), (2, 4.0), (3, 8.0)]:
         now = s.cool_until_s
-        assert machine.acquire(s, 0, now, 0.5, P).go  # the probe after each cool-down
+        assert machine.acquire(s, 0, now, 0.5, P, lease_ttl_s=TTL_S).go  # the probe after each
         machine.settle(s, samples, machine.THROTTLED, None, 0, 0.0, now, P)
         assert (s.strikes, s.cool_until_s - now) == (strike, cool_s)
     assert s.rate_per_s == P.rate_floor_per_s * 1.25  # 5 -> 2.5 -> 1.25 -> 0.625
 
 
 def test_soft_throttling_cuts_the_in_flight_limit_and_ends_when_latency_recovers():
-    p = dataclasses.replace(P, latency_min_samples=5, inflight_start=4)
+    p = dataclasses.replace(P, latency_min_samples=5, inflight_start=12)
     s, samples, now = machine.new_state(0.0, p), [], 0.0
 
     def interval(latency_s: float) -> list[str]:
-        """One adapt interval in which callers found every slot taken."""
+        """One adapt interval in which callers found every slot taken (no call of slow start's
+        rounds: the interval's verdict alone)."""
         nonlocal now
-        assert machine.acquire(s, s.limit, now, 0.5, p).reason == "inflight"
+        assert machine.acquire(s, s.limit, now, 0.5, p, lease_ttl_s=TTL_S).reason == "inflight"
         events: list[str] = []
         for _ in range(4):
             now += 0.3
             events += machine.settle(s, samples, machine.OK, latency_s, 0, 0.0, now, p)[0]
         return events
 
-    assert interval(0.1) == [] and s.limit == 4  # too few latencies for a verdict yet
-    assert interval(0.1) == [] and s.limit == 8  # slow start: each calm call adds a slot
-    assert interval(0.1) == [] and s.limit == 12  # (per call only: the interval adds none)
+    assert interval(0.1) == [] and s.limit == 12  # too few latencies for a verdict yet
+    assert interval(0.1) == [] and s.limit == 12  # slow start grows per round, not interval
+    assert interval(0.1) == [] and s.limit == 12
     assert interval(0.5) == [machine.SOFT_STARTED] and s.limit == 6  # this one strained ...
     assert s.calm_needed == policy.CALM_INTERVALS and s.strained  # ... so probing backs off
     assert interval(0.25) == [] and s.soft and s.limit == 6  # between 2x and 3x: hold
@@ -182,8 +184,8 @@ def test_slow_start_doubles_until_a_throttle_error_then_the_rate_settles_under_i
     def interval(usage_pct: float) -> float:
         """One adapt interval: callers waited for the bucket, Meta reported usage_pct."""
         nonlocal now
-        machine.acquire(s, 0, now, 0.5, P)
-        machine.acquire(s, 0, now, 0.5, P)  # the second one waits for its token
+        machine.acquire(s, 0, now, 0.5, P, lease_ttl_s=TTL_S)
+        machine.acquire(s, 0, now, 0.5, P, lease_ttl_s=TTL_S)  # the second one waits for its token
         for _ in range(5):
             now += 0.202
             machine.settle(s, samples, machine.OK, None, usage_pct, 0.0, now, P)
@@ -199,9 +201,10 @@ def test_slow_start_doubles_until_a_throttle_error_then_the_rate_settles_under_i
     assert s.ceiling_per_s == 10.0
 
 
-def test_slow_start_grows_per_calm_call_while_callers_wait():
-    assert policy.slow_start_limit(7, True, P) == 8 and policy.slow_start_limit(7, False, P) == 7
-    assert policy.slow_start_limit(64, True, P) == 64  # the ceiling
+def test_slow_start_doubles_the_limit_per_round_and_the_rate_per_calm_call():
+    assert policy.slow_start_limit(4, 4, P) == 8  # the round ran at 4: calm, so 8
+    assert policy.slow_start_limit(8, 4, P) == 8  # the limit grew meanwhile: never cut here
+    assert policy.slow_start_limit(40, 40, P) == 64  # the ceiling
     # One call per round trip: 1/latency_s, at most doubling; only while usage says nothing.
     assert policy.slow_start_rate(10.0, 0.25, True, 0.0, P) == 14.0
     assert policy.slow_start_rate(10.0, 0.05, True, 0.0, P) == 20.0
@@ -209,49 +212,102 @@ def test_slow_start_grows_per_calm_call_while_callers_wait():
     assert policy.slow_start_rate(10.0, 0.25, True, 3.0, P) == 10.0  # Meta reports usage
     assert policy.slow_start_rate(98.0, 0.25, True, 0.0, P) == 100.0  # the rate's ceiling
     samples = [0.1] * 4
-    assert not policy.calm(samples, 0.1, P)  # too few latencies for a baseline
-    assert policy.calm([*samples, 0.1], 0.19, P) and not policy.calm([*samples, 0.1], 0.2, P)
+    assert policy.call_level(samples, 0.1, P) is None  # too few latencies for a baseline
+    samples.append(0.1)
+    assert policy.call_level(samples, 0.19, P) == policy.NORMAL
+    assert policy.call_level(samples, 0.2, P) == policy.RAISED
+    assert policy.call_level(samples, 0.31, P) == policy.STRAINED
 
 
-def test_slow_start_doubles_limit_and_rate_per_round_trip_until_the_first_strain():
-    p = dataclasses.replace(P, rate_ceiling_per_s=1000.0)
-    s, samples, now = machine.new_state(0.0, p), [0.25] * 5, 0.0
-    s.rate_per_s = 4.0
+class Rounds:
+    """Slow start's rounds: every slot taken at once (the last taker is the round's call),
+    then every call ends after latency_s, in the order sent."""
 
-    def round_trip(latency_s: float, usage_pct: float = 0.0) -> None:
-        """Every slot busy; the calls in flight end, each while callers wait for a slot and
-        a token."""
-        nonlocal now
-        for _ in range(s.limit):
-            assert machine.acquire(s, s.limit, now, 0.5, p).reason == "inflight"
-            s.rate_blocked = 1
-            machine.settle(s, samples, machine.OK, latency_s, usage_pct, 0.0, now, p)
-        now += latency_s
+    def __init__(self, p=P, rate_per_s: float = 4.0) -> None:
+        self.p, self.now, self.samples = p, 0.0, [0.25] * 5  # a baseline of 0.25 s
+        self.s = machine.new_state(0.0, p)
+        self.s.rate_per_s = rate_per_s
 
-    limits, rates = [], []
-    for _ in range(4):  # 1 s: one adapt interval, in which the interval rule doubles once
-        round_trip(0.25)
+    def send(self, calls: int, busy: int = 0) -> list[float]:
+        """calls sent now, with busy others in flight."""
+        leases = []
+        for inflight in range(busy, busy + calls):
+            d = machine.acquire(self.s, inflight, self.now, 0.5, self.p, lease_ttl_s=TTL_S)
+            assert d.go
+            leases.append(self.now + d.wait_s + TTL_S)
+            self.now += 0.001
+        return leases
+
+    def end(self, leases: list[float], latency_s: float, usage_pct: float = 0.0) -> list[str]:
+        events = []
+        for lease_s in leases:
+            self.s.rate_blocked = 1  # callers wait for tokens
+            events += machine.settle(
+                self.s, self.samples, machine.OK, latency_s, usage_pct, 0.0, self.now, self.p,
+                lease_s=lease_s,
+            )[0]  # fmt: skip
+        self.now += latency_s
+        return events
+
+    def trip(self, latency_s: float, usage_pct: float = 0.0) -> list[str]:
+        return self.end(self.send(self.s.limit), latency_s, usage_pct)
+
+
+def test_slow_start_doubles_per_round_goes_back_at_a_strain_and_ends_when_it_is_confirmed():
+    rounds = Rounds(dataclasses.replace(P, rate_ceiling_per_s=1000.0, adapt_interval_s=10.0))
+    s, limits, rates = rounds.s, [], []
+    for _ in range(4):
+        rounds.trip(0.25)
         limits.append(s.limit)
         rates.append(s.rate_per_s)
-    assert limits == [2, 4, 8, 16]
-    assert rates == [8.0, 16.0, 32.0, 64.0]  # each call adds 4/s (one call per 0.25 s)
-    # The next interval's calls report usage: the interval's projection doubled the rate once
-    # (20 % projected), its calls add nothing; the limit still grows per call.
-    round_trip(0.25, usage_pct=10.0)
-    assert (s.limit, s.rate_per_s) == (32, 128.0)
-    for _ in range(4):  # strained calls are not calm: no growth, until an interval's verdict
-        round_trip(0.9)
+    assert limits == [2, 4, 8, 16]  # doubled per round, not per call
+    assert rates == [8.0, 16.0, 32.0, 64.0]  # each calm call adds 4/s (one call per 0.25 s)
+    assert rounds.trip(0.9) == [] and s.limit == 8  # the round at 16 strained: back to 8
+    assert rounds.trip(0.25) == [] and s.limit == 16  # the calls after it were calm: noise
+    assert not s.strained
+    assert rounds.trip(0.9) == [] and s.limit == 8
+    assert rounds.trip(0.9) == [machine.SOFT_STARTED]  # a call sent after it strained too
+    assert s.limit == 8 and s.strained and s.soft and s.calm_needed == policy.CALM_INTERVALS
+    rounds.trip(0.25)
+    assert s.limit == 8  # slow start is over: probes, interval by interval, from now on
+
+
+def test_a_call_that_ran_alone_says_nothing_of_the_limit():
+    rounds = Rounds()
+    s = rounds.s
+    s.limit = 2
+    rounds.end(rounds.send(1), 0.25)  # calm, but it never had company
+    assert s.limit == 2
+    first, second = rounds.send(2)  # the second took the last slot: the round's call
+    rounds.end([first], 0.25)
+    assert s.limit == 2
+    rounds.end([second], 0.25)
+    assert s.limit == 4
+    # A round's call whose worker died (lease expired) gives way to a new round.
+    rounds.send(4)
+    rounds.now += TTL_S + 1
+    [late] = rounds.send(1, busy=3)
+    assert s.round_lease_s == late and s.round_limit == 4
+
+
+def test_interval_verdicts_still_end_slow_start_when_latency_strains():
+    rounds = Rounds(dataclasses.replace(P, rate_ceiling_per_s=1000.0))
+    s = rounds.s
+    for _ in range(4):  # 1 s: one adapt interval
+        rounds.trip(0.25)
+    rounds.trip(0.25, usage_pct=10.0)
+    assert s.limit == 32
+    for _ in range(4):  # strained rounds end slow start, or the interval's verdict does
+        rounds.trip(0.9)
         if s.strained:
             break
     assert s.limit == 16 and s.strained and s.calm_needed == policy.CALM_INTERVALS
-    round_trip(0.25)
-    assert s.limit == 16  # slow start is over
 
 
 def test_a_throttle_error_ends_slow_start():
     s, samples = machine.new_state(0.0, P), [0.25] * 5
     machine.settle(s, samples, machine.THROTTLED, None, 100, 0.0, 0.0, P)
     now = s.cool_until_s
-    assert machine.acquire(s, s.limit, now, 0.5, P).reason == "inflight"
+    assert machine.acquire(s, s.limit, now, 0.5, P, lease_ttl_s=TTL_S).reason == "inflight"
     machine.settle(s, samples, machine.OK, 0.25, 0.0, 0.0, now, P)
     assert s.limit == P.inflight_start and s.rate_per_s == P.rate_start_per_s / 2

@@ -22,7 +22,8 @@ local SLOW_START_SHARE, CEILING_SHARE, PROBE_SHARE = 0.75, 0.95, 0.01
 local CALM_INTERVALS, CALM_MAX_INTERVALS = 16, 120
 local FIELDS = {'rate_per_s', 'next_free_s', 'limit', 'interval_at_s', 'cool_until_s',
   'strikes', 'throttled_since_s', 'soft', 'calm_intervals', 'calm_needed', 'probing',
-  'ceiling_per_s', 'strained', 'usage_last', 'booked_until_s', 'calls', 'usage_sum',
+  'ceiling_per_s', 'strained', 'round_lease_s', 'round_limit', 'strain_lease_s', 'usage_last',
+  'booked_until_s', 'calls', 'usage_sum',
   'latency_sum_s', 'latency_calls', 'rate_blocked', 'slots_blocked'}
 
 -- policy.py
@@ -114,12 +115,11 @@ local function next_calm_needed(calm_needed, level)
   if level == NORMAL then return math.max(1, math.floor(calm_needed / 2)) end
   return calm_needed
 end
-local function calm(samples, latency_s)
-  return latency_level(samples, latency_s, p.interval_min_samples) == NORMAL
+local function call_level(samples, latency_s)
+  return latency_level(samples, latency_s, p.interval_min_samples)
 end
-local function slow_start_limit(limit, blocked)
-  if blocked then return math.min(p.inflight_ceiling, limit + 1) end
-  return limit
+local function slow_start_limit(limit, round_limit)
+  return math.max(limit, math.min(p.inflight_ceiling, 2 * round_limit))
 end
 local function slow_start_rate(rate, latency_s, blocked, usage_seen)
   if not blocked or usage_seen > 0 then return rate end
@@ -148,14 +148,32 @@ local function latency_samples()
   return samples
 end
 
-local function slow_start(latency_s)
-  if s.strained ~= 0 or s.ceiling_per_s ~= 0 or not calm(latency_samples(), latency_s) then
-    return
+local function slow_start(latency_s, lease_s, round_call, events)
+  if s.strained ~= 0 or s.ceiling_per_s ~= 0 then return end
+  local level = call_level(latency_samples(), latency_s)
+  if level == NORMAL then
+    s.rate_per_s = slow_start_rate(s.rate_per_s, latency_s, s.rate_blocked == 1, s.usage_sum)
   end
-  local limit = slow_start_limit(s.limit, s.slots_blocked == 1)
-  if limit > s.limit then s.probing = 1 end
-  s.limit = limit
-  s.rate_per_s = slow_start_rate(s.rate_per_s, latency_s, s.rate_blocked == 1, s.usage_sum)
+  if level == nil or level == RAISED then return end
+  if s.strain_lease_s ~= 0 and lease_s > s.strain_lease_s then
+    s.strain_lease_s = 0
+    if level == STRAINED then
+      s.strained, s.probing = 1, 0
+      s.calm_needed = next_calm_needed(s.calm_needed, level)
+      if s.soft == 0 then table.insert(events, 'soft_started') end
+      s.soft = 1
+      return
+    end
+  end
+  if not round_call then return end
+  if level == NORMAL then
+    local limit = slow_start_limit(s.limit, s.round_limit)
+    if limit > s.limit then s.probing = 1 end
+    s.limit = limit
+  else
+    s.limit = next_limit(s.round_limit, level, 0, 0, false)
+    s.strain_lease_s = lease_s
+  end
 end
 
 local function close_interval(events)
@@ -227,7 +245,11 @@ if op == 'acquire' then
     else
       s.next_free_s = take_token(s.next_free_s, s.rate_per_s)
       go = 1
-      redis.call('ZADD', leases_key, now + wait_s + lease_ttl_s, lease)
+      local lease_s = now + wait_s + lease_ttl_s
+      if redis.call('ZCARD', leases_key) + 1 >= s.limit and s.round_lease_s <= now then
+        s.round_lease_s, s.round_limit = lease_s, s.limit  -- slow start's round call
+      end
+      redis.call('ZADD', leases_key, lease_s, lease)
       redis.call('EXPIRE', leases_key, ttl_s)
     end
   end
@@ -238,6 +260,9 @@ end
 -- settle
 local outcome, latency_s = ARGV[6], tonumber(ARGV[7])
 local usage_pct, regain_s = tonumber(ARGV[8]), tonumber(ARGV[9])
+local lease_s = tonumber(redis.call('ZSCORE', leases_key, lease)) or 0
+local round_call = lease_s ~= 0 and lease_s == s.round_lease_s
+if round_call then s.round_lease_s = 0 end
 redis.call('ZREM', leases_key, lease)
 local events, episode_s = {}, 0
 if outcome == 'throttled' then
@@ -269,7 +294,7 @@ else
       redis.call('EXPIRE', latency_key, ttl_s)
       s.latency_sum_s = s.latency_sum_s + latency_s
       s.latency_calls = s.latency_calls + 1
-      slow_start(latency_s)
+      slow_start(latency_s, lease_s, round_call, events)
     end
   end
   if now - s.interval_at_s >= p.adapt_interval_s then close_interval(events) end

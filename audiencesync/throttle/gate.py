@@ -77,7 +77,7 @@ class Gate:
         *,
         max_wait_s: float = 0.5,
         lease_ttl_s: float = 70.0,
-        state_ttl_s: int = 86_400,
+        state_ttl_s: int = 604_800,
     ) -> None:
         self.r = client
         self.max_wait_s = max_wait_s

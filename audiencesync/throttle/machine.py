@@ -3,7 +3,8 @@ settle (how did it go?). gate.lua is the same machine over a Redis hash, run ato
 
 An adapt interval gathers evidence (calls, usage, latency, whether callers were held back) and,
 once it is adapt_interval_s old, the next settle turns it into a new rate and in-flight limit.
-Until the account's first strain or ceiling, slow start also grows both per calm call.
+Until the account's first strain or ceiling, slow start grows the rate per calm call and the
+in-flight limit per round trip.
 A throttle error acts at once: the rate is cut and no call is sent before the cool-down ends.
 """
 
@@ -33,7 +34,10 @@ class State:
     calm_needed: int = 1  # ... before the limit may grow (policy.next_calm_needed)
     probing: int = 0  # 1 from a rise of the limit until the next latency verdict
     ceiling_per_s: float = 0.0  # the rate the last throttle error drew (0: none seen)
-    strained: int = 0  # 1 once an interval strained; slow start lasts until this or a ceiling
+    strained: int = 0  # 1 once latency strained; slow start lasts until this or a ceiling
+    round_lease_s: float = 0.0  # slow start's round: the lease (its expiry) that filled it ...
+    round_limit: int = 0  # ... at this limit; 0 when no round is open
+    strain_lease_s: float = 0.0  # a round's call that strained (its lease), until confirmed
     usage_last: float = 0.0  # Meta's usage figure on the latest successful call
     booked_until_s: float = 0.0  # the next appointment for a caller told to come back
     calls: int = 0  # this interval: successful calls, their usage and latency sums
@@ -66,7 +70,10 @@ def fit(s: State, p: Params) -> None:
     s.limit = min(p.inflight_ceiling, max(p.inflight_floor, s.limit))
 
 
-def acquire(s: State, inflight: int, now_s: float, max_wait_s: float, p: Params) -> Decision:
+def acquire(
+    s: State, inflight: int, now_s: float, max_wait_s: float, p: Params, *, lease_ttl_s: float
+) -> Decision:
+    """inflight: leases held now. A lease granted expires at now_s + wait_s + lease_ttl_s."""
     fit(s, p)
     if now_s < s.cool_until_s:
         return Decision(False, s.cool_until_s - now_s, "cooldown")
@@ -81,6 +88,8 @@ def acquire(s: State, inflight: int, now_s: float, max_wait_s: float, p: Params)
         s.booked_until_s = appointment_s + 1.0 / s.rate_per_s
         return Decision(False, appointment_s - now_s, "rate")
     s.next_free_s = policy.take_token(s.next_free_s, now_s, s.rate_per_s)
+    if inflight + 1 >= s.limit and s.round_lease_s <= now_s:  # none open, or its lease died
+        s.round_lease_s, s.round_limit = now_s + wait_s + lease_ttl_s, s.limit
     return Decision(True, wait_s, "go")
 
 
@@ -93,13 +102,18 @@ def settle(
     regain_s: float,
     now_s: float,
     p: Params,
+    lease_s: float = 0.0,
 ) -> tuple[list[str], float]:
     """-> (events, how long the throttling that just ended lasted (0 if none ended)).
 
-    samples: the fleet's latest latencies, newest first (updated in place)."""
+    samples: the fleet's latest latencies, newest first (updated in place); lease_s: the
+    settled lease's expiry (0: unknown), which tells slow start's round call."""
     fit(s, p)
     events: list[str] = []
     episode_s = 0.0
+    round_call = bool(lease_s) and lease_s == s.round_lease_s
+    if round_call:
+        s.round_lease_s = 0.0
     if outcome == THROTTLED:
         if now_s >= s.cool_until_s:  # a new refusal, not a late answer to one being waited out
             s.strikes += 1
@@ -125,23 +139,47 @@ def settle(
             del samples[p.latency_window :]
             s.latency_sum_s += latency_s
             s.latency_calls += 1
-            _slow_start(s, samples, latency_s, p)
+            events += _slow_start(s, samples, latency_s, lease_s, round_call, p)
     if now_s - s.interval_at_s >= p.adapt_interval_s:
         events += _close_interval(s, samples, now_s, p)
     return events, episode_s
 
 
-def _slow_start(s: State, samples: list[float], latency_s: float, p: Params) -> None:
-    """Before the account's first strain or ceiling, each calm call grows the limit and the
-    rate (policy.slow_start_*), so a new account ramps per round trip, not per interval."""
-    if s.strained or s.ceiling_per_s or not policy.calm(samples, latency_s, p):
-        return
-    limit = policy.slow_start_limit(s.limit, bool(s.slots_blocked), p)
-    s.probing = max(s.probing, int(limit > s.limit))  # the interval's verdict judges it
-    s.limit = limit
-    s.rate_per_s = policy.slow_start_rate(
-        s.rate_per_s, latency_s, bool(s.rate_blocked), s.usage_sum, p
-    )
+def _slow_start(
+    s: State, samples: list[float], latency_s: float, lease_s: float, round_call: bool, p: Params
+) -> list[str]:
+    """Before the account's first strain or ceiling, each calm call grows the rate, and each
+    calm round (policy.slow_start_limit) doubles the in-flight limit, so a new account ramps
+    per round trip, not per interval. A strained round goes back to the limit it came from at
+    once; a call sent after it, straining too, confirms the strain and ends slow start (soft
+    throttling, probes from now on); calm, it says the strain was noise."""
+    if s.strained or s.ceiling_per_s:
+        return []
+    level = policy.call_level(samples, latency_s, p)
+    if level == policy.NORMAL:
+        s.rate_per_s = policy.slow_start_rate(
+            s.rate_per_s, latency_s, bool(s.rate_blocked), s.usage_sum, p
+        )
+    if level is None or level == policy.RAISED:
+        return []
+    if s.strain_lease_s and lease_s > s.strain_lease_s:
+        s.strain_lease_s = 0.0
+        if level == policy.STRAINED:
+            s.strained, s.probing = 1, 0
+            s.calm_needed = policy.next_calm_needed(s.calm_needed, level)
+            events = [] if s.soft else [SOFT_STARTED]
+            s.soft = 1
+            return events
+    if not round_call:
+        return []
+    if level == policy.NORMAL:
+        limit = policy.slow_start_limit(s.limit, s.round_limit, p)
+        s.probing = max(s.probing, int(limit > s.limit))  # the interval's verdict judges it
+        s.limit = limit
+    else:
+        s.limit = policy.next_limit(s.round_limit, level, 0, 0, False, p)
+        s.strain_lease_s = lease_s
+    return []
 
 
 def _close_interval(s: State, samples: list[float], now_s: float, p: Params) -> list[str]:

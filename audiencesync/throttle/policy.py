@@ -203,15 +203,20 @@ def next_calm_needed(calm_needed: int, level: int | None) -> int:
 
 
 # --- slow start: per call, as TCP's per acknowledgement, not per adapt interval ---------------
+def call_level(samples: list[float], latency_s: float, p: Params) -> int | None:
+    """One call's latency judged as an interval's average would be (window permitting)."""
+    return latency_level(samples, latency_s, p.interval_min_samples, p)
+
+
 def calm(samples: list[float], latency_s: float, p: Params) -> bool:
-    """One call's latency judged as an interval's average would be: normal (window permitting)."""
-    return latency_level(samples, latency_s, p.interval_min_samples, p) == NORMAL
+    return call_level(samples, latency_s, p) == NORMAL
 
 
-def slow_start_limit(limit: int, blocked: bool, p: Params) -> int:
-    """A calm call while callers found every slot taken adds a slot: the limit doubles per
-    round trip, as TCP's window does (one more segment per acknowledgement)."""
-    return min(p.inflight_ceiling, limit + 1) if blocked else limit
+def slow_start_limit(limit: int, round_limit: int, p: Params) -> int:
+    """A round of slow start ended calm: double the limit it ran at, as TCP's window grows per
+    round trip. The round's verdict comes from the call that took its last slot, which ran
+    with the round fully loaded (a call that ran alone says nothing of the limit)."""
+    return max(limit, min(p.inflight_ceiling, 2 * round_limit))
 
 
 def slow_start_rate(
