@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     throttle_inflight_ceiling: int = Field(64, ge=1)
     throttle_latency_factor: float = Field(3.0, ge=0)  # x baseline = soft throttling; 0 = off
     throttle_max_wait_s: float = Field(0.5, ge=0, le=1)  # longest wait in a worker thread
-    throttle_state_ttl_s: int = Field(86_400, ge=60)  # an idle account's state is forgotten
+    throttle_state_ttl_s: int = Field(604_800, ge=60)  # an idle account's state is forgotten
 
     # Workers.
     critical_concurrency: int = Field(32, ge=1)  # threads: uploads wait on the network

@@ -95,3 +95,18 @@ def test_trace_timeline_counts_calls_deferrals_and_what_blocked_per_second():
         {"s": 0, "calls": 1, "rate": 5.0, "limit": 1, "deferrals": 0, "blocked": "slots"},
         {"s": 1, "calls": 2, "rate": 10.0, "limit": 2, "deferrals": 3, "blocked": "rate slots"},
     ]
+
+
+def test_throttle_summary_gives_medians_ranges_and_summed_counts():
+    from bench.throttle_show import summary, tables
+
+    runs = [
+        {"duration_s": d, "throttled_calls": t, "soft_episodes": 0, "inflight_limit": 1}
+        for d, t in [(6.0, 0), (5.5, 2), (7.5, 1)]
+    ]
+    row = summary(runs)
+    assert row["median"] == {"duration_s": 6.0, "inflight_limit": 1}
+    assert row["range"]["duration_s"] == [5.5, 7.5]
+    assert row["total"] == {"throttled_calls": 3, "soft_episodes": 0}
+    [head, line] = tables({"latency_grows_with_load": {"detector": row}})
+    assert line.split() == ["detector", "6.00", "(5.50-7.50)", "0", "1"]
