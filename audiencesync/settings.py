@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     throttle_rate_increase_per_s: float = Field(2.0, ge=0)  # added per adapt interval
     throttle_decrease_factor: float = Field(0.5, gt=0, lt=1)  # rate on 80003; limit on latency
     throttle_adapt_interval_s: float = Field(1.0, gt=0)
-    throttle_usage_target_pct: float = Field(88.0, gt=0)  # Meta's usage figure to steer to
+    throttle_usage_target_pct: float = Field(90.0, gt=0)  # Meta's usage figure to steer to
     throttle_usage_cut_pct: float = Field(95.0, lt=100)  # ... and from where to cut hard
     throttle_cooldown_base_s: float = Field(2.0, gt=0)  # when Meta gives no estimate; doubles
     throttle_cooldown_max_s: float = Field(900.0, gt=0)

@@ -109,4 +109,5 @@ def test_throttle_summary_gives_medians_ranges_and_summed_counts():
     assert row["range"]["duration_s"] == [5.5, 7.5]
     assert row["total"] == {"throttled_calls": 3, "soft_episodes": 0}
     [head, line] = tables({"latency_grows_with_load": {"detector": row}})
+    assert head.split()[:2] == ["B.", "contender"]
     assert line.split() == ["detector", "6.00", "(5.50-7.50)", "0", "1"]

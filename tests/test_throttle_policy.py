@@ -11,7 +11,8 @@ from audiencesync.throttle import machine, policy
 from audiencesync.throttle.gate import params_from
 
 TTL_S = 70.0  # a lease's time to live
-P = params_from(Settings())  # start 5/s, floor 0.5, ceiling 100, +2/s, x0.5, target 88, cut 95
+P = params_from(Settings(throttle_usage_target_pct=88))
+# start 5/s, floor 0.5, ceiling 100, +2/s, x0.5, target 88 (the sums below), cut 95
 
 
 def test_bucket_hands_out_turns_one_token_apart_and_never_moves_them():
@@ -47,7 +48,7 @@ def test_usage_factor_cuts_mildly_at_the_cut_and_strongly_at_the_wall():
         (5.0, 0.0, 0.0, 5.0, True, 0.0, 10.0),  # no usage figure, no throttle yet: slow start
         (5.0, 0.0, 0.0, 5.0, True, 8.0, 7.0),  # after a throttle error: the additive step
         (5.0, 0.0, 0.0, 5.0, False, 0.0, 5.0),  # callers never waited for the bucket
-        (5.0, 30.0, 50.0, 5.0, True, 0.0, 8.8),  # usage lags: the newest figure, to the target
+        (5.0, 30.0, 50.0, 5.0, True, 0.0, 6.9),  # usage lags: the newest; halfway to 8.8/s
         (5.0, 40.0, 40.0, 5.0, True, 9.0, 7.0),  # far below, after a throttle: the step
         (4.0, 60.0, 60.0, 4.0, True, 9.0, 4.0 * 88 / 60),  # ... or to the target rate
         (8.0, 80.0, 70.0, 8.0, True, 0.0, 8.4),  # near the target: halfway to the rate 8.8

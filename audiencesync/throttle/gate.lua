@@ -64,7 +64,7 @@ local function next_rate(rate, usage, last, calls_per_s, blocked, ceiling)
   elseif ceiling ~= 0 then
     step = math.min(p.rate_increase_per_s, room)
   else
-    step = math.min(rate, room)
+    step = math.min(rate, room / 2)
   end
   local grown = rate + math.max(0, step)
   if ceiling ~= 0 then

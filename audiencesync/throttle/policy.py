@@ -102,7 +102,9 @@ def next_rate(
     the target rate: usage lags our calls (Meta counts over a window), so it is projected to the
     current rate from the newest figure or the average, whichever is higher. Far below the
     target, slow start doubles the rate until the first throttle error, then the additive step
-    does; both stop at the target rate. Near it, the additive step goes at most halfway. Under
+    does; both stop at the target rate, and slow start goes at most halfway there (usage comes
+    in whole calls: early on, one call more or less in Meta's window moves the projection by a
+    fifth). Near the target, the additive step goes at most halfway. Under
     a learned ceiling settle at CEILING_SHARE of it; beyond that, probe by PROBE_SHARE of the
     step."""
     if usage_pct >= p.usage_cut_pct:
@@ -121,7 +123,7 @@ def next_rate(
     elif ceiling_per_s:
         step_per_s = min(p.rate_increase_per_s, room_per_s)  # after a throttle error
     else:
-        step_per_s = min(rate_per_s, room_per_s)  # slow start
+        step_per_s = min(rate_per_s, room_per_s / 2)  # slow start
     grown_per_s = rate_per_s + max(0.0, step_per_s)
     if ceiling_per_s:
         probe_per_s = rate_per_s + p.rate_increase_per_s * PROBE_SHARE
