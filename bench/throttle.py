@@ -171,7 +171,7 @@ def main() -> None:
     ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(args.ids)]
     results: dict = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{machine()} (shared with other engineers' runs)",
+        "machine": machine(),
         "ids": args.ids,
         "repeat": args.repeat,
         "rate_limit_per_s": LIMIT_PER_S,

@@ -1,5 +1,6 @@
--- One ad account's throttle machine, atomically for the whole fleet: the twin of policy.py and
--- machine.py (same names, same sums; tests/test_throttle_lua.py checks they agree).
+-- One ad account's throttle machine, atomically for the whole fleet: the twin of machine.py, and
+-- with policy.lua of policy.py (same names, same sums; tests/test_throttle_lua.py checks they
+-- agree).
 -- KEYS: state hash, latency list (newest first), leases zset (lease id -> expiry time).
 -- ARGV: op ("acquire" | "settle" | "peek"), now ("" = Redis's clock, one for every host),
 --       params (JSON), lease id, state ttl_s, then per op:
@@ -16,115 +17,13 @@ if not now then
   now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 end
 
-local CUT_MILD, CUT_STRONG, EXIT_SHARE, BASELINE_PERCENTILE = 0.9, 0.5, 2 / 3, 0.1
-local SLOT_POLL_S, BOOK_SPAN_S, REGAIN_UNIT_S = 0.05, 1.0, 60
-local SLOW_START_SHARE, CEILING_SHARE, PROBE_SHARE = 0.75, 0.95, 0.01
-local CALM_INTERVALS, CALM_MAX_INTERVALS = 16, 120
 local FIELDS = {'rate_per_s', 'next_free_s', 'limit', 'interval_at_s', 'cool_until_s',
   'strikes', 'throttled_since_s', 'soft', 'calm_intervals', 'calm_needed', 'probing',
   'ceiling_per_s', 'strained', 'round_lease_s', 'round_limit', 'strain_lease_s', 'usage_last',
-  'booked_until_s', 'calls', 'usage_sum',
-  'latency_sum_s', 'latency_calls', 'rate_blocked', 'slots_blocked'}
+  'booked_until_s', 'calls', 'usage_sum', 'latency_sum_s', 'latency_calls', 'rate_blocked',
+  'slots_blocked'}
 
--- policy.py
-local function token_wait_s(next_free_s)
-  return math.max(0, next_free_s - now)
-end
-local function take_token(next_free_s, rate)
-  return math.max(next_free_s, now) + 1 / rate
-end
-local function appointment_s(booked_until_s, earliest_s)
-  if earliest_s <= booked_until_s and booked_until_s <= earliest_s + BOOK_SPAN_S then
-    return booked_until_s
-  end
-  return earliest_s
-end
-local function usage_factor(usage)
-  if usage < p.usage_cut_pct then return 1 end
-  local share = (usage - p.usage_cut_pct) / (100 - p.usage_cut_pct)
-  return math.max(CUT_STRONG, CUT_MILD - (CUT_MILD - CUT_STRONG) * share)
-end
-local function clamp_rate(rate)
-  return math.min(p.rate_ceiling_per_s, math.max(p.rate_floor_per_s, rate))
-end
-local function next_rate(rate, usage, last, calls_per_s, blocked, ceiling)
-  if usage >= p.usage_cut_pct then return clamp_rate(rate * usage_factor(usage)) end
-  if usage > p.usage_target_pct then
-    return clamp_rate((rate + rate * p.usage_target_pct / usage) / 2)
-  end
-  if not blocked then return rate end
-  local seen = math.max(usage, last)
-  local projected = seen
-  if calls_per_s > 0 then projected = seen * rate / calls_per_s end
-  local room = math.huge
-  if projected > 0 then room = rate * (p.usage_target_pct / projected - 1) end
-  local step
-  if projected >= SLOW_START_SHARE * p.usage_target_pct then
-    step = math.min(p.rate_increase_per_s, room / 2)
-  elseif ceiling ~= 0 then
-    step = math.min(p.rate_increase_per_s, room)
-  else
-    step = math.min(rate, room / 2)
-  end
-  local grown = rate + math.max(0, step)
-  if ceiling ~= 0 then
-    grown = math.min(grown, math.max(CEILING_SHARE * ceiling,
-      rate + p.rate_increase_per_s * PROBE_SHARE))
-  end
-  return clamp_rate(grown)
-end
-local function near_miss_ceiling(ceiling, rate, usage)
-  if usage < p.usage_cut_pct or rate <= CEILING_SHARE * ceiling then return ceiling end
-  if ceiling == 0 then return rate end
-  return math.min(ceiling, rate)
-end
-local function throttled_rate(rate) return clamp_rate(rate * p.decrease_factor) end
-local function cooldown_s(regain_s, strikes)
-  local wait_s = p.cooldown_base_s * 2 ^ (strikes - 1)
-  if regain_s > 0 then wait_s = math.min(math.max(wait_s, regain_s - REGAIN_UNIT_S), regain_s) end
-  return math.min(wait_s, p.cooldown_max_s)
-end
-local function baseline_s(samples)
-  table.sort(samples)
-  return samples[math.floor((#samples - 1) * BASELINE_PERCENTILE) + 1]
-end
-local NORMAL, RAISED, STRAINED = 0, 1, 2
-local function latency_level(samples, average_s, calls)  -- nil: too little evidence
-  if p.latency_factor <= 0 then return NORMAL end
-  if calls < p.interval_min_samples or #samples < p.latency_min_samples then return nil end
-  local threshold_s = p.latency_factor * baseline_s(samples)
-  if average_s >= threshold_s then return STRAINED end
-  if average_s >= EXIT_SHARE * threshold_s then return RAISED end
-  return NORMAL
-end
-local function next_limit(limit, level, calm_intervals, calm_needed, blocked)
-  if level == STRAINED then
-    return math.max(p.inflight_floor, math.floor(limit * p.decrease_factor))
-  end
-  if blocked and level == NORMAL and calm_intervals >= calm_needed then
-    local step = 1
-    if calm_needed == 1 then step = limit end
-    return math.min(p.inflight_ceiling, limit + step)
-  end
-  return limit
-end
-local function next_calm_needed(calm_needed, level)
-  if level == STRAINED then
-    return math.min(CALM_MAX_INTERVALS, math.max(CALM_INTERVALS, 2 * calm_needed))
-  end
-  if level == NORMAL then return math.max(1, math.floor(calm_needed / 2)) end
-  return calm_needed
-end
-local function call_level(samples, latency_s)
-  return latency_level(samples, latency_s, p.interval_min_samples)
-end
-local function slow_start_limit(limit, round_limit)
-  return math.max(limit, math.min(p.inflight_ceiling, 2 * round_limit))
-end
-local function slow_start_rate(rate, latency_s, blocked, usage_seen)
-  if not blocked or usage_seen > 0 then return rate end
-  return clamp_rate(rate + rate / math.max(1, rate * latency_s))
-end
+-- policy.lua (gate.py splices it in here)
 
 -- machine.py
 local s = {rate_per_s = p.rate_start_per_s, next_free_s = now, limit = p.inflight_start,

@@ -30,7 +30,10 @@ from audiencesync.settings import Settings
 from audiencesync.throttle.machine import OTHER, Decision
 from audiencesync.throttle.policy import Params
 
-LUA = files("audiencesync.throttle").joinpath("gate.lua").read_text()
+_HERE = files("audiencesync.throttle")
+_SPLICE = "-- policy.lua (gate.py splices it in here)\n"
+# One script (one round trip, atomic): policy.lua's functions spliced into gate.lua.
+LUA = (_HERE / "gate.lua").read_text().replace(_SPLICE, (_HERE / "policy.lua").read_text(), 1)
 LEASE_MARGIN_S = 5.0  # beyond the HTTP timeout, before a silent lease counts as dead
 
 

@@ -1,8 +1,9 @@
 """The throttle's arithmetic, pure: token bucket, AIMD, usage headers, cool-downs, latency,
 slow start.
 
-gate.lua does exactly the same sums inside Redis, atomically for the whole fleet (its functions
-carry the same names); tests/test_throttle_lua.py checks that the two agree step by step.
+policy.lua does exactly the same sums inside Redis (spliced into gate.lua, atomically for the
+whole fleet; its functions carry the same names); tests/test_throttle_lua.py checks that the two
+agree step by step.
 """
 
 from __future__ import annotations
