@@ -9,6 +9,7 @@ A producer that dies stops refreshing: the audience is free again within `audien
 from __future__ import annotations
 
 import logging
+import os
 
 from audiencesync.audiences import Audience, find_audience
 from audiencesync.errors import ConfigError
@@ -17,7 +18,7 @@ from audiencesync.settings import Settings
 from producers.lock import kept_alive
 from producers.mirror import MirrorRun
 from producers.pipeline import RunRequest, create_run, new_run_id, produce
-from producers.sources import open_source
+from producers.sources import SourceSpec
 
 log = logging.getLogger("audiencesync.scheduled")
 
@@ -47,13 +48,9 @@ def start_declared_run(store: RunStore, settings: Settings, name: str) -> str | 
 
 
 def _produce(store: RunStore, settings: Settings, audience: Audience, run_id: str) -> None:
-    source = open_source(
-        audience.file,
-        column=audience.column,
-        query=audience.query,
-        table=audience.table,
-        settings=settings,
-    )
+    path = os.path.abspath(audience.file) if audience.file else None
+    spec = SourceSpec(path=path, column=audience.column, query=audience.query, table=audience.table)
+    source = spec.open(settings)
     try:
         request = RunRequest(
             audience.audience_id,
@@ -61,6 +58,7 @@ def _produce(store: RunStore, settings: Settings, audience: Audience, run_id: st
             hash_ids=audience.hash_ids,
             name=audience.name,
             ad_account_id=settings.ad_account_id,  # shares the account's throttle with every run
+            source=spec,  # so `resume` can read the rest of a run whose producer died
         )
         if audience.mode == "mirror":
             with MirrorRun(store, settings, request, run_id) as run:

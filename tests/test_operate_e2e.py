@@ -20,6 +20,7 @@ from test_pipeline_e2e import run_upload, write_csv
 from audiencesync import devstack
 from audiencesync.runstore import RunStore
 from audiencesync.settings import Settings
+from producers.sources import SourceSpec
 
 AUTH = ("ops", "flower-test-pw")
 
@@ -242,6 +243,9 @@ def test_a_declared_audience_runs_on_schedule_never_twice_at_once(
     assert all(rep["status"] == "completed" for _, rep in runs if rep)
     # Throttled with every other run on the ad account, not alone per audience.
     assert all(rep["throttle"]["account"] == "act_1001" for _, rep in runs if rep)
+    # Each run records its source, so `resume` can finish one whose producer died.
+    spec = SourceSpec(path=str(tmp_path / "a.csv"), column="maid")
+    assert all(SourceSpec.from_meta(meta) == spec for meta, _ in runs)
     skipped = producer_log.read_text().count(f"audience={name} skipped")
     assert skipped >= 2, "beat's ticks during a run should have been skipped"
     assert stack.members(audience) == expected(rows)["members"]
