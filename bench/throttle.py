@@ -11,7 +11,7 @@ B. No hard limit, but calls take 100 ms plus 300 ms for every other call in flig
    detector (on a new account, then again on the one whose limit it learned) against fixed
    in-flight limits with the detector off, tuned by hand (1) or not (4). All start at 50
    calls/s (an account whose rate is known), so concurrency is compared; half the IDs, to keep
-   the whole benchmark near four minutes.
+   the whole benchmark near five minutes.
 Every stack is warmed first by a small upload to another ad account (workers run for days in
 production; a first task's imports and connections are no part of a run), and every contender
 runs --repeat times, interleaved; the tables give the median and the range.
