@@ -121,6 +121,7 @@ def test_lua_and_python_agree_on_random_traffic(redis_url):
             adapt_interval_s=2.0,
         ),
         dataclasses.replace(base, rate_start_per_s=2, rate_floor_per_s=1, adapt_interval_s=0.3),
+        dataclasses.replace(base, adapt_interval_s=30.0),  # slow start's rounds, unhurried
     ]
     r = redis.Redis.from_url(redis_url)
     seen: dict[str, set] = {"events": set(), "reasons": set(), "slow_start": set()}

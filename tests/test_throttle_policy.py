@@ -92,7 +92,7 @@ def test_throttle_halves_the_rate_and_cools_down_within_metas_estimate():
 def test_latency_level_needs_evidence_and_has_a_band_between_entry_and_exit():
     samples = [0.1 + i / 1000 for i in range(100)]  # baseline (10th percentile) 0.109
     assert policy.baseline_s(samples) == pytest.approx(0.109)
-    assert policy.latency_level(samples[:4], 1.0, 5, P) is None  # window too short
+    assert policy.latency_level(samples[:2], 1.0, 5, P) is None  # window too short
     assert policy.latency_level(samples, 1.0, 2, P) is None  # interval too thin
     assert policy.latency_level(samples, 0.33, 5, P) == policy.STRAINED  # >= 3 x 0.109
     assert policy.latency_level(samples, 0.30, 5, P) == policy.RAISED  # >= 2 x
@@ -212,7 +212,7 @@ def test_slow_start_doubles_the_limit_per_round_and_the_rate_per_calm_call():
     assert policy.slow_start_rate(10.0, 0.25, False, 0.0, P) == 10.0  # nobody waited
     assert policy.slow_start_rate(10.0, 0.25, True, 3.0, P) == 10.0  # Meta reports usage
     assert policy.slow_start_rate(98.0, 0.25, True, 0.0, P) == 100.0  # the rate's ceiling
-    samples = [0.1] * 4
+    samples = [0.1] * 2
     assert policy.call_level(samples, 0.1, P) is None  # too few latencies for a baseline
     samples.append(0.1)
     assert policy.call_level(samples, 0.19, P) == policy.NORMAL

@@ -45,7 +45,7 @@ class Params:
     inflight_ceiling: int
     latency_factor: float  # interval average >= this x baseline: soft throttling; 0 = off
     latency_window: int = 200  # latencies kept (fleet-wide) for the baseline
-    latency_min_samples: int = 5  # no verdict before the window holds this many
+    latency_min_samples: int = 3  # no verdict before the window holds this many
     interval_min_samples: int = 3  # nor from an interval with fewer calls
 
 
