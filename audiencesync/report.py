@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from audiencesync.mirrorrun import MIRROR, apply_mirror
 from audiencesync.modes import RETRY_HINT, replace_failed_message
+from audiencesync.replacereport import apply_replace
 
 MAX_LISTED_FAILURES = 50
 MAX_INVALID_SAMPLES = 3
@@ -100,6 +101,8 @@ def build_report(run_id: str, meta: dict[str, str], results: list[dict], finishe
     if report["mode"] == MIRROR:
         apply_mirror(report, meta, results)
     report["status"], report["message"] = _verdict(report, meta)
+    if report["mode"] == "replace":
+        apply_replace(report, meta, results)
     return report
 
 
@@ -107,7 +110,9 @@ def _verdict(report: dict, meta: dict[str, str]) -> tuple[str, str]:
     if meta.get("cancelled"):
         return "cancelled", meta["aborted"]
     if meta.get("replace_failed"):
-        return "failed", replace_failed_message(meta["replace_failed"])
+        return "failed", replace_failed_message(
+            meta["replace_failed"], meta, report["ids_uploaded"]
+        )
     if meta.get("aborted"):
         return "failed", meta["aborted"]
     if meta.get("source_error"):

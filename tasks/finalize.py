@@ -17,6 +17,7 @@ from audiencesync.metrics import METRICS
 from audiencesync.mirrorrun import MIRROR, Session, chunk_session, lock_name, sessions
 from audiencesync.modes import is_sequential, unclosed_message
 from audiencesync.replaceseq import CLOSE
+from audiencesync.replacesession import TIMED_OUT, session_over
 from audiencesync.report import build_report
 from audiencesync.settings import get_settings
 from audiencesync.throttle.summary import throttle_section
@@ -166,7 +167,11 @@ def _close_sessions(
         except RetryableGraphError as exc:
             return exc, sent
         except GraphError as exc:
-            if not (after_error and "closed" in exc.message):
+            if session.op == "replace" and session_over(exc):
+                # Meta ended it (its window) with every batch: all had an answer by now
+                if exc.subcode == TIMED_OUT:
+                    store.update(run_id, replace_timed_out=1)
+            elif not (after_error and "closed" in exc.message):
                 return exc, sent  # else an earlier attempt was applied though its answer was lost
         store.update(run_id, **{session.closed_field: 1})
     return None, len(to_close)
@@ -193,5 +198,5 @@ def _record_close(report: dict, error: GraphError | None, meta: dict[str, str]) 
     report["session_close_error"] = str(error)
     if report["status"] == "completed":
         report["status"] = "completed_with_errors"
-        report["message"] = unclosed_message(meta, str(error))
+        report["message"] = unclosed_message(meta, str(error), report["ids_uploaded"])
     log.warning("run=%s could not close session: %s", report["run_id"], error)

@@ -4,8 +4,9 @@ Retries are re-enqueued with a countdown (`self.retry`), never slept in the work
 a call the throttle gate holds back (the account cools down or is busy): that is no failed
 attempt and does not run down the chunk's retry budget. A chunk's failure is returned as data,
 so the chord body always runs and reports it. The outcome goes to the run's ledger once: a
-redelivered upload whose chunk has one returns it, unsent. A replace run's chunks send one at a
-time, in batch_seq order (audiencesync/replaceseq.py); waiting for that turn is a deferral too.
+redelivered upload whose chunk has one returns it, unsent. A replace run's batch 1 goes alone,
+the others in parallel once Meta accepted it, as adds after a cutover
+(audiencesync/replacesession.py); waiting for batch 1 or for the cutover's close is a deferral.
 """
 
 from __future__ import annotations
@@ -26,14 +27,15 @@ from audiencesync.errors import (
 from audiencesync.graph import RetryPolicy
 from audiencesync.mirrorrun import chunk_session
 from audiencesync.modes import chunk_op, is_sequential
+from audiencesync.replacesession import MAX_REPLACE, refusal_message, session_over, too_big_message
 from audiencesync.settings import get_settings
+from tasks.prepare import build_payload
 from workers.app import app
-from workers.resources import get_graph, get_guard, get_store, get_turns
+from workers.resources import get_graph, get_guard, get_replace, get_store
 
 log = logging.getLogger("audiencesync.upload")
 _rng = random.Random()
 NEW_CALLS = {"requests": 0, "throttled": 0, "deferrals": 0, "deferred_s": 0.0}
-TURN_RETRY_S = 0.25  # a replace chunk that found the turn taken looks again after about this
 
 
 def retry_policy() -> RetryPolicy:
@@ -43,12 +45,12 @@ def retry_policy() -> RetryPolicy:
 
 @app.task(bind=True, name="audiencesync.upload", max_retries=None)
 def upload(self, summary: dict, run_id: str, chunk: int, calls: dict | None = None) -> dict:
-    meta: dict[str, str] = {}  # read once: the call and the replace turn's hand-over need it
+    meta: dict[str, str] = {}  # read once: the call and the replace session need it
     try:
         meta = get_store().meta(run_id)
         outcome = _upload(self, summary, run_id, chunk, calls, meta)
     except Retry:
-        raise  # a replace chunk keeps its turn: its retry re-sends the same batch_seq first
+        raise  # a replace chunk's retry re-sends its batch_seq (remembered in replaceseq)
     except Exception as exc:  # a bug must fail this chunk, not the whole chord
         log.exception("run=%s chunk=%s upload failed unexpectedly", run_id, chunk)
         result = dict(summary, failed=f"upload failed: {type(exc).__name__}")
@@ -57,9 +59,8 @@ def upload(self, summary: dict, run_id: str, chunk: int, calls: dict | None = No
     try:
         if is_sequential(meta):
             _end_turn(run_id, chunk, outcome)
-    except Exception:  # never fail the chord: the turn then expires, and finalize never closes
-        # a replace session with a failed chunk
-        log.exception("run=%s chunk=%s could not pass the replace turn on", run_id, chunk)
+    except Exception:  # never fail the chord
+        log.exception("run=%s chunk=%s could not record the replace outcome", run_id, chunk)
     # The chord hands every header result to finalize's arguments, which Flower shows: only a
     # reference goes there (Meta's invalid-entry samples stay in the ledger).
     return {"chunk": chunk, "failed": bool(outcome.get("failed"))}
@@ -98,22 +99,25 @@ def _upload(
     if payload is None:
         return fail("prepared chunk missing from Redis (expired?)")
     op = chunk_op(meta, chunk)
-    session = chunk_session(meta, chunk)[1]
-    if is_sequential(meta):  # replace: wait for the run's turn; the batch_seq comes with it
-        turns = get_turns()
-        waited_from = time.monotonic()
-        has_turn = turns.wait(run_id, chunk, get_settings().throttle_max_wait_s)
-        calls["deferred_s"] += time.monotonic() - waited_from  # not part of the retry budget
-        if not has_turn:
-            _defer(task, calls, TURN_RETRY_S)
-        if reason := store.aborted(run_id):  # looked at again: an earlier batch may have failed
-            return fail(f"not sent: {reason}")
-        session["batch_seq"] = turns.seq(run_id, chunk)
+    session: dict | None = chunk_session(meta, chunk)[1]
     guard = get_guard(run_id, meta)
+    replace = get_replace() if is_sequential(meta) else None
+    batch = None
     try:
+        if replace is not None:  # batch 1 alone, then in parallel; adds after a cutover
+            batch = replace.next_batch(
+                run_id, chunk, meta, session, lambda b: _close(guard, store, run_id, meta, b)
+            )
+            op, session = batch.op, batch.session
+            result["sent_as"] = op
+            if batch.first and not calls["requests"] and (refused := _too_big(meta)):
+                store.abort(run_id, refused)
+                return fail(refused)
         lease = guard.enter()
     except Deferred as wait:
         _defer(task, calls, wait.wait_s)
+    if batch is not None and batch.first:
+        replace.first_sending(run_id)
     calls["requests"] += 1
     result.update(requests=calls["requests"], retries=calls["requests"] - 1)
     try:
@@ -142,7 +146,16 @@ def _upload(
             raise task.retry(countdown=delay_s, kwargs={"calls": calls}) from None
         return fail(f"gave up after {calls['requests']} calls: {exc}")
     except GraphError as exc:
+        if replace is not None and batch is not None and op == "replace":
+            if batch.first and (refused := refusal_message(exc)):
+                store.abort(run_id, refused)
+                return fail(refused)
+            if session_over(exc):  # Meta ended the session: these IDs go as an add
+                replace.ended_by_meta(run_id, exc)
+                _defer(task, calls, 0.0)
         return fail(str(exc))
+    if replace is not None and batch is not None and op == "replace":
+        replace.accepted(run_id, batch, sent.latency_s)
     return finish(
         uploaded=result["entries"],
         num_received=sent.num_received,
@@ -153,11 +166,33 @@ def _upload(
 
 
 def _end_turn(run_id: str, chunk: int, outcome: dict) -> None:
-    """A replace chunk's final outcome: a failure stops the run (fail fast: no later batch could
-    take effect) before the turn passes on, so the next holder sees it and sends nothing."""
-    if outcome.get("failed"):
+    """A replace chunk that failed for good stops the run (fail fast: a session missing a batch
+    must not be closed), unless it failed as an add after the session ended."""
+    if outcome.get("failed") and outcome.get("sent_as") != "add":
         get_store().fail_replace(run_id, f"chunk {chunk}: {outcome['failed']}")
-    get_turns().release(run_id, chunk)
+
+
+def _close(guard, store, run_id: str, meta: dict[str, str], batch: dict) -> None:
+    """Send a replace session's closing batch (at a cutover): one entry of the source."""
+    lease = guard.enter()  # raises Deferred when the account must wait
+    closer = store.closer(run_id, "replace") or ""
+    session = {"session_id": int(meta["session_id"]), **batch}
+    guard.send(
+        lease,
+        lambda: get_graph().upload(
+            meta["audience_id"], build_payload([closer]), session, mode="replace"
+        ),
+        sample_latency=False,  # one entry: its latency says nothing about load
+    )
+
+
+def _too_big(meta: dict[str, str]) -> str | None:
+    """Meta cannot replace an audience of 100M people or more: refuse before sending."""
+    try:
+        size = int(get_graph().get_audience(meta["audience_id"])["approximate_count_lower_bound"])
+    except (GraphError, KeyError, ValueError, TypeError):
+        return None  # unknown: Meta refuses batch 1 itself then (1870144)
+    return too_big_message(size) if size >= MAX_REPLACE else None
 
 
 def _defer(task, calls: dict, wait_s: float) -> None:

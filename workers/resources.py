@@ -11,6 +11,7 @@ import threading
 
 from audiencesync.graph import GraphClient
 from audiencesync.replaceseq import ReplaceTurns, hold_ttl_s
+from audiencesync.replacesession import ReplaceSession
 from audiencesync.runstore import RunStore, connect
 from audiencesync.settings import get_settings
 from audiencesync.throttle.gate import Gate, account_key
@@ -70,6 +71,11 @@ def get_turns() -> ReplaceTurns:
                 store.r, hold_ttl_s=hold_ttl_s(settings), run_ttl_s=settings.run_ttl_s
             )
         return _turns
+
+
+def get_replace() -> ReplaceSession:
+    """A replace run's session steps (over the process's ReplaceTurns)."""
+    return ReplaceSession(get_turns(), get_settings())
 
 
 def get_guard(run_id: str, meta: dict[str, str]) -> Guard:
