@@ -77,21 +77,3 @@ def route(times: SessionTimes, window: Window, now: float) -> Route:
     if now + times.call_s >= times.first_sent_at + window.replace_until_s:
         return Route.CUTOVER
     return Route.REPLACE
-
-
-def pace_s_per_batch(times: SessionTimes, batches_done: int, now: float) -> float | None:
-    """Seconds per accepted batch since the session opened, all in flight together."""
-    if times.opened_at is None or batches_done < 1:
-        return None
-    return max(now - times.opened_at, 0.0) / batches_done
-
-
-def rest_fits(
-    times: SessionTimes, window: Window, now: float, batches_done: int, batches_left: int
-) -> bool | None:
-    """Whether the batches left can end before the cutover at the pace so far (None: unknown)."""
-    pace_s = pace_s_per_batch(times, batches_done, now)
-    if pace_s is None or times.first_sent_at is None:
-        return None
-    end_at = now + batches_left * pace_s + times.call_s
-    return end_at < times.first_sent_at + window.replace_until_s
