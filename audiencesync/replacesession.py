@@ -96,10 +96,12 @@ class ReplaceSession:
         if step is Route.CUTOVER and self.turns.mark(run_id, "replace_cutover_at", now):
             log.warning("run=%s no time left in Meta's window: the rest goes by add", run_id)
         if step is not Route.ADD:  # the cutover: the session is closed before any add
-            if meta.get("replace_close_error"):  # Meta ends the session by itself: wait for it
+            if meta.get("replace_close_error") or not self.close_now(run_id, chunk, close):
+                # Meta ends the session by itself: an add before then would be replaced away
                 ends_in_s = (times.opened_at or now) + self.window.window_s - now
                 raise Deferred(min(max(ends_in_s, WAIT_S), 30.0), "Meta's window is not over")
-            self.close_now(run_id, chunk, close)
+        elif not times.closed:  # Meta's window ended before any close: it replaced by itself
+            self.ended_by_meta(run_id, TIMED_OUT)
         return Batch("add", None)
 
     def first_sending(self, run_id: str) -> None:
@@ -112,18 +114,18 @@ class ReplaceSession:
             self.turns.mark(run_id, "replace_opened_at", time.time())
         self.turns.note_call_s(run_id, call_s)
 
-    def ended_by_meta(self, run_id: str, exc: GraphError) -> None:
-        """Meta says the session is over: no replace batch goes any more."""
+    def ended_by_meta(self, run_id: str, subcode: int | None) -> None:
+        """Meta ended the session (or says so): no replace batch goes any more."""
         self.turns.mark(run_id, "replace_cutover_at", time.time())
         self.turns.mark(run_id, "session_closed", 1)
-        if exc.subcode == TIMED_OUT:
+        if subcode == TIMED_OUT:
             self.turns.mark(run_id, "replace_timed_out", 1)
 
-    def close_now(self, run_id: str, chunk: int, send: Closer) -> None:
+    def close_now(self, run_id: str, chunk: int, send: Closer) -> bool:
         """Close the session at a cutover, once, whoever gets here; `send(batch)` sends the
         closing batch through the gate. Raises Deferred while another chunk closes it or the
-        close must be tried again; a close Meta refuses for good leaves the session to end
-        by itself (adds then wait for Meta's window to be over)."""
+        close must be tried again; False when Meta refused it for good: the session ends by
+        itself (adds then wait for Meta's window to be over)."""
         if not self.turns.take_close(run_id, chunk):
             raise Deferred(WAIT_S, "another chunk is closing the replace session")
         batch = {"batch_seq": self.turns.seq(run_id, CLOSE), "last_batch_flag": True}
@@ -135,7 +137,8 @@ class ReplaceSession:
             if not session_over(exc):
                 log.warning("run=%s the replace session's close was refused: %s", run_id, exc)
                 self.turns.mark(run_id, "replace_close_error", str(exc))
-                return
-            self.ended_by_meta(run_id, exc)  # timed out, or an earlier close was applied
+                return False
+            self.ended_by_meta(run_id, exc.subcode)  # timed out, or an earlier close applied
         self.turns.mark(run_id, "replace_closed_at", time.time())
         self.turns.mark(run_id, "session_closed", 1)
+        return True

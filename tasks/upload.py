@@ -151,7 +151,7 @@ def _upload(
                 store.abort(run_id, refused)
                 return fail(refused)
             if session_over(exc):  # Meta ended the session: these IDs go as an add
-                replace.ended_by_meta(run_id, exc)
+                replace.ended_by_meta(run_id, exc.subcode)
                 _defer(task, calls, 0.0)
         return fail(str(exc))
     if replace is not None and batch is not None and op == "replace":
