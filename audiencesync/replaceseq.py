@@ -122,7 +122,7 @@ class ReplaceTurns:
         lease = self._lease(keys=[self.key(run_id, "closer")], args=[chunk, self.hold_ttl_s])
         return bool(lease)
 
-    def mark(self, run_id: str, field: str, value: float | int) -> bool:
+    def mark(self, run_id: str, field: str, value: str | float) -> bool:
         """Write a session time (or flag) once; True when this call wrote it."""
         return bool(self.r.hsetnx(self.meta_key(run_id), field, value))
 

@@ -27,7 +27,13 @@ from audiencesync.errors import (
 from audiencesync.graph import RetryPolicy
 from audiencesync.mirrorrun import chunk_session
 from audiencesync.modes import chunk_op, is_sequential
-from audiencesync.replacesession import MAX_REPLACE, refusal_message, session_over, too_big_message
+from audiencesync.replacesession import (
+    MAX_REPLACE,
+    Batch,
+    refusal_message,
+    session_over,
+    too_big_message,
+)
 from audiencesync.settings import get_settings
 from tasks.prepare import build_payload
 from workers.app import app
@@ -102,11 +108,11 @@ def _upload(
     session: dict | None = chunk_session(meta, chunk)[1]
     guard = get_guard(run_id, meta)
     replace = get_replace() if is_sequential(meta) else None
-    batch = None
+    batch: Batch | None = None  # a replace run's: how this chunk goes now
     try:
         if replace is not None:  # batch 1 alone, then in parallel; adds after a cutover
             batch = replace.next_batch(
-                run_id, chunk, meta, session, lambda b: _close(guard, store, run_id, meta, b)
+                run_id, chunk, meta, session or {}, lambda b: _close(guard, store, run_id, meta, b)
             )
             op, session = batch.op, batch.session
             result["sent_as"] = op
@@ -116,7 +122,7 @@ def _upload(
         lease = guard.enter()
     except Deferred as wait:
         _defer(task, calls, wait.wait_s)
-    if batch is not None and batch.first:
+    if replace is not None and batch is not None and batch.first:
         replace.first_sending(run_id)
     calls["requests"] += 1
     result.update(requests=calls["requests"], retries=calls["requests"] - 1)
