@@ -15,6 +15,7 @@ from audiencesync.modes import RETRY_HINT, replace_failed_message
 
 MAX_LISTED_FAILURES = 50
 MAX_INVALID_SAMPLES = 3
+DROPPED_BY_CANCEL = "not sent: cancelled"  # how upload fails a chunk queued when a run is cancelled
 
 
 def chunk_result(chunk: int, ids_in: int, **fields: object) -> dict:
@@ -104,8 +105,8 @@ def build_report(run_id: str, meta: dict[str, str], results: list[dict], finishe
 
 
 def _verdict(report: dict, meta: dict[str, str]) -> tuple[str, str]:
-    if meta.get("cancelled"):
-        return "cancelled", meta["aborted"]
+    if meta.get("cancelled"):  # `aborted` too, unless a resume raced the cancel
+        return "cancelled", meta.get("aborted") or "cancelled by an operator"
     if meta.get("replace_failed"):
         return "failed", replace_failed_message(meta["replace_failed"])
     if meta.get("aborted"):
@@ -130,9 +131,16 @@ def _verdict(report: dict, meta: dict[str, str]) -> tuple[str, str]:
         )
     if report["chunks_failed"]:
         top = next(iter(report["failure_reasons"]))
+        hint = RETRY_HINT.get(report["mode"], RETRY_HINT["add"])
+        reasons = report["failure_reasons"].items()
+        dropped = sum(n for reason, n in reasons if reason.startswith(DROPPED_BY_CANCEL))
+        if meta.get("resumed_after_cancel") and dropped:
+            return "completed_with_errors" if report["ids_uploaded"] else "failed", (
+                f"resumed after a cancel: the {dropped} chunk(s) queued when it was cancelled "
+                f"were dropped, not sent ({report['chunks_failed']} failed in all); {hint}"
+            )
         status = "completed_with_errors" if report["ids_uploaded"] else "failed"
         return status, (
-            f"{report['chunks_failed']} chunk(s) failed, most often: {top}; fix that, then "
-            + RETRY_HINT.get(report["mode"], RETRY_HINT["add"])
+            f"{report['chunks_failed']} chunk(s) failed, most often: {top}; fix that, then " + hint
         )
     return "completed", ""
