@@ -100,7 +100,13 @@ class CsvSource:
             raise SourceError(f"{self.path} is empty (no header row); check the file")
         if not header:
             raise SourceError(f"first line of {self.path} is blank; a CSV needs a header row")
-        index = pick_column(header, column, self.path)
+        try:
+            index = pick_column(header, column, self.path)
+        except SourceError as exc:
+            other = sniff_delimiter(self._delimiter.join(header))
+            if len(header) > 1 or other == self._delimiter:
+                raise
+            raise SourceError(f"{exc} (or --delimiter {other!r}: the header holds it)") from None
         if column is None and looks_like_id(header[index]):
             raise SourceError(
                 f"{self.path} has no header row (its first line holds an ID); add one, "

@@ -127,6 +127,8 @@ def test_semicolons_in_gzip_with_a_bom_and_a_given_delimiter(tmp_path: Path):
     assert read_all(open_source(str(path), column="maid", settings=SETTINGS)) == [MAID]
     plain = write(tmp_path / "b.csv", f"maid;x\n{MAID};1\n")
     assert read_all(open_source(plain, delimiter=",", settings=SETTINGS)) == [f"{MAID};1"]
+    with pytest.raises(SourceError, match=r"pass --column \(or --delimiter ';': the header"):
+        open_source(plain, column="x", delimiter=",", settings=SETTINGS)
     tabbed = write(tmp_path / "c.csv", f"x\tmaid\n1\t{MAID}\n")
     assert read_all(open_source(tabbed, column="maid", delimiter="\\t", settings=SETTINGS)) == [
         MAID
