@@ -6,6 +6,9 @@
     column = "maid"                   # optional: the first column by default
     hash = false                      # optional: send SHA-256 of each normalised ID
     mode = "add"                      # optional: "add" (default), "remove" or "replace"
+    delimiter = ";"                   # optional, CSV: sniffed by default ("tab" for a tab)
+    no_header = true                  # optional, CSV: no header row; column = "2" is a number
+    max_rejected_pct = 5              # optional: fail, sending nothing, above 5 % rejected
     every_s = 3600                    # or: cron = "0 3 * * *" (minute hour day month weekday, UTC)
 
 Every error names its line: tomllib's for syntax, the offending key's (or table's) otherwise.
@@ -24,7 +27,8 @@ from audiencesync.modes import MODES
 
 NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SOURCE_KEYS = ("file", "query", "table")
-KEYS = {"audience_id", *SOURCE_KEYS, "column", "hash", "mode", "every_s", "cron"}
+OPTIONAL = ("column", "mode", "every_s", "cron", "delimiter", "no_header", "max_rejected_pct")
+KEYS = {"audience_id", *SOURCE_KEYS, "hash", *OPTIONAL}
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,9 @@ class Audience:
     mode: str = "add"
     every_s: int | None = None
     cron: str | None = None
+    delimiter: str | None = None
+    no_header: bool = False
+    max_rejected_pct: float | None = None
 
     def schedule(self):
         """A celery schedule: seconds, or a crontab from the five standard cron fields."""
@@ -99,11 +106,15 @@ def _check(name: str, table: object, at) -> tuple[Audience | None, list[str]]:
             f"{at(sources[-1] if sources else None)}: give exactly one of file, query "
             f"or table (got {got})"
         )
-    for key in (*SOURCE_KEYS, "column", "cron"):
+    for key in (*SOURCE_KEYS, "column", "cron", "delimiter"):
         if key in table and not (isinstance(table[key], str) and table[key].strip()):
             errors.append(f"{at(key)}: {key} must be a non-empty string")
-    if not isinstance(table.get("hash", False), bool):
-        errors.append(f"{at('hash')}: hash must be true or false")
+    for key in ("hash", "no_header"):
+        if not isinstance(table.get(key, False), bool):
+            errors.append(f"{at(key)}: {key} must be true or false")
+    pct = table.get("max_rejected_pct", 0)
+    if isinstance(pct, bool) or not isinstance(pct, int | float) or not 0 <= pct <= 100:
+        errors.append(f"{at('max_rejected_pct')}: max_rejected_pct must be a number from 0 to 100")
     mode = table.get("mode", "add")
     if mode not in MODES:
         choices = ", ".join(MODES)
@@ -114,7 +125,7 @@ def _check(name: str, table: object, at) -> tuple[Audience | None, list[str]]:
     return Audience(
         name=name,
         audience_id=audience_id,
-        **{k: table[k] for k in (*SOURCE_KEYS, "column", "mode", "every_s", "cron") if k in table},
+        **{k: table[k] for k in (*SOURCE_KEYS, *OPTIONAL) if k in table},
         hash_ids=table.get("hash", False),
     ), []
 

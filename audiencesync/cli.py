@@ -150,7 +150,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("upload", help="send an audience (file or Snowflake) to Meta")
     p.add_argument("source", nargs="?", help="a .csv, .csv.gz or .parquet file")
     p.add_argument("--audience-id", required=True)
-    p.add_argument("--column", help="column holding the IDs (default: the first)")
+    p.add_argument(
+        "--column",
+        help="column holding the IDs: its name, or its number (1 = first) with --no-header "
+        "(default: the first)",
+    )
+    p.add_argument(
+        "--delimiter",
+        help="CSV delimiter, one character or 'tab' (default: sniffed from the first line: "
+        "comma, semicolon, tab or pipe)",
+    )
+    p.add_argument(
+        "--no-header", action="store_true", help="the CSV has no header row: its first line is data"
+    )
+    p.add_argument(
+        "--max-rejected-pct",
+        type=float,
+        metavar="P",
+        help="read the source once first and fail, sending nothing, when more than P%% of its "
+        "values would be rejected (the source is read twice)",
+    )
     p.add_argument("--query", help="Snowflake query whose rows are the IDs")
     p.add_argument("--table", help="Snowflake table holding the IDs")
     p.add_argument("--hash", action="store_true", help="send SHA-256 of each normalised ID")

@@ -77,6 +77,10 @@ def format_report(report: dict) -> str:
         f"  {VERB.get(report['mode'], 'uploaded'):<9} {report['ids_uploaded']:>12,}",
         f"  rejected  {sum(rejected.values()):>12,}  "
         + ", ".join(f"{k} {v:,}" for k, v in rejected.items()),
+        *(
+            f"            {reason} e.g. " + ", ".join(map(repr, shown))
+            for reason, shown in report.get("rejected_samples", {}).items()
+        ),
         f"  duplicate {report['duplicates']:>12,}",
         f"  failed    {report['ids_failed']:>12,}  in {report['chunks_failed']} of "
         f"{report['chunks']} chunks",

@@ -2,7 +2,14 @@
 
 Meta's rules for MOBILE_ADVERTISER_ID: trim, lower case, keep the hyphens, 8-4-4-4-12 hex;
 the all-zero ID means the person opted out of tracking and must be dropped. Hashing is optional
-(SHA-256 of the normalised form).
+(SHA-256 of the normalised form). Braces around a value (`{AEBE52E7-...}`, as some SDKs log
+IDs) are dropped.
+
+A run holds one kind of ID (`kind`): raw MAIDs, or MAIDs already hashed (64 hex digits, upper
+case lowered: Meta expects lower-case hex), never both in one audience. The producer settles the
+kind from the run's first chunk holding a valid ID (`id_kind`, by majority); values of the other
+kind are rejected as MIXED_HASHED or MIXED_RAW. Hashed IDs are sent as they are (--hash does not
+hash them again).
 """
 
 from __future__ import annotations
@@ -14,13 +21,22 @@ from dataclasses import dataclass, field
 
 OPTED_OUT_ID = "00000000-0000-0000-0000-000000000000"
 MAID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+HASHED_RE = re.compile(r"[0-9a-f]{64}")
+RAW, HASHED = "raw", "hashed"  # a run's kind of ID
 
 # Rejection reasons, as they appear in run reports.
 BLANK = "blank"
 INVALID_FORMAT = "invalid_format"
 NOT_UTF8 = "not_utf8"
 OPTED_OUT = "opted_out"
-REASONS = (BLANK, INVALID_FORMAT, NOT_UTF8, OPTED_OUT)
+MIXED_HASHED = "mixed_hashed"  # a SHA-256 hash in a run of raw MAIDs
+MIXED_RAW = "mixed_raw"  # a raw MAID in a run of hashed ones
+REASONS = (BLANK, INVALID_FORMAT, NOT_UTF8, OPTED_OUT, MIXED_HASHED, MIXED_RAW)
+# Up to MAX_SAMPLES values per reason are kept, cut to SAMPLE_CHARS: only for these reasons,
+# whose values are not IDs (a mixed_* value is one, and is never shown).
+SAMPLED = (INVALID_FORMAT, NOT_UTF8)
+MAX_SAMPLES = 3
+SAMPLE_CHARS = 40
 
 
 @dataclass
@@ -28,6 +44,7 @@ class PreparedChunk:
     entries: list[str]  # unique, normalised (or hashed), in first-seen order
     rejected: dict[str, int] = field(default_factory=dict)  # reason -> count
     duplicates: int = 0
+    samples: dict[str, list[str]] = field(default_factory=dict)  # reason -> a few raw values
 
     @property
     def ids_in(self) -> int:
@@ -35,7 +52,25 @@ class PreparedChunk:
 
 
 def normalize_id(raw: str) -> str:
-    return raw.strip().lower()
+    return _unbrace(raw.strip().lower())
+
+
+def _unbrace(value: str) -> str:
+    return value[1:-1].strip() if value[:1] == "{" and value[-1:] == "}" else value
+
+
+def id_kind(raw_values: list[str]) -> str | None:
+    """RAW or HASHED, whichever most valid values are; None when no value is a valid ID."""
+    normalized = list(map(normalize_id, raw_values))
+    raw = sum(1 for v in normalized if MAID_RE.fullmatch(v))
+    hashed = sum(1 for v in normalized if HASHED_RE.fullmatch(v))
+    return None if raw == hashed == 0 else HASHED if hashed > raw else RAW
+
+
+def sample(raw: str) -> str:
+    """A rejected value as a report may show it: trimmed, cut, undecodable bytes escaped."""
+    cut = raw.strip()[:SAMPLE_CHARS]
+    return cut.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def invalid_reason(normalized: str) -> str:
@@ -54,6 +89,9 @@ def _has_undecodable_bytes(value: str) -> bool:
 
 def sha256_hex(normalized: str) -> str:
     return hashlib.sha256(normalized.encode()).hexdigest()
+
+
+OPTED_OUT_HASH = sha256_hex(OPTED_OUT_ID)  # the opted-out ID, hashed: dropped from hashed runs
 
 
 MAID_CHARS = b"0123456789abcdef-"
@@ -85,36 +123,56 @@ def all_maids(blob: bytes, count: int) -> bool:
     return all(blob[at::stride] == b"-" * count for at in HYPHEN_AT)
 
 
-def prepare_staged(blob: bytes, count: int, *, hash_ids: bool = False) -> PreparedChunk:
-    """prepare_chunk for a staged chunk, fast when the whole chunk is well-formed."""
-    values = clean_values(blob, count)
+def prepare_staged(
+    blob: bytes, count: int, *, hash_ids: bool = False, kind: str = RAW
+) -> PreparedChunk:
+    """prepare_chunk for a staged chunk, fast when the whole chunk is well-formed raw MAIDs."""
+    values = clean_values(blob, count) if kind == RAW else None
     if values is None:
         raw = blob.decode("utf-8", "surrogateescape").split("\n")
-        return prepare_chunk(raw, hash_ids=hash_ids)
-    return _drop_opted_out_and_duplicates(values, Counter(), hash_ids)
+        return prepare_chunk(raw, hash_ids=hash_ids, kind=kind)
+    return _drop_opted_out_and_duplicates(values, Counter(), hash_ids, OPTED_OUT_ID)
 
 
-def prepare_chunk(raw_values: list[str], *, hash_ids: bool = False) -> PreparedChunk:
-    """Normalise, validate, drop opted-out and duplicate IDs, optionally hash; count every drop."""
+def prepare_chunk(
+    raw_values: list[str], *, hash_ids: bool = False, kind: str = RAW
+) -> PreparedChunk:
+    """Normalise, validate, drop opted-out and duplicate IDs, optionally hash; count every drop
+    and keep a few samples of the values that are not IDs."""
     normalized = list(map(str.lower, map(str.strip, raw_values)))
-    match = MAID_RE.fullmatch
+    if "{" in "".join(normalized):  # one C-level scan; braces are rare
+        normalized = list(map(_unbrace, normalized))
+    own, other = (MAID_RE, HASHED_RE) if kind == RAW else (HASHED_RE, MAID_RE)
+    match = own.fullmatch
     # Fast path first: the common case is a valid ID, checked by one C-level regex call.
     valid = [v for v in normalized if match(v)]
     rejected: Counter[str] = Counter()
+    samples: dict[str, list[str]] = {}
     if len(valid) < len(normalized):
-        rejected.update(invalid_reason(v) for v in normalized if not match(v))
-    return _drop_opted_out_and_duplicates(valid, rejected, hash_ids)
+        mixed = MIXED_HASHED if kind == RAW else MIXED_RAW
+        for value, raw in zip(normalized, raw_values, strict=True):
+            if match(value):
+                continue
+            reason = mixed if other.fullmatch(value) else invalid_reason(value)
+            rejected[reason] += 1
+            kept = samples.setdefault(reason, []) if reason in SAMPLED else None
+            if kept is not None and len(kept) < MAX_SAMPLES:
+                kept.append(sample(raw))
+    opted_out = OPTED_OUT_ID if kind == RAW else OPTED_OUT_HASH
+    chunk = _drop_opted_out_and_duplicates(valid, rejected, hash_ids and kind == RAW, opted_out)
+    chunk.samples = samples
+    return chunk
 
 
 def _drop_opted_out_and_duplicates(
-    valid: list[str], rejected: Counter[str], hash_ids: bool
+    valid: list[str], rejected: Counter[str], hash_ids: bool, opted_out: str
 ) -> PreparedChunk:
     first_seen = dict.fromkeys(valid)
     kept = len(valid)
-    if OPTED_OUT_ID in first_seen:  # a dict lookup: the list is scanned only when it is there
-        rejected[OPTED_OUT] = valid.count(OPTED_OUT_ID)
+    if opted_out in first_seen:  # a dict lookup: the list is scanned only when it is there
+        rejected[OPTED_OUT] = valid.count(opted_out)
         kept -= rejected[OPTED_OUT]
-        del first_seen[OPTED_OUT_ID]
+        del first_seen[opted_out]
     unique = list(first_seen)
     entries = list(map(sha256_hex, unique)) if hash_ids else unique
     return PreparedChunk(entries, dict(rejected), kept - len(unique))

@@ -12,10 +12,12 @@ from datetime import UTC, datetime
 
 from audiencesync.mirrorrun import MIRROR, apply_mirror
 from audiencesync.modes import RETRY_HINT, replace_failed_message
+from audiencesync.rejections import merge_samples, rejected_message
 from audiencesync.replacereport import apply_replace
 
 MAX_LISTED_FAILURES = 50
 MAX_INVALID_SAMPLES = 3
+DROPPED_BY_CANCEL = "not sent: cancelled"  # how upload fails a chunk queued when a run is cancelled
 
 
 def chunk_result(chunk: int, ids_in: int, **fields: object) -> dict:
@@ -25,6 +27,7 @@ def chunk_result(chunk: int, ids_in: int, **fields: object) -> dict:
         "ids_in": ids_in,
         "uploaded": 0,
         "rejected": {},
+        "rejected_samples": {},  # reason -> up to 3 values that are not IDs, cut to 40 chars
         "duplicates": 0,
         "failed": None,
         "ids_failed": 0,
@@ -50,7 +53,8 @@ def build_report(run_id: str, meta: dict[str, str], results: list[dict], finishe
     totals: Counter[str] = Counter()
     failures: list[dict] = []
     samples: list[str] = []
-    for res in sorted(results, key=lambda r: r["chunk"]):
+    results = sorted(results, key=lambda r: r["chunk"])
+    for res in results:
         rejected.update(res["rejected"])
         for name in ("ids_in", "uploaded", "duplicates", "ids_failed", "requests", "retries"):
             totals[name] += res[name]
@@ -79,6 +83,7 @@ def build_report(run_id: str, meta: dict[str, str], results: list[dict], finishe
         "ids_read": ids_read,
         "ids_uploaded": totals["uploaded"],
         "ids_rejected": dict(sorted(rejected.items())),
+        "rejected_samples": merge_samples(r.get("rejected_samples", {}) for r in results),
         "duplicates": totals["duplicates"],
         "ids_failed": totals["ids_failed"],
         "unaccounted": ids_read - accounted,
@@ -107,8 +112,8 @@ def build_report(run_id: str, meta: dict[str, str], results: list[dict], finishe
 
 
 def _verdict(report: dict, meta: dict[str, str]) -> tuple[str, str]:
-    if meta.get("cancelled"):
-        return "cancelled", meta["aborted"]
+    if meta.get("cancelled"):  # `aborted` too, unless a resume raced the cancel
+        return "cancelled", meta.get("aborted") or "cancelled by an operator"
     if meta.get("replace_failed"):
         return "failed", replace_failed_message(
             meta["replace_failed"], meta, report["ids_uploaded"]
@@ -127,17 +132,25 @@ def _verdict(report: dict, meta: dict[str, str]) -> tuple[str, str]:
         )
     if report["ids_read"] == 0:
         return "failed", "the source had no IDs: check the file, column or query"
+    rejected, samples = report["ids_rejected"], report["rejected_samples"]
     if not report["ids_uploaded"] and not report["chunks_failed"] and not report.get("unchanged"):
-        reason, count = max(report["ids_rejected"].items(), key=lambda kv: kv[1])
-        return "failed", (
-            f"no ID could be sent: {report['ids_read'] - report['duplicates']} values were "
-            f"rejected (most as {reason}: {count}); check the column (--column) or the query"
+        return "failed", "no ID could be sent: " + rejected_message(
+            report["ids_read"], rejected, samples
         )
     if report["chunks_failed"]:
         top = next(iter(report["failure_reasons"]))
+        hint = RETRY_HINT.get(report["mode"], RETRY_HINT["add"])
+        reasons = report["failure_reasons"].items()
+        dropped = sum(n for reason, n in reasons if reason.startswith(DROPPED_BY_CANCEL))
+        if meta.get("resumed_after_cancel") and dropped:
+            return "completed_with_errors" if report["ids_uploaded"] else "failed", (
+                f"resumed after a cancel: the {dropped} chunk(s) queued when it was cancelled "
+                f"were dropped, not sent ({report['chunks_failed']} failed in all); {hint}"
+            )
         status = "completed_with_errors" if report["ids_uploaded"] else "failed"
         return status, (
-            f"{report['chunks_failed']} chunk(s) failed, most often: {top}; fix that, then "
-            + RETRY_HINT.get(report["mode"], RETRY_HINT["add"])
+            f"{report['chunks_failed']} chunk(s) failed, most often: {top}; fix that, then " + hint
         )
+    if 2 * sum(rejected.values()) > report["ids_read"]:  # sent, but most of the source was not
+        return "completed", rejected_message(report["ids_read"], rejected, samples)
     return "completed", ""

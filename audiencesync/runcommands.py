@@ -65,7 +65,12 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
     store = connect_store(settings)
     preflight(settings, args.audience_id)
     path = os.path.abspath(args.source) if args.source else None
-    spec = SourceSpec(path=path, column=args.column, query=args.query, table=args.table)
+    csv_options = {"delimiter": args.delimiter, "no_header": args.no_header}
+    spec = SourceSpec(path, args.column, args.query, args.table, **csv_options)
+    if args.max_rejected_pct is not None:  # before the run exists: nothing is sent on failure
+        from producers.validate import check_rejected
+
+        check_rejected(spec, settings, args.max_rejected_pct)
     source = spec.open(settings)
     request = RunRequest(
         args.audience_id,

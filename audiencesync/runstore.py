@@ -29,6 +29,8 @@ from redis.retry import Retry
 from audiencesync import runstore_lua as lua
 from audiencesync.modes import OPS
 
+CANCEL_REASON = "cancelled by an operator (audiencesync cancel)"
+
 
 def connect(url: str, **kwargs) -> redis.Redis:
     """A client that rides out a Redis restart or failover: each command is retried for ~30 s."""
@@ -97,7 +99,7 @@ class RunStore:
 
     def cancel(self, run_id: str) -> None:
         """An operator's abort: the same stop, reported as `cancelled` rather than `failed`."""
-        self.abort(run_id, "cancelled by an operator (audiencesync cancel)")
+        self.abort(run_id, CANCEL_REASON)
         self.r.hsetnx(self.key(run_id), "cancelled", 1)
 
     def recent(self, limit: int) -> list[str]:
@@ -125,13 +127,19 @@ class RunStore:
     def begin_attempt(self, run_id: str, *, rereading: bool, **fields: str | int | float) -> int:
         """Start another attempt at a run (resume): earlier producers are fenced off, the old
         report is dropped, and finalize reports again; a rejected token or a failed source is
-        forgotten only by an attempt that reads the source again. Returns the attempt number."""
+        forgotten only by an attempt that reads the source again. A cancel is always forgotten
+        (resuming is the operator taking it back); `resumed_after_cancel` stays, for the
+        report to say what the cancel dropped. Returns the attempt number."""
+        cancelled = self.r.hget(self.key(run_id), "cancelled") is not None
         pipe = self.r.pipeline()
         pipe.hincrby(self.key(run_id), "attempt", 1)
         fields = {"status": "running", "producer_done": 0, "progress_at": time.time(), **fields}
         pipe.hset(self.key(run_id), mapping=fields)
         if rereading:
             pipe.hdel(self.key(run_id), "aborted", "source_error")
+        if cancelled:
+            pipe.hdel(self.key(run_id), "aborted", "cancelled")
+            pipe.hset(self.key(run_id), "resumed_after_cancel", 1)
         pipe.delete(self.key(run_id, "report"))
         return int(pipe.execute()[0])
 

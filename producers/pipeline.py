@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from celery import Signature, chain, chord
 from celery.result import AsyncResult
 
+from audiencesync.normalize import id_kind
 from audiencesync.report import build_report
 from audiencesync.runstore import RunStore
 from audiencesync.settings import Settings
@@ -100,10 +101,13 @@ def publish(
     def header() -> Iterator[Signature]:
         for chunk, ids in sorted(redrive.items()):
             yield _chunk_tasks(run_id, chunk, ids)
+        kind = store.meta(run_id).get("id_kind")
         for chunk, values in enumerate(_read(store, run_id, fresh), start=next_chunk):
             store.wait_for_room(run_id, settings.staging_window_chunks)
             if store.aborted(run_id):
                 break  # the chord still closes with what was already published
+            if kind is None and (kind := id_kind(values)):  # before any such chunk is prepared
+                store.update(run_id, id_kind=kind)
             if not store.stage_raw(run_id, chunk, values, attempt=attempt):
                 log.warning("run=%s taken over by a newer attempt; this producer stops", run_id)
                 return  # the newer attempt's producer finishes the run

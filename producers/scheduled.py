@@ -19,6 +19,7 @@ from producers.lock import kept_alive
 from producers.mirror import MirrorRun
 from producers.pipeline import RunRequest, create_run, new_run_id, produce
 from producers.sources import SourceSpec
+from producers.validate import check_rejected
 
 log = logging.getLogger("audiencesync.scheduled")
 
@@ -49,7 +50,10 @@ def start_declared_run(store: RunStore, settings: Settings, name: str) -> str | 
 
 def _produce(store: RunStore, settings: Settings, audience: Audience, run_id: str) -> None:
     path = os.path.abspath(audience.file) if audience.file else None
-    spec = SourceSpec(path=path, column=audience.column, query=audience.query, table=audience.table)
+    csv_options = {"delimiter": audience.delimiter, "no_header": audience.no_header}
+    spec = SourceSpec(path, audience.column, audience.query, audience.table, **csv_options)
+    if audience.max_rejected_pct is not None:  # raises before the run exists: nothing is sent
+        check_rejected(spec, settings, audience.max_rejected_pct)
     source = spec.open(settings)
     try:
         request = RunRequest(

@@ -44,17 +44,28 @@ class SourceSpec:
     column: str | None = None
     query: str | None = None
     table: str | None = None
+    delimiter: str | None = None  # CSV only; sniffed when None
+    no_header: bool = False  # CSV only
 
-    def to_meta(self) -> dict[str, str]:
-        return {f"source_{k}": v for k, v in asdict(self).items() if v is not None}
+    def to_meta(self) -> dict[str, str | int]:
+        fields = {f"source_{k}": v for k, v in asdict(self).items() if v not in (None, False)}
+        return fields | ({"source_no_header": 1} if self.no_header else {})
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, str]) -> SourceSpec:
-        return cls(**{k: meta.get(f"source_{k}") for k in ("path", "column", "query", "table")})
+        texts = ("path", "column", "query", "table", "delimiter")
+        spec = {k: meta.get(f"source_{k}") for k in texts}
+        return cls(**spec, no_header=meta.get("source_no_header") == "1")
 
     def open(self, settings: Settings) -> Source:
+        csv_options = {"delimiter": self.delimiter, "no_header": self.no_header}
         return open_source(
-            self.path, column=self.column, query=self.query, table=self.table, settings=settings
+            self.path,
+            column=self.column,
+            query=self.query,
+            table=self.table,
+            settings=settings,
+            **csv_options,
         )
 
 
@@ -148,6 +159,8 @@ def open_source(
     query: str | None = None,
     table: str | None = None,
     settings: Settings,
+    delimiter: str | None = None,
+    no_header: bool = False,
 ) -> Source:
     """Open a file path (.csv, .csv.gz, .parquet, .pq) or a Snowflake query/table.
 
@@ -158,6 +171,12 @@ def open_source(
     if len(given) != 1:
         got = " and ".join(given) if given else "none"
         raise SourceError(f"give exactly one of a path, --query or --table (got {got})")
+    is_csv = os.fspath(spec or "").lower().endswith((".csv", ".csv.gz"))
+    if (delimiter is not None or no_header) and not is_csv:
+        raise SourceError("--delimiter and --no-header are for CSV files only; leave them out")
+    delimiter = "\t" if delimiter in ("\\t", "tab") else delimiter  # as a shell passes it
+    if delimiter is not None and len(delimiter) != 1:
+        raise SourceError(f"--delimiter {delimiter!r}: give one character, or tab")
     if query:
         from producers.snowflake_source import SnowflakeSource
 
@@ -170,10 +189,10 @@ def open_source(
     if os.path.isdir(path):  # say so, rather than "unsupported file type" for a bare dir name
         raise SourceError(f"{path} is a directory; pass a file")
     lower = path.lower()
-    if lower.endswith((".csv", ".csv.gz")):
+    if is_csv:
         from producers.csv_source import CsvSource
 
-        return CsvSource(path, column=column)
+        return CsvSource(path, column=column, delimiter=delimiter, no_header=no_header)
     if lower.endswith((".parquet", ".pq")):
         from producers.parquet_source import ParquetSource
 

@@ -11,7 +11,7 @@ import logging
 import orjson
 
 from audiencesync.modes import chunk_op
-from audiencesync.normalize import prepare_staged
+from audiencesync.normalize import RAW, prepare_staged
 from audiencesync.report import chunk_result
 from workers.app import app
 from workers.resources import get_store
@@ -39,7 +39,8 @@ def prepare(run_id: str, chunk: int, ids_in: int) -> dict:
                 ids_failed=ids_in,
             )
         meta = store.meta(run_id)
-        prepared = prepare_staged(raw, ids_in, hash_ids=meta.get("hash") == "1")
+        hash_ids, kind = meta.get("hash") == "1", meta.get("id_kind", RAW)
+        prepared = prepare_staged(raw, ids_in, hash_ids=hash_ids, kind=kind)
         if prepared.entries:
             closer = prepared.entries[0]
             op = chunk_op(meta, chunk)  # each operation's session is closed with its own entry
@@ -49,6 +50,7 @@ def prepare(run_id: str, chunk: int, ids_in: int) -> dict:
             ids_in,
             entries=len(prepared.entries),
             rejected=prepared.rejected,
+            rejected_samples=prepared.samples,
             duplicates=prepared.duplicates,
         )
     except Exception as exc:  # a bug or a Redis fault must fail this chunk, not the whole chord

@@ -67,3 +67,13 @@ def test_failure_list_and_samples_are_bounded():
     assert len(report["failed_chunks"]) == MAX_LISTED_FAILURES
     assert report["chunks_failed"] == len(many) and len(report["invalid_samples"]) == 3
     assert report["status"] == "failed"
+
+
+def test_a_cancel_without_its_reason_and_a_resumed_cancel_are_reported_not_raised():
+    cancelled = build_report("r", {**META, "cancelled": "1"}, [ok(0), ok(1), ok(2)], 110.0)
+    assert cancelled["status"] == "cancelled" and "cancelled" in cancelled["message"]
+    dropped = chunk_result(1, 10, failed="not sent: cancelled by an operator", ids_failed=10)
+    meta = {**META, "resumed_after_cancel": "1"}
+    report = build_report("r", meta, [ok(0), dropped, ok(2)], 110.0)
+    assert report["status"] == "completed_with_errors"
+    assert report["message"].startswith("resumed after a cancel: the 1 chunk(s) queued")
