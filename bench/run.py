@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from audiencesync import devstack
+from audiencesync.cli import devstack
 from bench.contenders import Outcome, run_audiencesync, run_lean, run_sdk
 from bench.data import write_maids_csv
 from bench.measure import CpuMeter, PeakSampler, redis_commands

@@ -35,7 +35,7 @@ import httpx
 import orjson
 import redis
 
-from audiencesync import devstack
+from audiencesync.cli import devstack
 from audiencesync.errors import ThrottledError
 from audiencesync.graph import GraphClient
 from audiencesync.settings import MAX_CHUNK_IDS, Settings

@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from celery import Signature, chain, chord
 from celery.result import AsyncResult
 
-from audiencesync.report import build_report
-from audiencesync.runstore import RunStore
+from audiencesync.domain.report import build_report
 from audiencesync.settings import Settings
+from audiencesync.store.runs import RunStore
 from producers.chunking import rechunk
 from producers.sources import Source, SourceSpec, one_line
 from tasks.finalize import finalize

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from celery.result import AsyncResult
 
 from audiencesync.errors import ConfigError
-from audiencesync.runstore import RunStore
 from audiencesync.settings import Settings
+from audiencesync.store.runs import RunStore
 from producers.chunking import rechunk, skip_values
 from producers.pipeline import new_session_id, publish
 from producers.sources import Source, SourceSpec

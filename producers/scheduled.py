@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import os
 
-from audiencesync.audiences import Audience, find_audience
+from audiencesync.domain.audiences import Audience, find_audience
 from audiencesync.errors import ConfigError
-from audiencesync.runstore import RunStore
 from audiencesync.settings import Settings
+from audiencesync.store.runs import RunStore
 from producers.lock import kept_alive
 from producers.mirror import MirrorRun
 from producers.pipeline import RunRequest, create_run, new_run_id, produce

@@ -12,13 +12,13 @@ import logging
 import random
 import time
 
+from audiencesync.domain.modes import is_sequential, unclosed_message
+from audiencesync.domain.report import build_report
 from audiencesync.errors import Deferred, GraphError, RetryableGraphError
 from audiencesync.metrics import METRICS
-from audiencesync.mirrorrun import MIRROR, Session, chunk_session, lock_name, sessions
-from audiencesync.modes import is_sequential, unclosed_message
-from audiencesync.replaceseq import CLOSE
-from audiencesync.report import build_report
+from audiencesync.mirror.plan import MIRROR, Session, chunk_session, lock_name, sessions
 from audiencesync.settings import get_settings
+from audiencesync.store.replace import CLOSE
 from audiencesync.throttle.summary import throttle_section
 from tasks.prepare import build_payload
 from tasks.upload import retry_policy

@@ -10,9 +10,9 @@ import logging
 
 import orjson
 
-from audiencesync.modes import chunk_op
-from audiencesync.normalize import prepare_staged
-from audiencesync.report import chunk_result
+from audiencesync.domain.modes import chunk_op
+from audiencesync.domain.normalize import prepare_staged
+from audiencesync.domain.report import chunk_result
 from workers.app import app
 from workers.resources import get_store
 

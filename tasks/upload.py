@@ -16,6 +16,7 @@ import time
 
 from celery.exceptions import Retry
 
+from audiencesync.domain.modes import chunk_op, is_sequential
 from audiencesync.errors import (
     Deferred,
     GraphError,
@@ -24,8 +25,7 @@ from audiencesync.errors import (
     TokenError,
 )
 from audiencesync.graph import RetryPolicy
-from audiencesync.mirrorrun import chunk_session
-from audiencesync.modes import chunk_op, is_sequential
+from audiencesync.mirror.plan import chunk_session
 from audiencesync.settings import get_settings
 from workers.app import app
 from workers.resources import get_graph, get_guard, get_store, get_turns

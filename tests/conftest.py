@@ -19,7 +19,7 @@ import pytest
 from e2e_helpers import SandboxViews
 from sandbox_graph import Graph
 
-from audiencesync import devstack
+from audiencesync.cli import devstack
 from audiencesync.sandbox import SandboxConfig, start_in_thread
 
 _state: dict = {}

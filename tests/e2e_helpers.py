@@ -11,7 +11,7 @@ from collections import Counter
 
 import httpx
 
-from audiencesync import devstack
+from audiencesync.cli import devstack
 from audiencesync.graph import GraphClient
 from audiencesync.settings import Settings
 

@@ -10,9 +10,9 @@ import os
 import threading
 
 from audiencesync.graph import GraphClient
-from audiencesync.replaceseq import ReplaceTurns, hold_ttl_s
-from audiencesync.runstore import RunStore, connect
 from audiencesync.settings import get_settings
+from audiencesync.store.replace import ReplaceTurns, hold_ttl_s
+from audiencesync.store.runs import RunStore, connect
 from audiencesync.throttle.gate import Gate, account_key
 from audiencesync.throttle.guard import Guard
 

@@ -1,0 +1,138 @@
+"""The run report: every chunk's small result dict aggregated into numbers that add up (pure).
+
+Accounting identity, checked here and shown as `unaccounted` when it does not hold:
+    ids_read = ids_uploaded + sum(ids_rejected) + duplicates + ids_failed
+(a mirror run's own identity is in mirrorrun.py).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+
+from audiencesync.domain.modes import RETRY_HINT, replace_failed_message
+from audiencesync.mirror.plan import MIRROR, apply_mirror
+
+MAX_LISTED_FAILURES = 50
+MAX_INVALID_SAMPLES = 3
+
+
+def chunk_result(chunk: int, ids_in: int, **fields: object) -> dict:
+    """The shape every header task returns: small, counts only, no IDs."""
+    base: dict = {
+        "chunk": chunk,
+        "ids_in": ids_in,
+        "uploaded": 0,
+        "rejected": {},
+        "duplicates": 0,
+        "failed": None,
+        "ids_failed": 0,
+        "requests": 0,
+        "retries": 0,
+        "throttled": 0,
+        "num_received": 0,
+        "num_invalid_entries": 0,
+        "invalid_samples": [],
+        "latency_s": 0.0,
+    }
+    base.update(fields)
+    return base
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def build_report(run_id: str, meta: dict[str, str], results: list[dict], finished_at: float):
+    rejected: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    totals: Counter[str] = Counter()
+    failures: list[dict] = []
+    samples: list[str] = []
+    for res in sorted(results, key=lambda r: r["chunk"]):
+        rejected.update(res["rejected"])
+        for name in ("ids_in", "uploaded", "duplicates", "ids_failed", "requests", "retries"):
+            totals[name] += res[name]
+        for name in ("throttled", "num_received", "num_invalid_entries"):
+            totals[name] += res[name]
+        samples.extend(res["invalid_samples"][: MAX_INVALID_SAMPLES - len(samples)])
+        if res["failed"]:
+            reasons[res["failed"]] += 1
+            if len(failures) < MAX_LISTED_FAILURES:
+                failures.append(
+                    {"chunk": res["chunk"], "ids": res["ids_failed"], "reason": res["failed"]}
+                )
+
+    ids_read = int(meta.get("ids_read", 0))
+    accounted = totals["uploaded"] + sum(rejected.values()) + totals["duplicates"]
+    accounted += totals["ids_failed"]
+    started_at = float(meta["started_at"])
+    duration_s = max(finished_at - started_at, 1e-9)
+    report = {
+        "run_id": run_id,
+        "audience_id": meta.get("audience_id"),
+        "mode": meta.get("mode", "add"),
+        "status": "completed",
+        "message": "",
+        "source": meta.get("source", ""),
+        "ids_read": ids_read,
+        "ids_uploaded": totals["uploaded"],
+        "ids_rejected": dict(sorted(rejected.items())),
+        "duplicates": totals["duplicates"],
+        "ids_failed": totals["ids_failed"],
+        "unaccounted": ids_read - accounted,
+        "chunks": len(results),
+        "chunks_failed": sum(reasons.values()),
+        "failure_reasons": dict(reasons.most_common()),
+        "failed_chunks": failures,
+        "requests": totals["requests"],
+        "retries": totals["retries"],
+        "throttled": totals["throttled"],
+        "num_received": totals["num_received"],
+        "num_invalid_entries": totals["num_invalid_entries"],
+        "invalid_samples": samples,
+        "session_closed": False,
+        "started_at": _iso(started_at),
+        "finished_at": _iso(finished_at),
+        "duration_s": round(duration_s, 3),
+        "ids_per_s": round(ids_read / duration_s, 1),
+    }
+    if report["mode"] == MIRROR:
+        apply_mirror(report, meta, results)
+    report["status"], report["message"] = _verdict(report, meta)
+    return report
+
+
+def _verdict(report: dict, meta: dict[str, str]) -> tuple[str, str]:
+    if meta.get("cancelled"):
+        return "cancelled", meta["aborted"]
+    if meta.get("replace_failed"):
+        return "failed", replace_failed_message(meta["replace_failed"])
+    if meta.get("aborted"):
+        return "failed", meta["aborted"]
+    if meta.get("source_error"):
+        return "failed", (
+            f"the source failed after {report['ids_read']} IDs: {meta['source_error']}; fix it, "
+            f"then finish the run with: audiencesync resume {report['run_id']}"
+        )
+    if report["unaccounted"]:
+        return "failed", (
+            f"{report['unaccounted']} IDs read were not accounted for by any chunk; "
+            f"finish the run with: audiencesync resume {report['run_id']}"
+        )
+    if report["ids_read"] == 0:
+        return "failed", "the source had no IDs: check the file, column or query"
+    if not report["ids_uploaded"] and not report["chunks_failed"] and not report.get("unchanged"):
+        reason, count = max(report["ids_rejected"].items(), key=lambda kv: kv[1])
+        return "failed", (
+            f"no ID could be sent: {report['ids_read'] - report['duplicates']} values were "
+            f"rejected (most as {reason}: {count}); check the column (--column) or the query"
+        )
+    if report["chunks_failed"]:
+        top = next(iter(report["failure_reasons"]))
+        status = "completed_with_errors" if report["ids_uploaded"] else "failed"
+        return status, (
+            f"{report['chunks_failed']} chunk(s) failed, most often: {top}; fix that, then "
+            + RETRY_HINT.get(report["mode"], RETRY_HINT["add"])
+        )
+    return "completed", ""
