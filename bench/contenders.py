@@ -18,7 +18,7 @@ from audiencesync.cli import devstack
 from audiencesync.domain.normalize import prepare_chunk
 from audiencesync.settings import MAX_CHUNK_IDS, Settings
 from producers.chunking import rechunk
-from producers.sources import open_source
+from producers.spec import open_source
 from tasks.prepare import build_payload
 
 

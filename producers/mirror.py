@@ -1,7 +1,7 @@
 """A mirror run: send only what changed since the audience's last completed mirror run.
 
     lock -> settle the previous run's pending snapshot -> diff the source against the current
-    snapshot (audiencesync/mirrordiff.py) -> guard -> create the run -> publish additions, then
+    snapshot (audiencesync/mirror/diff.py) -> guard -> create the run -> publish additions, then
     removals, as one chord (producers/pipeline.py)
 
 When the snapshot is promoted: finalize may run on another host than the producer, so it never

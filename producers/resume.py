@@ -11,6 +11,7 @@ Chunks with an outcome, failed ones included, are never sent again.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from celery.result import AsyncResult
@@ -20,7 +21,8 @@ from audiencesync.settings import Settings
 from audiencesync.store.runs import RunStore
 from producers.chunking import rechunk, skip_values
 from producers.pipeline import new_session_id, publish
-from producers.sources import Source, SourceSpec
+from producers.sources import Source
+from producers.spec import SourceSpec
 
 
 @dataclass(frozen=True)
@@ -32,9 +34,7 @@ class ResumePlan:
 
 
 def plan_resume(store: RunStore, run_id: str) -> ResumePlan:
-    meta = store.meta(run_id)
-    if not meta:
-        raise ConfigError(f"no run {run_id} in this Redis: check the id and REDIS_URL")
+    meta = store.existing(run_id)
     plan = ResumePlan(
         unfinished_chunks=store.staged_count(run_id),
         read_source=meta.get("source_done") != "1",
@@ -71,7 +71,7 @@ def resume_run(
     session = {"session_id": new_session_id(), "session_closed": 0} if closed else {}
     attempt = store.begin_attempt(run_id, rereading=source is not None, **session)
     meta = store.meta(run_id)  # read after the fence: no other producer stages from here on
-    fresh = iter(())
+    fresh: Iterator[list[str]] = iter(())
     if source is not None:  # given when plan_resume said read_source
         fresh = rechunk(skip_values(source.batches(), int(meta["ids_read"])), settings.chunk_size)
     return publish(

@@ -12,11 +12,18 @@ import logging
 import random
 import time
 
-from audiencesync.domain.modes import is_sequential, unclosed_message
+from audiencesync.domain.modes import (
+    MIRROR,
+    Session,
+    chunk_session,
+    is_sequential,
+    sessions,
+    unclosed_message,
+)
 from audiencesync.domain.report import build_report
 from audiencesync.errors import Deferred, GraphError, RetryableGraphError
 from audiencesync.metrics import METRICS
-from audiencesync.mirror.plan import MIRROR, Session, chunk_session, lock_name, sessions
+from audiencesync.mirror.plan import lock_name
 from audiencesync.settings import get_settings
 from audiencesync.store.replace import CLOSE
 from audiencesync.throttle.summary import throttle_section

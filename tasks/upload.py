@@ -5,7 +5,7 @@ a call the throttle gate holds back (the account cools down or is busy): that is
 attempt and does not run down the chunk's retry budget. A chunk's failure is returned as data,
 so the chord body always runs and reports it. The outcome goes to the run's ledger once: a
 redelivered upload whose chunk has one returns it, unsent. A replace run's chunks send one at a
-time, in batch_seq order (audiencesync/replaceseq.py); waiting for that turn is a deferral too.
+time, in batch_seq order (audiencesync/store/replace.py); waiting for that turn is a deferral too.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 
 from celery.exceptions import Retry
 
-from audiencesync.domain.modes import chunk_op, is_sequential
+from audiencesync.domain.modes import chunk_op, chunk_session, is_sequential
 from audiencesync.errors import (
     Deferred,
     GraphError,
@@ -25,7 +25,6 @@ from audiencesync.errors import (
     TokenError,
 )
 from audiencesync.graph import RetryPolicy
-from audiencesync.mirror.plan import chunk_session
 from audiencesync.settings import get_settings
 from workers.app import app
 from workers.resources import get_graph, get_guard, get_store, get_turns

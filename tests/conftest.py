@@ -134,7 +134,7 @@ def fakesnow_kwargs():
         yield kwargs
 
 
-# The sandbox alone, in a thread of this process (tests/test_sandbox*.py).
+# The sandbox alone, in a thread of this process (tests/unit/test_sandbox*.py).
 
 
 @pytest.fixture

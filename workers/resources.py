@@ -37,9 +37,7 @@ def get_store() -> RunStore:
         if _store is None:
             settings = get_settings()
             client = connect(settings.redis_url, health_check_interval=30)
-            _store = RunStore(
-                client, ttl_s=settings.run_ttl_s, compress_level=settings.staging_compress_level
-            )
+            _store = RunStore.from_settings(client, settings)
         return _store
 
 

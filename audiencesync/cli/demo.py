@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from audiencesync.cli import devstack
+from audiencesync.cli.runs import upload
 from audiencesync.graph import GraphClient
 
 
@@ -74,6 +75,8 @@ def run_demo(ids: int, latency_ms: float) -> int:
         from audiencesync.settings import get_settings
 
         get_settings.cache_clear()
+        from producers.pipeline import RunRequest
+        from producers.spec import SourceSpec
         from workers.app import app
 
         devstack.wait_workers(app, ["standard", "critical"], procs=procs[2:])
@@ -87,9 +90,12 @@ def run_demo(ids: int, latency_ms: float) -> int:
         client.close()
         say(f"created audience {audience_id}; uploading")
 
-        from audiencesync.cli.main import main
-
-        code = main(["upload", str(source), "--audience-id", audience_id, "--wait"])
+        request = RunRequest(
+            audience_id,
+            source=SourceSpec(path=str(source)),
+            ad_account_id=get_settings().ad_account_id,
+        )
+        code = upload(get_settings(), request, wait=True)
         stats = httpx.get(f"{graph_url}/_sandbox/stats").json()["audiences"][audience_id]
         say(
             f"the sandbox's audience now holds {stats['members']:,} members "

@@ -36,8 +36,7 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     from audiencesync.cli.runs import connect_store
 
     store = connect_store(settings)
-    if not store.exists(args.run_id):
-        raise ConfigError(f"no run {args.run_id} in this Redis: check the id and REDIS_URL")
+    store.existing(args.run_id)
     if (report := store.report(args.run_id)) is not None:
         raise ConfigError(f"run {args.run_id} already finished: {report['status']}")
     store.cancel(args.run_id)

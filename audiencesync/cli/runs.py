@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import orjson
 import redis
@@ -14,6 +14,9 @@ import redis
 from audiencesync.errors import ConfigError, RedisUnavailable
 from audiencesync.settings import Settings
 from audiencesync.store.runs import RunStore, connect
+
+if TYPE_CHECKING:
+    from producers.pipeline import RunRequest
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -29,7 +32,7 @@ def connect_store(settings: Settings) -> RunStore:
             "AUDIENCESYNC_REDIS_URL"
         ) from None
     client = connect(settings.redis_url, socket_connect_timeout=3, socket_timeout=30)
-    return RunStore(client, ttl_s=settings.run_ttl_s)
+    return RunStore.from_settings(client, settings)
 
 
 def preflight(settings: Settings, audience_id: str) -> None:
@@ -57,16 +60,12 @@ def preflight(settings: Settings, audience_id: str) -> None:
 
 
 def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
-    from producers.pipeline import RunRequest, create_run, produce
-    from producers.sources import SourceSpec
+    from producers.pipeline import RunRequest
+    from producers.spec import SourceSpec
 
     if not args.audience_id:
         raise ConfigError("--audience-id is required: the id of the Meta custom audience")
-    store = connect_store(settings)
-    preflight(settings, args.audience_id)
-    path = os.path.abspath(args.source) if args.source else None
-    spec = SourceSpec(path=path, column=args.column, query=args.query, table=args.table)
-    source = spec.open(settings)
+    spec = SourceSpec.given(args.source, column=args.column, query=args.query, table=args.table)
     request = RunRequest(
         args.audience_id,
         mode=args.mode,
@@ -74,25 +73,20 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
         source=spec,
         ad_account_id=settings.ad_account_id,
     )
-    try:
-        if args.mode == "mirror":
-            return _upload_mirror(store, settings, request, source, args)
-        run_id = create_run(store, request, source)
-        print(run_id, flush=True)
-        return drive(store, run_id, args, lambda: produce(store, run_id, source, settings))
-    finally:
-        source.close()
+    return upload(settings, request, wait=args.wait, as_json=args.json)
 
 
-def _upload_mirror(store: RunStore, settings: Settings, request, source, args) -> int:
-    from producers.mirror import MirrorRun
+def upload(settings: Settings, request: RunRequest, *, wait: bool, as_json: bool = False) -> int:
+    """Start a run (its id on stdout); with `wait`, show its progress and print its report."""
     from producers.pipeline import new_run_id
+    from producers.start import planned_run
 
+    store = connect_store(settings)
+    preflight(settings, request.audience_id)
     run_id = new_run_id()
-    with MirrorRun(store, settings, request, run_id) as run:
-        run.plan(source)  # reads the whole source first: the guard needs the whole difference
+    with planned_run(store, settings, request, run_id) as publish:
         print(run_id, flush=True)
-        return drive(store, run_id, args, run.publish)
+        return drive(store, run_id, publish, wait=wait, as_json=as_json)
 
 
 def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
@@ -109,7 +103,11 @@ def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
     source = plan.spec.open(settings) if plan.read_source else None
     try:
         return drive(
-            store, args.run_id, args, lambda: resume_run(store, args.run_id, settings, source)
+            store,
+            args.run_id,
+            lambda: resume_run(store, args.run_id, settings, source),
+            wait=args.wait,
+            as_json=args.json,
         )
     finally:
         if source is not None:
@@ -117,12 +115,12 @@ def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def drive(
-    store: RunStore, run_id: str, args: argparse.Namespace, start: Callable[[], object]
+    store: RunStore, run_id: str, start: Callable[[], object], *, wait: bool, as_json: bool
 ) -> int:
     """Publish the run (`start`); with --wait, show progress, then print the report."""
     from audiencesync.cli.display import ProgressBar, format_report
 
-    if not args.wait:
+    if not wait:
         start()
         print(
             f"run {run_id} enqueued; follow it with: audiencesync status {run_id}",
@@ -132,7 +130,7 @@ def drive(
     with ProgressBar(store, run_id):
         start()
         report = wait_for_report(store, run_id)
-    print(orjson.dumps(report).decode() if args.json else format_report(report))
+    print(orjson.dumps(report).decode() if as_json else format_report(report))
     return EXIT_OK if report["status"] == "completed" else EXIT_FAILED
 
 
@@ -151,14 +149,12 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from audiencesync.cli.display import format_report, progress_line
 
     store = connect_store(settings)
-    if not store.exists(args.run_id):
-        raise ConfigError(f"no run {args.run_id} in this Redis: check the id and REDIS_URL")
+    meta = store.existing(args.run_id)
     report = store.report(args.run_id)
     if report is None:
         from audiencesync.throttle.gate import Gate, account_key
         from audiencesync.throttle.summary import live_line, live_section
 
-        meta = store.meta(args.run_id)
         account = account_key(meta)
         throttle = live_section(
             account, meta, Gate.from_settings(store.r, settings).snapshot(account)

@@ -3,7 +3,8 @@
     add       POST   /{id}/users         IDs join the audience (chunks in parallel, one session)
     remove    DELETE /{id}/users         IDs leave it (payload in the body; chunks in parallel)
     replace   POST   /{id}/usersreplace  the run's IDs become the audience once the session is
-                                         closed; batches go one at a time, in order (replaceseq)
+                                         closed; batches go one at a time, in order
+                                         (store/replace.py)
     mirror    POST, then DELETE /users   only what changed since the last completed mirror run:
                                          additions first, removals from chunk `removals_from`
 
@@ -13,7 +14,10 @@ operations in one run (mirror: additions first, then removals) extends it from t
 
 from __future__ import annotations
 
-MODES = ("add", "remove", "replace", "mirror")
+from dataclasses import dataclass
+
+MIRROR = "mirror"
+MODES = ("add", "remove", "replace", MIRROR)
 OPS = ("add", "remove", "replace")  # what one chunk's call does (chunk_op)
 # the report's line
 VERB = {"add": "uploaded", "remove": "removed", "replace": "replaced with", "mirror": "sent"}
@@ -28,7 +32,7 @@ RETRY_HINT = {
 def chunk_op(meta: dict[str, str], chunk: int) -> str:
     """The operation chunk `chunk` of the run described by `meta` performs."""
     mode = meta.get("mode", "add")
-    if mode == "mirror":
+    if mode == MIRROR:
         return "remove" if chunk >= int(meta["removals_from"]) else "add"
     return mode
 
@@ -59,3 +63,29 @@ def replace_failed_message(reason: str) -> str:
         "applies a replace when its session is closed; if it ever applies an open one, the "
         "audience is partly replaced); run the replace again"
     )
+
+
+@dataclass(frozen=True)
+class Session:
+    op: str  # "add" or "remove": the edge's method
+    session_id: int
+    first_chunk: int  # batch_seq = chunk - first_chunk + 1
+    closed_field: str  # the run meta's flag once its last batch was accepted
+
+
+def sessions(meta: dict[str, str]) -> list[Session]:
+    """The run's upload sessions: one per operation it sends."""
+    if meta.get("mode") != MIRROR:
+        return [Session(meta.get("mode", "add"), int(meta["session_id"]), 0, "session_closed")]
+    edge = int(meta["removals_from"])
+    return [
+        Session("add", int(meta["session_id"]), 0, "session_closed"),
+        Session("remove", int(meta["remove_session_id"]), edge, "remove_session_closed"),
+    ]
+
+
+def chunk_session(meta: dict[str, str], chunk: int) -> tuple[Session, dict]:
+    """The session chunk n belongs to and the session field it is sent with."""
+    session = [s for s in sessions(meta) if chunk >= s.first_chunk][-1]
+    batch = {"session_id": session.session_id, "batch_seq": chunk - session.first_chunk + 1}
+    return session, batch | {"last_batch_flag": False}

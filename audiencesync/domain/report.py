@@ -2,7 +2,9 @@
 
 Accounting identity, checked here and shown as `unaccounted` when it does not hold:
     ids_read = ids_uploaded + sum(ids_rejected) + duplicates + ids_failed
-(a mirror run's own identity is in mirrorrun.py).
+and a mirror run's own, in its terms (apply_mirror):
+    ids_read = added + unchanged + rejected + duplicates + additions_failed, and separately
+    removals_planned = removed + removals_failed; `unaccounted` is what either misses.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 
-from audiencesync.domain.modes import RETRY_HINT, replace_failed_message
-from audiencesync.mirror.plan import MIRROR, apply_mirror
+import orjson
+
+from audiencesync.domain.modes import MIRROR, RETRY_HINT, replace_failed_message
 
 MAX_LISTED_FAILURES = 50
 MAX_INVALID_SAMPLES = 3
@@ -136,3 +139,38 @@ def _verdict(report: dict, meta: dict[str, str]) -> tuple[str, str]:
             + RETRY_HINT.get(report["mode"], RETRY_HINT["add"])
         )
     return "completed", ""
+
+
+def mirror_totals(meta: dict[str, str], results: list[dict]) -> dict:
+    """added/removed and their failures, from the chunks' outcomes split at removals_from."""
+    edge = int(meta["removals_from"])
+    adds = [r for r in results if r["chunk"] < edge]
+    removes = [r for r in results if r["chunk"] >= edge]
+    return {
+        "added": sum(r["uploaded"] for r in adds),
+        "additions_failed": sum(r["ids_failed"] for r in adds),
+        "removed": sum(r["uploaded"] for r in removes),
+        "removals_failed": sum(r["ids_failed"] for r in removes),
+        "unchanged": int(meta.get("unchanged", 0)),
+        "additions_planned": int(meta.get("additions_planned", 0)),
+        "removals_planned": int(meta.get("removals_planned", 0)),
+    }
+
+
+def apply_mirror(report: dict, meta: dict[str, str], results: list[dict]) -> None:
+    """Re-state a report built from the chunks in the mirror run's terms."""
+    totals = mirror_totals(meta, results)
+    rejected = dict(report["ids_rejected"])
+    for reason, count in orjson.loads(meta.get("source_rejected", "{}")).items():
+        rejected[reason] = rejected.get(reason, 0) + count
+    report.update(totals)
+    report["ids_rejected"] = dict(sorted(rejected.items()))
+    report["duplicates"] += int(meta.get("source_duplicates", 0))
+    report["ids_read"] = int(meta.get("source_ids_read", 0))
+    report["ids_per_s"] = round(report["ids_read"] / max(report["duration_s"], 1e-9), 1)
+    read_side = totals["added"] + totals["unchanged"] + sum(rejected.values())
+    read_side += report["duplicates"] + totals["additions_failed"]
+    removal_side = totals["removed"] + totals["removals_failed"]
+    report["unaccounted"] = (report["ids_read"] - read_side) + (
+        totals["removals_planned"] - removal_side
+    )

@@ -11,7 +11,7 @@
     as:run:{id}:wake            a nudge for a producer waiting for room in the staging window
     as:run:{id}:closer:{op}     one entry already sent, re-sent to close that op's session
     as:run:{id}:report          the final report (JSON)
-    as:run:{id}:replace:*       a replace run's turn and batch_seqs (replaceseq.py)
+    as:run:{id}:replace:*       a replace run's turn and batch_seqs (replace.py)
     as:lock:audience:{name}     the run id holding a declared audience (SET NX, with a TTL)
 Task messages carry only the run id and chunk number: never IDs, never secrets.
 """
@@ -27,6 +27,8 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from audiencesync.domain.modes import OPS
+from audiencesync.errors import ConfigError
+from audiencesync.settings import Settings
 from audiencesync.store import lua
 
 
@@ -44,6 +46,10 @@ def encode_raw(values: list[str]) -> bytes:
 
 
 class RunStore:
+    @classmethod
+    def from_settings(cls, client: redis.Redis, settings: Settings) -> RunStore:
+        return cls(client, ttl_s=settings.run_ttl_s, compress_level=settings.staging_compress_level)
+
     def __init__(self, client: redis.Redis, *, ttl_s: int = 30 * 24 * 3600, compress_level=0):
         self.r = client
         self.ttl_s = ttl_s
@@ -70,6 +76,13 @@ class RunStore:
 
     def meta(self, run_id: str) -> dict[str, str]:
         return {k.decode(): v.decode() for k, v in self.r.hgetall(self.key(run_id)).items()}
+
+    def existing(self, run_id: str) -> dict[str, str]:
+        """The run's meta; a one-line error when this Redis holds no such run (an operator's
+        typo, or a run whose state expired)."""
+        if not (meta := self.meta(run_id)):
+            raise ConfigError(f"no run {run_id} in this Redis: check the id and REDIS_URL")
+        return meta
 
     def update(self, run_id: str, **fields: str | int | float) -> None:
         self.r.hset(self.key(run_id), mapping=fields)

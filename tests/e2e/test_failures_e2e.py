@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def csv_source(tmp_path, rows):
-    from producers.sources import open_source
+    from producers.spec import open_source
 
     write_csv(tmp_path / "a.csv", rows)
     return open_source(str(tmp_path / "a.csv"), column="maid", settings=Settings())

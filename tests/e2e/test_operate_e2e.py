@@ -20,7 +20,7 @@ from test_pipeline_e2e import run_upload, write_csv
 from audiencesync.cli import devstack
 from audiencesync.settings import Settings
 from audiencesync.store.runs import RunStore
-from producers.sources import SourceSpec
+from producers.spec import SourceSpec
 
 AUTH = ("ops", "flower-test-pw")
 
@@ -39,7 +39,7 @@ def poll(check, timeout_s: float, what: str):
 
 
 def csv_source(path: Path, rows: list[str]):
-    from producers.sources import open_source
+    from producers.spec import open_source
 
     write_csv(path, rows)
     return open_source(str(path), column="maid", settings=Settings())

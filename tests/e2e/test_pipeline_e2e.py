@@ -33,7 +33,7 @@ def write_csv(path, rows, header="maid"):
 
 @pytest.mark.slow
 def test_dirty_csv_lands_exactly(stack, tmp_path):
-    from producers.sources import open_source
+    from producers.spec import open_source
 
     rows = dirty_rows(200_000)
     write_csv(tmp_path / "a.csv", rows)
@@ -62,7 +62,7 @@ def test_parquet_lands_exactly(stack, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from producers.sources import open_source
+    from producers.spec import open_source
 
     rows = dirty_rows(60_000, seed=11)
     values = [None if r == "" else r for r in rows]  # blanks as real NULLs
@@ -81,7 +81,7 @@ def test_parquet_lands_exactly(stack, tmp_path):
 def test_snowflake_query_lands_exactly(stack, fakesnow_kwargs):
     import snowflake.connector
 
-    from producers.sources import open_source
+    from producers.spec import open_source
 
     rows = dirty_rows(40_000, seed=12)
     kw = fakesnow_kwargs
@@ -114,7 +114,7 @@ def test_backpressure_bounds_staged_chunks(stack, sandbox_knobs, tmp_path):
 
     import redis
 
-    from producers.sources import open_source
+    from producers.spec import open_source
 
     window, chunk = 4, 1_000
     rows = dirty_rows(20 * window * chunk, seed=13)

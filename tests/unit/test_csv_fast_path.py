@@ -16,7 +16,8 @@ from test_sources import MAID, SETTINGS, read_all, write
 from audiencesync.errors import SourceError
 from producers import csv_source
 from producers.csv_source import CsvSource
-from producers.sources import MAX_VALUE_CHARS, open_source
+from producers.sources import MAX_VALUE_CHARS
+from producers.spec import open_source
 
 
 @settings(max_examples=300, deadline=None)

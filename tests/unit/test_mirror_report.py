@@ -8,10 +8,10 @@ import time
 import orjson
 import pytest
 
-from audiencesync.domain.modes import chunk_op
+from audiencesync.domain.modes import chunk_op, chunk_session
 from audiencesync.domain.report import build_report, chunk_result
 from audiencesync.mirror.diff import DiffCounts
-from audiencesync.mirror.plan import chunk_session, guard_message, mirror_meta
+from audiencesync.mirror.plan import guard_message, mirror_meta
 
 ADDS, REMOVES = 25, 12  # planned; chunks of 10: 3 addition chunks, then 2 removal chunks
 

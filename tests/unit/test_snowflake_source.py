@@ -15,7 +15,8 @@ from pydantic import SecretStr
 from audiencesync.errors import SourceError
 from audiencesync.settings import Settings
 from producers.snowflake_source import SnowflakeSource, connect_kwargs
-from producers.sources import BATCH_IDS, MAX_VALUE_CHARS, Source, open_source
+from producers.sources import BATCH_IDS, MAX_VALUE_CHARS, Source
+from producers.spec import open_source
 
 BIG_ROWS = 120_000
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")

@@ -14,7 +14,8 @@ from audiencesync.errors import SourceError
 from audiencesync.settings import Settings
 from producers.csv_source import CsvSource
 from producers.parquet_source import ParquetSource
-from producers.sources import BATCH_IDS, MAX_VALUE_CHARS, Source, open_source
+from producers.sources import BATCH_IDS, MAX_VALUE_CHARS, Source
+from producers.spec import open_source
 
 SETTINGS = Settings()
 MAID = "6d92078a-8246-4ba4-ae5b-76104861e7dc"
