@@ -24,34 +24,8 @@ import time
 import redis
 
 from audiencesync.settings import Settings
+from audiencesync.store import lua
 
-# Take the turn, or keep it (refreshing its TTL) when this chunk already holds it.
-_TAKE = """
-local holder = redis.call('GET', KEYS[1])
-if not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-  return 1
-end
-if holder == ARGV[1] then
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-"""
-# The slot's batch_seq: the remembered one, or the next from the counter.
-_SEQ = """
-local seq = redis.call('HGET', KEYS[2], ARGV[1])
-if seq then return tonumber(seq) end
-seq = redis.call('INCR', KEYS[1])
-redis.call('HSET', KEYS[2], ARGV[1], seq)
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-return seq
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 POLL_S = 0.02  # between looks at a taken turn, within max_wait_s
 CLOSE = "close"  # the closing batch's slot in the seqs hash
 
@@ -67,9 +41,9 @@ class ReplaceTurns:
         self.r = client
         self.hold_ttl_s = hold_ttl_s
         self.run_ttl_s = run_ttl_s
-        self._take = client.register_script(_TAKE)
-        self._seq = client.register_script(_SEQ)
-        self._release = client.register_script(_RELEASE)
+        self._take = client.register_script(lua.REPLACE_TAKE)
+        self._seq = client.register_script(lua.REPLACE_SEQ)
+        self._release = client.register_script(lua.RELEASE_LOCK)
 
     @staticmethod
     def key(run_id: str, part: str) -> str:
