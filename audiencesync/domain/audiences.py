@@ -87,7 +87,7 @@ def _check(name: str, table: object, at) -> tuple[Audience | None, list[str]]:
     for key in sorted(set(table) - KEYS):
         errors.append(f"{at(key)}: unknown key {key!r} (known: {', '.join(sorted(KEYS))})")
     audience_id = table.get("audience_id")
-    if not (isinstance(audience_id, str) and audience_id.isdigit()):
+    if not isinstance(audience_id, str) or not audience_id.isdigit():
         errors.append(
             f"{at('audience_id')}: audience_id must be the audience's id as a string of "
             'digits, e.g. audience_id = "23850000000000001"'
@@ -113,7 +113,7 @@ def _check(name: str, table: object, at) -> tuple[Audience | None, list[str]]:
         return None, errors
     return Audience(
         name=name,
-        audience_id=audience_id,
+        audience_id=str(audience_id),  # checked above: a string of digits
         **{k: table[k] for k in (*SOURCE_KEYS, "column", "mode", "every_s", "cron") if k in table},
         hash_ids=table.get("hash", False),
     ), []
