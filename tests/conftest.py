@@ -37,6 +37,15 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["AUDIENCESYNC_AD_ACCOUNT_ID"] = "1001"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in tests/e2e/ starts processes and runs whole uploads: `slow`, so the fast
+    subset (`pytest -m "not slow"`, under a minute) is the unit tests."""
+    e2e = Path(__file__).parent / "e2e"
+    for item in items:
+        if item.path.is_relative_to(e2e):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if "redis" in _state:
         devstack.stop(_state["redis"])

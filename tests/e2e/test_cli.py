@@ -8,8 +8,7 @@ import uuid
 
 import orjson
 import pytest
-from e2e_helpers import cli, dirty_rows, expected
-from test_pipeline_e2e import write_csv
+from e2e_helpers import cli, dirty_rows, expected, write_csv
 
 from audiencesync.cli import devstack
 

@@ -2,20 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-from e2e_helpers import dirty_rows, expected
-from test_pipeline_e2e import run_upload, write_csv
-
-from audiencesync.settings import Settings
-
-pytestmark = pytest.mark.slow
-
-
-def csv_source(tmp_path, rows):
-    from producers.spec import open_source
-
-    write_csv(tmp_path / "a.csv", rows)
-    return open_source(str(tmp_path / "a.csv"), column="maid", settings=Settings())
+from e2e_helpers import csv_source, dirty_rows, expected, run_upload
 
 
 def test_transient_errors_are_retried_and_nothing_is_lost(stack, sandbox_knobs, tmp_path):

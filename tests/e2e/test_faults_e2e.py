@@ -7,11 +7,10 @@ from __future__ import annotations
 import signal
 import time
 
-import pytest
 from e2e_helpers import assert_exact, dirty_rows, expected
 from private_stack import CHUNK_SIZE, VISIBILITY_TIMEOUT_S
 
-pytestmark = pytest.mark.slow
+from audiencesync.cli import devstack
 
 
 def test_upload_worker_killed_mid_call(private, tmp_path):
@@ -22,7 +21,8 @@ def test_upload_worker_killed_mid_call(private, tmp_path):
     rows = dirty_rows(8_000, seed=31)
     run = private.upload(tmp_path / "a.csv", rows, audience)
     private.wait_meta(run.run_id, lambda m: int(m.get("chunks_done", 0)) >= 2)
-    time.sleep(0.5)  # half a call after chunks finished: the next calls are waiting on Meta
+    # The next calls are waiting on Meta: the killed worker's calls are applied there.
+    devstack.wait_until(lambda: private.sandbox_stats()["inflight"] > 0, 30, "calls at Meta")
     held = private.kill_holding(private.workers("critical")[0], "audiencesync.upload")
     private.configure_sandbox(latency_ms=0)
     private.start_worker("critical")

@@ -6,8 +6,7 @@ The workers get no state directory: only the producer (the command) reads and wr
 from __future__ import annotations
 
 import orjson
-from e2e_helpers import ZERO, cli, maids
-from test_pipeline_e2e import write_csv
+from e2e_helpers import ZERO, cli, maids, write_csv
 
 
 def mirror(stack, tmp_path, audience: str, rows: list[str]):

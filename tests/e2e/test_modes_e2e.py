@@ -6,9 +6,7 @@ import itertools
 
 import orjson
 import redis
-from e2e_helpers import cli, maids
-from test_failures_e2e import csv_source
-from test_pipeline_e2e import run_upload, write_csv
+from e2e_helpers import cli, csv_source, maids, run_upload, write_csv
 
 from audiencesync.store.runs import RunStore
 from producers.pipeline import RunRequest, create_run

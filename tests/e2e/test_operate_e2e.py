@@ -12,10 +12,8 @@ import httpx
 import orjson
 import pytest
 import redis
-from e2e_helpers import MAID, dirty_rows, expected
+from e2e_helpers import MAID, cli, dirty_rows, expected, run_upload, write_csv
 from prometheus_client.parser import text_string_to_metric_families
-from test_cli import cli
-from test_pipeline_e2e import run_upload, write_csv
 
 from audiencesync.cli import devstack
 from audiencesync.settings import Settings

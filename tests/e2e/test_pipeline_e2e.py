@@ -2,36 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-
-import pytest
-from e2e_helpers import assert_exact, dirty_rows, expected
+from e2e_helpers import assert_exact, dirty_rows, expected, run_upload, write_csv
 
 from audiencesync.settings import Settings
-from audiencesync.store.runs import RunStore
 
 
-def run_upload(stack, source, audience_id: str, mode: str = "add", **settings_kw) -> dict:
-    import redis
-
-    from audiencesync.cli.runs import wait_for_report
-    from producers.pipeline import RunRequest, create_run, produce
-
-    settings = Settings(redis_url=stack.redis_url, **settings_kw)
-    store = RunStore(redis.Redis.from_url(stack.redis_url))
-    run_id = create_run(store, RunRequest(audience_id, mode=mode), source)
-    produce(store, run_id, source, settings)
-    return wait_for_report(store, run_id, timeout_s=300)
-
-
-def write_csv(path, rows, header="maid"):
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["id", header])
-        w.writerows([i, r] for i, r in enumerate(rows))
-
-
-@pytest.mark.slow
 def test_dirty_csv_lands_exactly(stack, tmp_path):
     from producers.spec import open_source
 
@@ -57,7 +32,6 @@ def test_dirty_csv_lands_exactly(stack, tmp_path):
     assert report["session_closed"] and calls[-1]["last_batch_flag"] is True
 
 
-@pytest.mark.slow
 def test_parquet_lands_exactly(stack, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -77,7 +51,6 @@ def test_parquet_lands_exactly(stack, tmp_path):
     assert_exact(stack, audience, run_upload(stack, source, audience), rows)
 
 
-@pytest.mark.slow
 def test_snowflake_query_lands_exactly(stack, fakesnow_kwargs):
     import snowflake.connector
 
@@ -107,7 +80,6 @@ def test_snowflake_query_lands_exactly(stack, fakesnow_kwargs):
     assert_exact(stack, audience, run_upload(stack, source, audience), rows)
 
 
-@pytest.mark.slow
 def test_backpressure_bounds_staged_chunks(stack, sandbox_knobs, tmp_path):
     """An audience 20x the staging window flows through; staged data never exceeds the window."""
     import threading

@@ -5,11 +5,8 @@ from __future__ import annotations
 import signal
 
 import orjson
-import pytest
 from e2e_helpers import assert_exact, dirty_rows
 from private_stack import CHUNK_SIZE
-
-pytestmark = pytest.mark.slow
 
 
 def test_producer_killed_mid_stream_then_resumed(private, tmp_path):

@@ -15,7 +15,6 @@ from audiencesync.cli import devstack
 from audiencesync.settings import Settings
 from audiencesync.throttle.gate import Gate, params_from
 
-pytestmark = pytest.mark.slow
 LIMIT_PER_S = 10
 
 

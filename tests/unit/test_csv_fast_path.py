@@ -11,7 +11,7 @@ from unittest import mock
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_sources import MAID, SETTINGS, read_all, write
+from source_helpers import MAID, SETTINGS, read_all, write
 
 from audiencesync.errors import SourceError
 from producers import csv_source

@@ -9,28 +9,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from source_helpers import MAID, SETTINGS, read_all, write
 
 from audiencesync.errors import SourceError
-from audiencesync.settings import Settings
 from producers.csv_source import CsvSource
 from producers.parquet_source import ParquetSource
-from producers.sources import BATCH_IDS, MAX_VALUE_CHARS, Source
+from producers.sources import BATCH_IDS, MAX_VALUE_CHARS
 from producers.spec import open_source
-
-SETTINGS = Settings()
-MAID = "6d92078a-8246-4ba4-ae5b-76104861e7dc"
-
-
-def read_all(source: Source) -> list[str]:
-    try:
-        return [value for batch in source.batches() for value in batch]
-    finally:
-        source.close()
-
-
-def write(path: Path, text: str) -> str:
-    path.write_text(text, encoding="utf-8")
-    return str(path)
 
 
 def open_error(spec: str, **kw: str) -> str:
@@ -261,6 +246,7 @@ def test_parquet_missing_column(tmp_path: Path) -> None:
 # --- memory ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_csv_memory_stays_bounded_on_two_million_rows(tmp_path: Path) -> None:
     path = write_maids_csv(tmp_path / "m.csv", 2_000_000)
     source = open_source(path, column="maid", settings=SETTINGS)

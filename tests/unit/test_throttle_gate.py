@@ -82,9 +82,8 @@ def test_guard_reports_an_episode_once_logs_it_and_counts_it_for_the_run(r, capl
     assert guard.cool_wait_s == pytest.approx(0.2, abs=0.05)
     with pytest.raises(Deferred):
         guard.enter()
-    time.sleep(0.25)
     with pytest.raises(TransientError):  # any other failure just frees the lease
-        guard.send(guard.enter(), _fails)
+        guard.send(enter_once_cooled(guard), _fails)
     sent = UploadResult(10, 0, usage=Usage(max_pct=12.0), latency_s=0.1)
     assert guard.send(guard.enter(), lambda: sent) is sent
     meta = store.meta(run_id)
@@ -121,3 +120,14 @@ def test_settings_refuse_inconsistent_throttle_ranges():
         Settings(throttle_inflight_floor=10)
     with pytest.raises(ValueError, match="TARGET_PCT must be below"):
         Settings(throttle_usage_target_pct=95)
+
+
+def enter_once_cooled(guard: Guard, timeout_s: float = 10.0):
+    """The guard's lease as soon as the account's cool-down lets it through."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return guard.enter()
+        except Deferred as wait:
+            assert time.monotonic() < deadline, f"still cooling down after {timeout_s}s"
+            time.sleep(min(wait.wait_s, 0.05))
