@@ -16,10 +16,10 @@ import orjson
 
 from audiencesync.cli import devstack
 from audiencesync.domain.normalize import prepare_chunk
+from audiencesync.graph import build_payload
 from audiencesync.settings import MAX_CHUNK_IDS, Settings
 from producers.chunking import rechunk
 from producers.spec import open_source
-from tasks.prepare import build_payload
 
 
 @dataclass

@@ -73,8 +73,10 @@ class Run:
         sampled = self.roots | {"sandbox": self.sandbox_pid}  # it holds every member, as Meta
         commands_before = redis_commands(self.redis_url)
         trace = trace_stack(self.redis_url, self.env) if self.trace else None
-        with PeakSampler(sampled, self.redis_url) as peaks, CpuMeter(metered) as cpu, (
-            trace or nullcontext()
+        with (
+            PeakSampler(sampled, self.redis_url) as peaks,
+            CpuMeter(metered) as cpu,
+            trace or nullcontext(),
         ):
             ours = run_audiencesync(self.csv_path, audience_id, self.env, wrap=wrap or [])
         commands = Counter(redis_commands(self.redis_url))

@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import logging
 
-import orjson
-
 from audiencesync.domain.modes import chunk_op
 from audiencesync.domain.normalize import prepare_staged
 from audiencesync.domain.report import chunk_result
+from audiencesync.graph import build_payload
 from workers.app import app
 from workers.resources import get_store
 
 log = logging.getLogger("audiencesync.prepare")
-
-
-def build_payload(entries: list[str]) -> bytes:
-    return orjson.dumps({"schema": "MOBILE_ADVERTISER_ID", "data": entries})
 
 
 @app.task(name="audiencesync.prepare", ignore_result=True)
