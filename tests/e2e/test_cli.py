@@ -17,17 +17,7 @@ def test_upload_wait_json_then_status(stack, tmp_path):
     rows = dirty_rows(25_000, seed=3)
     write_csv(tmp_path / "a.csv", rows)
     audience = stack.new_audience()
-    done = cli(
-        stack.env,
-        "upload",
-        str(tmp_path / "a.csv"),
-        "--column",
-        "maid",
-        "--audience-id",
-        audience,
-        "--wait",
-        "--json",
-    )
+    done = cli(stack.env, *upload_args(tmp_path / "a.csv", audience, "--column", "maid"))
     assert done.returncode == 0, done.stderr
     run_id = done.stdout.splitlines()[0]
     report = orjson.loads(done.stdout.splitlines()[-1])
@@ -166,18 +156,7 @@ def test_hash_sends_sha256_of_normalised_ids(stack, tmp_path):
     rows = dirty_rows(12_000, seed=5)
     write_csv(tmp_path / "a.csv", rows)
     audience = stack.new_audience()
-    done = cli(
-        stack.env,
-        "upload",
-        str(tmp_path / "a.csv"),
-        "--column",
-        "maid",
-        "--hash",
-        "--audience-id",
-        audience,
-        "--wait",
-        "--json",
-    )
+    done = cli(stack.env, *upload_args(tmp_path / "a.csv", audience, "--column", "maid", "--hash"))
     assert done.returncode == 0, done.stderr
     hashed = {hashlib.sha256(m.encode()).hexdigest() for m in expected(rows)["members"]}
     assert stack.members(audience) == hashed

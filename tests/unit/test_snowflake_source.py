@@ -11,30 +11,20 @@ import snowflake.connector
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
+from source_helpers import open_error, read_all
 
 from audiencesync.errors import SourceError
 from audiencesync.settings import Settings
 from producers.snowflake_source import SnowflakeSource, connect_kwargs
-from producers.sources import BATCH_IDS, MAX_VALUE_CHARS, Source
+from producers.sources import BATCH_IDS, MAX_VALUE_CHARS
 from producers.spec import open_source
 
 BIG_ROWS = 120_000
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
 
 
-def read_all(source: Source) -> list[str]:
-    try:
-        return [value for batch in source.batches() for value in batch]
-    finally:
-        source.close()
-
-
 def query_error(settings: Settings, **kw: str) -> str:
-    with pytest.raises(SourceError) as caught:
-        open_source(None, settings=settings, **kw)
-    message = str(caught.value)
-    assert "\n" not in message
-    return message
+    return open_error(None, settings, **kw)
 
 
 @pytest.fixture(scope="module")

@@ -9,21 +9,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from source_helpers import MAID, SETTINGS, read_all, write
+from source_helpers import MAID, SETTINGS, open_error, read_all, write
 
 from audiencesync.errors import SourceError
 from producers.csv_source import CsvSource
 from producers.parquet_source import ParquetSource
 from producers.sources import BATCH_IDS, MAX_VALUE_CHARS
 from producers.spec import open_source
-
-
-def open_error(spec: str, **kw: str) -> str:
-    with pytest.raises(SourceError) as caught:
-        open_source(spec, settings=SETTINGS, **kw)
-    message = str(caught.value)
-    assert "\n" not in message
-    return message
 
 
 def fake_maid(i: int) -> str:
