@@ -116,10 +116,10 @@ def publish(
     if first is not None:
         # A real generator, not itertools.chain: Celery only applies a generator lazily.
         return chord(_prepend(first, tasks), body).apply_async()
-    meta = store.meta(run_id)
-    if meta.get("attempt") != str(attempt):
+    meta = store.run(run_id)
+    if meta is None or meta.attempt != attempt:
         return None  # taken over by a newer attempt before this one staged anything
-    if int(meta.get("chunks_staged", 0)) == 0:  # nothing to upload, nothing to close
+    if meta.chunks_staged == 0:  # nothing to upload, nothing to close
         store.save_report(run_id, build_report(run_id, meta, [], time.time()))
         return None
     return body.apply_async(([],))  # every chunk has its outcome: report them

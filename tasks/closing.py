@@ -14,12 +14,14 @@ import time
 from audiencesync.domain.modes import (
     Session,
     chunk_session,
+    is_closed,
     is_sequential,
     sessions,
     unclosed_message,
 )
 from audiencesync.errors import Deferred, GraphError, RetryableGraphError
 from audiencesync.graph import build_payload
+from audiencesync.store.meta import RunMeta
 from audiencesync.store.replace import CLOSE
 from tasks import sending
 from workers.resources import get_graph, get_turns
@@ -29,7 +31,7 @@ CLOSE_DEFERRALS = 50  # turns waited at the throttle gate before the close is gi
 
 
 def close_or_retry(
-    task, guard, store, run_id: str, meta: dict[str, str], to_close: list[Session], kwargs: dict
+    task, guard, store, run_id: str, meta: RunMeta, to_close: list[Session], kwargs: dict
 ) -> GraphError | None:
     """Close the sessions, re-enqueueing finalize (deferred, or after the backoff) while the
     gate or the retry policy says so; returns the error that stopped the close, if any. Its
@@ -58,35 +60,34 @@ def close_or_retry(
     return error
 
 
-def open_sessions(meta: dict[str, str], outcomes: list[dict]) -> list[Session]:
+def open_sessions(meta: RunMeta, outcomes: list[dict]) -> list[Session]:
     """Sessions that took a batch and are not closed yet (by an earlier delivery of finalize)."""
     sent = {c["chunk"] for c in outcomes if c["uploaded"]}
     return [
         s
         for s in sessions(meta)
-        if meta.get(s.closed_field) != "1"
-        and any(chunk_session(meta, chunk)[0] == s for chunk in sent)
+        if not is_closed(meta, s) and any(chunk_session(meta, chunk)[0] == s for chunk in sent)
     ]
 
 
-def may_close(meta: dict[str, str], report: dict) -> bool:
+def may_close(meta: RunMeta, report: dict) -> bool:
     """Closing a replace session drops every member it lacks: only a whole one is closed."""
     return not is_sequential(meta) or not (report["chunks_failed"] or report["unaccounted"])
 
 
-def closing_seq(run_id: str, meta: dict[str, str], session: Session) -> int:
+def closing_seq(run_id: str, meta: RunMeta, session: Session) -> int:
     """After every batch of the session: a replace run's next seq from its counter (remembered
     across retries of this task), since chunks without entries sent no batch; otherwise after
     the session's last chunk (a mirror run's additions end where its removals start)."""
     if is_sequential(meta):
         return get_turns().seq(run_id, CLOSE)
     ends = [s.first_chunk for s in sessions(meta) if s.first_chunk > session.first_chunk]
-    end = ends[0] if ends else int(meta.get("chunks_staged", 0))
+    end = ends[0] if ends else meta.chunks_staged
     return end - session.first_chunk + 1
 
 
 def close_sessions(
-    guard, store, run_id: str, meta: dict[str, str], to_close: list[Session], after_error: bool
+    guard, store, run_id: str, meta: RunMeta, to_close: list[Session], after_error: bool
 ) -> tuple[GraphError | None, int]:
     """Close each session with a last batch that re-sends one entry already sent.
 
@@ -100,7 +101,7 @@ def close_sessions(
         batch = {"session_id": session.session_id, "batch_seq": batch_seq}
         closer = store.closer(run_id, session.op)
         try:
-            send_close(guard, meta["audience_id"], session.op, batch, closer)
+            send_close(guard, meta.audience_id, session.op, batch, closer)
         except RetryableGraphError as exc:
             return exc, sent
         except GraphError as exc:
@@ -123,7 +124,7 @@ def send_close(guard, audience_id: str, op: str, batch: dict, closer: str | None
     )
 
 
-def record_close(report: dict, error: GraphError | None, meta: dict[str, str]) -> None:
+def record_close(report: dict, error: GraphError | None, meta: RunMeta) -> None:
     if error is None:
         report["session_closed"] = True
         return

@@ -16,6 +16,7 @@ from audiencesync.domain.report import build_report
 from audiencesync.metrics import METRICS
 from audiencesync.mirror.plan import lock_name
 from audiencesync.settings import get_settings
+from audiencesync.store.meta import RunMeta
 from audiencesync.throttle.summary import throttle_section
 from tasks.closing import close_or_retry, may_close, open_sessions, record_close
 from workers.app import app
@@ -25,11 +26,11 @@ log = logging.getLogger("audiencesync.finalize")
 POLL_S = 2.0  # between looks at an incomplete ledger; far below any visibility timeout
 
 
-def missing_chunks(meta: dict[str, str], outcomes: list[dict]) -> int | None:
+def missing_chunks(meta: RunMeta, outcomes: list[dict]) -> int | None:
     """Staged chunks without an outcome; None while the producer may still stage more."""
-    if meta.get("producer_done") != "1":
+    if not meta.producer_done:
         return None
-    return int(meta.get("chunks_staged", 0)) - len(outcomes)
+    return meta.chunks_staged - len(outcomes)
 
 
 @app.task(bind=True, name="audiencesync.finalize", max_retries=None)
@@ -44,8 +45,8 @@ def finalize(
     close_sent: int = 0,
 ) -> dict:
     store = get_store()
-    meta = store.meta(run_id)
-    if not meta or int(meta.get("attempt", 0)) != attempt:
+    meta = store.run(run_id)
+    if meta is None or meta.attempt != attempt:
         return {}  # expired, or superseded by `resume`, whose own chord reports
     if (done := store.report(run_id)) is not None:
         return done  # delivered again after it reported
@@ -67,23 +68,23 @@ def finalize(
     guard = get_guard(run_id, meta)
     to_close = open_sessions(meta, outcomes)
     report["session_closed"] = not to_close and bool(report["ids_uploaded"])
-    if to_close and not meta.get("aborted") and may_close(meta, report):
+    if to_close and not meta.aborted and may_close(meta, report):
         error = close_or_retry(self, guard, store, run_id, meta, to_close, kwargs)
         report["requests"] += kwargs["close_sent"]
         report["retries"] += max(kwargs["close_calls"] - 1, 0)
         record_close(report, error, meta)
     try:  # throttle figures and metrics are extras: the report is saved whatever they do
         report["throttle"] = throttle_section(
-            guard.account, meta, outcomes, report, guard.gate.snapshot(guard.account)
+            guard.account, meta.raw, outcomes, report, guard.gate.snapshot(guard.account)
         )
-        METRICS.record_run(meta.get("audience_name") or meta["audience_id"], report, outcomes)
+        METRICS.record_run(meta.audience_name or meta.audience_id, report, outcomes)
     except Exception:
         log.exception("run=%s throttle figures or metrics failed; the report is saved", run_id)
     store.save_report(run_id, report)
-    if name := meta.get("audience_name"):  # a scheduled run: the audience may run again
-        store.release_audience_lock(name, run_id)
-    if meta.get("mode") == MIRROR:
-        store.release_audience_lock(lock_name(meta["audience_id"]), run_id)
+    if meta.audience_name:  # a scheduled run: the audience may run again
+        store.release_audience_lock(meta.audience_name, run_id)
+    if meta.mode == MIRROR:
+        store.release_audience_lock(lock_name(meta.audience_id), run_id)
     log.info(
         "run=%s %s: read=%d uploaded=%d rejected=%d failed=%d in %.1fs",
         run_id,

@@ -33,8 +33,8 @@ def prepare(run_id: str, chunk: int, ids_in: int) -> dict:
                 failed="staged chunk missing from Redis (expired?)",
                 ids_failed=ids_in,
             )
-        meta = store.meta(run_id)
-        prepared = prepare_staged(raw, ids_in, hash_ids=meta.get("hash") == "1")
+        meta = store.existing(run_id)
+        prepared = prepare_staged(raw, ids_in, hash_ids=meta.hash_ids)
         if prepared.entries:
             closer = prepared.entries[0]
             op = chunk_op(meta, chunk)  # each operation's session is closed with its own entry

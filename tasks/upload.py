@@ -24,6 +24,7 @@ from audiencesync.errors import (
     TokenError,
 )
 from audiencesync.settings import get_settings
+from audiencesync.store.meta import RunMeta
 from tasks import sending
 from workers.app import app
 from workers.resources import get_graph, get_guard, get_store, get_turns
@@ -35,9 +36,9 @@ TURN_RETRY_S = 0.25  # a replace chunk that found the turn taken looks again aft
 
 @app.task(bind=True, name="audiencesync.upload", max_retries=None)
 def upload(self, summary: dict, run_id: str, chunk: int, calls: dict | None = None) -> dict:
-    meta: dict[str, str] = {}  # read once: the call and the replace turn's hand-over need it
+    meta: RunMeta | None = None  # read once: the call and the replace turn's hand-over need it
     try:
-        meta = get_store().meta(run_id)
+        meta = get_store().existing(run_id)
         outcome = _upload(self, summary, run_id, chunk, calls, meta)
     except Retry:
         raise  # a replace chunk keeps its turn: its retry re-sends the same batch_seq first
@@ -47,7 +48,7 @@ def upload(self, summary: dict, run_id: str, chunk: int, calls: dict | None = No
         result["ids_failed"] = summary.get("entries", summary["ids_in"])
         outcome = get_store().finish_chunk(run_id, chunk, result)
     try:
-        if is_sequential(meta):
+        if meta is not None and is_sequential(meta):
             _end_turn(run_id, chunk, outcome)
     except Exception:  # never fail the chord: the turn then expires, and finalize never closes
         # a replace session with a failed chunk
@@ -58,7 +59,7 @@ def upload(self, summary: dict, run_id: str, chunk: int, calls: dict | None = No
 
 
 def _upload(
-    task, summary: dict, run_id: str, chunk: int, calls: dict | None, meta: dict[str, str]
+    task, summary: dict, run_id: str, chunk: int, calls: dict | None, meta: RunMeta
 ) -> dict:
     store = get_store()
     if (done := store.outcome(run_id, chunk)) is not None:
@@ -104,7 +105,7 @@ def _upload(
     try:
         sent = sending.send(
             guard,
-            lambda: get_graph().upload(meta["audience_id"], payload, session, mode=op),
+            lambda: get_graph().upload(meta.audience_id, payload, session, mode=op),
             admitted=admitted,
         )
     except Deferred as wait:

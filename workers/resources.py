@@ -11,6 +11,7 @@ import threading
 
 from audiencesync.graph import GraphClient
 from audiencesync.settings import get_settings
+from audiencesync.store.meta import RunMeta
 from audiencesync.store.replace import ReplaceTurns, hold_ttl_s
 from audiencesync.store.runs import RunStore, connect
 from audiencesync.throttle.gate import Gate, account_key
@@ -70,9 +71,9 @@ def get_turns() -> ReplaceTurns:
         return _turns
 
 
-def get_guard(run_id: str, meta: dict[str, str]) -> Guard:
+def get_guard(run_id: str, meta: RunMeta) -> Guard:
     """The throttle guard for one call of a run, keyed by the run's ad account."""
-    return Guard(get_gate(), get_store(), run_id, account_key(meta))
+    return Guard(get_gate(), get_store(), run_id, account_key(meta.raw))
 
 
 def close_all() -> None:

@@ -8,20 +8,18 @@ import time
 from typing import TextIO
 
 from audiencesync.domain.modes import VERB
+from audiencesync.store.meta import RunMeta
 from audiencesync.store.runs import RunStore
 from audiencesync.throttle.summary import throttle_line
 
 BAR_WIDTH = 30
 
 
-def progress_line(meta: dict[str, str], now: float) -> str:
-    done_chunks = int(meta.get("chunks_done", 0))
-    staged = int(meta.get("chunks_staged", 0))
-    ids_done = int(meta.get("ids_done", 0))
-    ids_read = int(meta.get("ids_read", 0))
-    producer_done = meta.get("producer_done") == "1"
-    total_ids = ids_read if producer_done else max(int(meta.get("estimated_ids") or 0), ids_read)
-    elapsed_s = max(now - float(meta.get("started_at", now)), 1e-6)
+def progress_line(meta: RunMeta, now: float) -> str:
+    done_chunks, staged = meta.chunks_done, meta.chunks_staged
+    ids_done, ids_read, producer_done = meta.ids_done, meta.ids_read, meta.producer_done
+    total_ids = ids_read if producer_done else max(meta.estimated_ids, ids_read)
+    elapsed_s = max(now - (meta.started_at or now), 1e-6)
     rate = ids_done / elapsed_s
     share = ids_done / total_ids if total_ids else 0.0
     filled = int(share * BAR_WIDTH)
@@ -59,7 +57,10 @@ class ProgressBar:
 
     def _draw(self, final: bool = False) -> None:
         try:
-            line = progress_line(self.store.meta(self.run_id), time.time())
+            meta = self.store.run(self.run_id)
+            if meta is None:
+                return
+            line = progress_line(meta, time.time())
         except Exception:  # a progress line is never worth failing the run
             return
         end = "\n" if final or not self._tty else ""
@@ -100,9 +101,9 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def run_row(run_id: str, meta: dict[str, str], report: dict | None, now: float) -> dict:
+def run_row(run_id: str, meta: RunMeta, report: dict | None, now: float) -> dict:
     """One line of `audiencesync runs`: from the report when finished, from progress otherwise."""
-    audience = meta.get("audience_name") or meta.get("audience_id", "?")
+    audience = meta.audience_name or meta.audience_id or "?"
     if report is not None:
         return {
             "run_id": run_id,
@@ -112,12 +113,12 @@ def run_row(run_id: str, meta: dict[str, str], report: dict | None, now: float) 
             "ids_per_s": report["ids_per_s"],
             "duration_s": report["duration_s"],
         }
-    elapsed_s = max(now - float(meta.get("started_at", now)), 1e-6)
-    ids_done = int(meta.get("ids_done", 0))
+    elapsed_s = max(now - (meta.started_at or now), 1e-6)
+    ids_done = meta.ids_done
     return {
         "run_id": run_id,
         "audience": audience,
-        "status": meta.get("status", "?"),
+        "status": meta.status.value,
         "ids": ids_done,
         "ids_per_s": round(ids_done / elapsed_s, 1),
         "duration_s": round(elapsed_s, 3),

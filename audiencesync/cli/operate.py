@@ -23,7 +23,7 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
     rows = [
         run_row(run_id, meta, store.report(run_id), now)
         for run_id in store.recent(args.limit)
-        if (meta := store.meta(run_id))  # a run whose state expired is skipped
+        if (meta := store.run(run_id)) is not None  # a run whose state expired is skipped
     ]
     if args.json:
         print("\n".join(orjson.dumps(row).decode() for row in rows))

@@ -152,23 +152,24 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     meta = store.existing(args.run_id)
     report = store.report(args.run_id)
     if report is None:
+        from audiencesync.store.meta import Status
         from audiencesync.throttle.gate import Gate, account_key
         from audiencesync.throttle.summary import live_line, live_section
 
-        account = account_key(meta)
+        account = account_key(meta.raw)
         throttle = live_section(
-            account, meta, Gate.from_settings(store.r, settings).snapshot(account)
+            account, meta.raw, Gate.from_settings(store.r, settings).snapshot(account)
         )
         if args.json:
-            print(orjson.dumps({"run_id": args.run_id, **meta, "throttle": throttle}).decode())
+            print(orjson.dumps({"run_id": args.run_id, **meta.raw, "throttle": throttle}).decode())
         else:
-            print(f"run {args.run_id}: {meta['status']} ({meta.get('mode', 'add')})")
+            print(f"run {args.run_id}: {meta.status} ({meta.mode})")
             print(progress_line(meta, time.time()))
             print(live_line(throttle))
-        if meta["status"] != "running":
-            idle_s = time.time() - float(meta.get("progress_at", 0))
+        if meta.status != Status.RUNNING:
+            idle_s = time.time() - meta.progress_at
             print(
-                f"audiencesync: run {args.run_id} is {meta['status']}: no chunk staged or "
+                f"audiencesync: run {args.run_id} is {meta.status}: no chunk staged or "
                 f"finished for {idle_s:.0f}s; finish it with: audiencesync resume {args.run_id}",
                 file=sys.stderr,
             )

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MIRROR = "mirror"
-MODES = ("add", "remove", "replace", MIRROR)
-OPS = ("add", "remove", "replace")  # what one chunk's call does (chunk_op)
+from audiencesync.store.meta import Mode, RunMeta
+
+MIRROR = Mode.MIRROR
+MODES = tuple(Mode)  # typed in store/meta.py, beside the run's other fields
 # the report's line
 VERB = {"add": "uploaded", "remove": "removed", "replace": "replaced with", "mirror": "sent"}
 RETRY_HINT = {
@@ -29,20 +30,25 @@ RETRY_HINT = {
 }
 
 
-def chunk_op(meta: dict[str, str], chunk: int) -> str:
+def chunk_op(meta: RunMeta, chunk: int) -> Mode:
     """The operation chunk `chunk` of the run described by `meta` performs."""
-    mode = meta.get("mode", "add")
-    if mode == MIRROR:
-        return "remove" if chunk >= int(meta["removals_from"]) else "add"
-    return mode
+    if meta.mode == MIRROR:
+        return Mode.REMOVE if chunk >= _removals_from(meta) else Mode.ADD
+    return meta.mode
 
 
-def is_sequential(meta: dict[str, str]) -> bool:
+def _removals_from(meta: RunMeta) -> int:
+    if meta.removals_from is None:
+        raise ValueError("a mirror run's meta has no removals_from")
+    return meta.removals_from
+
+
+def is_sequential(meta: RunMeta) -> bool:
     """Replace batches go one at a time, in batch_seq order (Meta's rule for usersreplace)."""
-    return meta.get("mode") == "replace"
+    return meta.mode == Mode.REPLACE
 
 
-def unclosed_message(meta: dict[str, str], error: str) -> str:
+def unclosed_message(meta: RunMeta, error: str) -> str:
     """Every batch was sent, but the last one (last_batch_flag=true) was refused."""
     if is_sequential(meta):
         return (
@@ -67,24 +73,30 @@ def replace_failed_message(reason: str) -> str:
 
 @dataclass(frozen=True)
 class Session:
-    op: str  # "add" or "remove": the edge's method
+    op: Mode  # add, remove or replace: the edge's method
     session_id: int
     first_chunk: int  # batch_seq = chunk - first_chunk + 1
-    closed_field: str  # the run meta's flag once its last batch was accepted
+    closed_field: str  # the run's flag once its last batch was accepted (hash field and RunMeta)
 
 
-def sessions(meta: dict[str, str]) -> list[Session]:
+def sessions(meta: RunMeta) -> list[Session]:
     """The run's upload sessions: one per operation it sends."""
-    if meta.get("mode") != MIRROR:
-        return [Session(meta.get("mode", "add"), int(meta["session_id"]), 0, "session_closed")]
-    edge = int(meta["removals_from"])
+    if meta.mode != MIRROR:
+        return [Session(meta.mode, meta.session_id, 0, "session_closed")]
+    if meta.remove_session_id is None:
+        raise ValueError("a mirror run's meta has no remove_session_id")
     return [
-        Session("add", int(meta["session_id"]), 0, "session_closed"),
-        Session("remove", int(meta["remove_session_id"]), edge, "remove_session_closed"),
+        Session(Mode.ADD, meta.session_id, 0, "session_closed"),
+        Session(Mode.REMOVE, meta.remove_session_id, _removals_from(meta), "remove_session_closed"),
     ]
 
 
-def chunk_session(meta: dict[str, str], chunk: int) -> tuple[Session, dict]:
+def is_closed(meta: RunMeta, session: Session) -> bool:
+    """The session's last batch was accepted (by an earlier delivery of finalize)."""
+    return bool(getattr(meta, session.closed_field))
+
+
+def chunk_session(meta: RunMeta, chunk: int) -> tuple[Session, dict]:
     """The session chunk n belongs to and the session field it is sent with."""
     session = [s for s in sessions(meta) if chunk >= s.first_chunk][-1]
     batch = {"session_id": session.session_id, "batch_seq": chunk - session.first_chunk + 1}

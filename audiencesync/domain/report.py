@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 
-import orjson
-
-from audiencesync.domain.modes import MIRROR, RETRY_HINT, replace_failed_message
+from audiencesync.domain.modes import MIRROR, RETRY_HINT, replace_failed_message, sessions
+from audiencesync.store.meta import RunMeta
 
 MAX_LISTED_FAILURES = 50
 MAX_INVALID_SAMPLES = 3
@@ -46,7 +45,7 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds")
 
 
-def build_report(run_id: str, meta: dict[str, str], results: list[dict], finished_at: float):
+def build_report(run_id: str, meta: RunMeta, results: list[dict], finished_at: float) -> dict:
     rejected: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     totals: Counter[str] = Counter()
@@ -66,18 +65,18 @@ def build_report(run_id: str, meta: dict[str, str], results: list[dict], finishe
                     {"chunk": res["chunk"], "ids": res["ids_failed"], "reason": res["failed"]}
                 )
 
-    ids_read = int(meta.get("ids_read", 0))
+    ids_read = meta.ids_read
     accounted = totals["uploaded"] + sum(rejected.values()) + totals["duplicates"]
     accounted += totals["ids_failed"]
-    started_at = float(meta["started_at"])
+    started_at = meta.started_at
     duration_s = max(finished_at - started_at, 1e-9)
     report = {
         "run_id": run_id,
-        "audience_id": meta.get("audience_id"),
-        "mode": meta.get("mode", "add"),
+        "audience_id": meta.audience_id or None,
+        "mode": meta.mode.value,
         "status": "completed",
         "message": "",
-        "source": meta.get("source", ""),
+        "source": meta.source,
         "ids_read": ids_read,
         "ids_uploaded": totals["uploaded"],
         "ids_rejected": dict(sorted(rejected.items())),
@@ -106,16 +105,16 @@ def build_report(run_id: str, meta: dict[str, str], results: list[dict], finishe
     return report
 
 
-def _verdict(report: dict, meta: dict[str, str]) -> tuple[str, str]:
-    if meta.get("cancelled"):
-        return "cancelled", meta["aborted"]
-    if meta.get("replace_failed"):
-        return "failed", replace_failed_message(meta["replace_failed"])
-    if meta.get("aborted"):
-        return "failed", meta["aborted"]
-    if meta.get("source_error"):
+def _verdict(report: dict, meta: RunMeta) -> tuple[str, str]:
+    if meta.cancelled:
+        return "cancelled", meta.aborted or ""
+    if meta.replace_failed:
+        return "failed", replace_failed_message(meta.replace_failed)
+    if meta.aborted:
+        return "failed", meta.aborted
+    if meta.source_error:
         return "failed", (
-            f"the source failed after {report['ids_read']} IDs: {meta['source_error']}; fix it, "
+            f"the source failed after {report['ids_read']} IDs: {meta.source_error}; fix it, "
             f"then finish the run with: audiencesync resume {report['run_id']}"
         )
     if report["unaccounted"]:
@@ -141,9 +140,9 @@ def _verdict(report: dict, meta: dict[str, str]) -> tuple[str, str]:
     return "completed", ""
 
 
-def mirror_totals(meta: dict[str, str], results: list[dict]) -> dict:
+def mirror_totals(meta: RunMeta, results: list[dict]) -> dict:
     """added/removed and their failures, from the chunks' outcomes split at removals_from."""
-    edge = int(meta["removals_from"])
+    edge = sessions(meta)[1].first_chunk  # removals_from
     adds = [r for r in results if r["chunk"] < edge]
     removes = [r for r in results if r["chunk"] >= edge]
     return {
@@ -151,22 +150,22 @@ def mirror_totals(meta: dict[str, str], results: list[dict]) -> dict:
         "additions_failed": sum(r["ids_failed"] for r in adds),
         "removed": sum(r["uploaded"] for r in removes),
         "removals_failed": sum(r["ids_failed"] for r in removes),
-        "unchanged": int(meta.get("unchanged", 0)),
-        "additions_planned": int(meta.get("additions_planned", 0)),
-        "removals_planned": int(meta.get("removals_planned", 0)),
+        "unchanged": meta.unchanged,
+        "additions_planned": meta.additions_planned,
+        "removals_planned": meta.removals_planned,
     }
 
 
-def apply_mirror(report: dict, meta: dict[str, str], results: list[dict]) -> None:
+def apply_mirror(report: dict, meta: RunMeta, results: list[dict]) -> None:
     """Re-state a report built from the chunks in the mirror run's terms."""
     totals = mirror_totals(meta, results)
     rejected = dict(report["ids_rejected"])
-    for reason, count in orjson.loads(meta.get("source_rejected", "{}")).items():
+    for reason, count in meta.source_rejected.items():
         rejected[reason] = rejected.get(reason, 0) + count
     report.update(totals)
     report["ids_rejected"] = dict(sorted(rejected.items()))
-    report["duplicates"] += int(meta.get("source_duplicates", 0))
-    report["ids_read"] = int(meta.get("source_ids_read", 0))
+    report["duplicates"] += meta.source_duplicates
+    report["ids_read"] = meta.source_ids_read
     report["ids_per_s"] = round(report["ids_read"] / max(report["duration_s"], 1e-9), 1)
     read_side = totals["added"] + totals["unchanged"] + sum(rejected.values())
     read_side += report["duplicates"] + totals["additions_failed"]

@@ -2,7 +2,8 @@
 
     as:runs                     sorted set of run ids by start time
     as:run:{id}                 hash: what the run is (its source spec, never a password), its
-                                progress counters, attempt (bumped by resume), its outcome
+                                progress counters, attempt (bumped by resume), its outcome;
+                                read typed, as a RunMeta (meta.py)
     as:run:{id}:raw:{n}         chunk n as read from the source (claim check for `prepare`); kept
                                 until the chunk finishes, so a redelivered `prepare` can redo it
     as:run:{id}:prep:{n}        chunk n's payload, ready to send (zlib-compressed if set)
@@ -26,10 +27,10 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from audiencesync.domain.modes import OPS
 from audiencesync.errors import ConfigError
 from audiencesync.settings import Settings
 from audiencesync.store import lua
+from audiencesync.store.meta import OPS, RunMeta
 
 
 def connect(url: str, **kwargs) -> redis.Redis:
@@ -75,12 +76,17 @@ class RunStore:
         pipe.execute()
 
     def meta(self, run_id: str) -> dict[str, str]:
+        """The run's hash as Redis holds it (strings); modules read run() instead."""
         return {k.decode(): v.decode() for k, v in self.r.hgetall(self.key(run_id)).items()}
 
-    def existing(self, run_id: str) -> dict[str, str]:
-        """The run's meta; a one-line error when this Redis holds no such run (an operator's
-        typo, or a run whose state expired)."""
-        if not (meta := self.meta(run_id)):
+    def run(self, run_id: str) -> RunMeta | None:
+        """The run's meta, typed (meta.py); None when this Redis holds no such run."""
+        raw = self.meta(run_id)
+        return RunMeta.parse(raw) if raw else None
+
+    def existing(self, run_id: str) -> RunMeta:
+        """run(), or a one-line error (a typo, or a run whose state expired)."""
+        if (meta := self.run(run_id)) is None:
             raise ConfigError(f"no run {run_id} in this Redis: check the id and REDIS_URL")
         return meta
 

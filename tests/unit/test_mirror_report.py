@@ -12,6 +12,7 @@ from audiencesync.domain.modes import chunk_op, chunk_session
 from audiencesync.domain.report import build_report, chunk_result
 from audiencesync.mirror.diff import DiffCounts
 from audiencesync.mirror.plan import guard_message, mirror_meta
+from audiencesync.store.meta import RunMeta
 
 ADDS, REMOVES = 25, 12  # planned; chunks of 10: 3 addition chunks, then 2 removal chunks
 
@@ -38,7 +39,7 @@ def results(failed: set[int] = frozenset()) -> list[dict]:
 
 
 def test_a_clean_mirror_run_adds_up():
-    report = build_report("r", meta(), results(), time.time())
+    report = build_report("r", RunMeta.parse(meta()), results(), time.time())
     assert report["status"] == "completed", report
     assert (report["added"], report["removed"], report["unchanged"]) == (ADDS, REMOVES, 20)
     assert report["ids_read"] == 50 and report["unaccounted"] == 0
@@ -50,7 +51,7 @@ def test_a_clean_mirror_run_adds_up():
     ("failed", "added", "removed", "lost"), [({1}, 15, 12, 10), ({4}, 25, 10, 2)]
 )
 def test_a_failed_chunk_is_an_error_whichever_side_it_is_on(failed, added, removed, lost):
-    report = build_report("r", meta(), results(failed), time.time())
+    report = build_report("r", RunMeta.parse(meta()), results(failed), time.time())
     assert report["status"] == "completed_with_errors"
     assert (report["added"], report["removed"]) == (added, removed)
     assert report["additions_failed"] + report["removals_failed"] == report["ids_failed"] == lost
@@ -59,22 +60,22 @@ def test_a_failed_chunk_is_an_error_whichever_side_it_is_on(failed, added, remov
 
 
 def test_a_chunk_without_an_outcome_is_unaccounted():
-    report = build_report("r", meta(), results()[:-1], time.time())
+    report = build_report("r", RunMeta.parse(meta()), results()[:-1], time.time())
     assert report["unaccounted"] == 2 and report["status"] == "failed"
 
 
 def test_nothing_changed_is_a_completed_run():
     m = meta()
     m.update(additions_planned="0", removals_planned="0", removals_from="0", unchanged="45")
-    report = build_report("r", m, [], time.time())
+    report = build_report("r", RunMeta.parse(m), [], time.time())
     assert report["status"] == "completed" and report["unaccounted"] == 0
 
 
 def test_additions_and_removals_go_in_two_sessions_numbered_from_1():
     m = meta()
-    assert [chunk_op(m, c) for c in range(5)] == ["add"] * 3 + ["remove"] * 2
-    assert [chunk_session(m, c)[1]["batch_seq"] for c in range(5)] == [1, 2, 3, 1, 2]
-    assert {chunk_session(m, c)[1]["session_id"] for c in (3, 4)} == {9}
+    assert [chunk_op(RunMeta.parse(m), c) for c in range(5)] == ["add"] * 3 + ["remove"] * 2
+    assert [chunk_session(RunMeta.parse(m), c)[1]["batch_seq"] for c in range(5)] == [1, 2, 3, 1, 2]
+    assert {chunk_session(RunMeta.parse(m), c)[1]["session_id"] for c in (3, 4)} == {9}
     assert orjson.loads(m["source_rejected"]) == {"blank": 2}
 
 
@@ -125,7 +126,7 @@ def test_the_printed_report_says_added_removed_and_unchanged():
     from audiencesync.cli.display import format_report
 
     m = meta(audience_id="42", ids_read="37")
-    text = format_report(build_report("r", m, results(), time.time()))
+    text = format_report(build_report("r", RunMeta.parse(m), results(), time.time()))
     assert f"added {ADDS}, removed {REMOVES} of {REMOVES}, unchanged 20" in text
     assert "(mirror)" in text
 

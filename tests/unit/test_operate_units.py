@@ -13,6 +13,7 @@ from audiencesync.cli.display import format_runs, run_row
 from audiencesync.domain.report import build_report, chunk_result
 from audiencesync.logs import JsonFormatter
 from audiencesync.metrics import RunMetrics
+from audiencesync.store.meta import RunMeta
 from audiencesync.store.runs import RunStore
 
 META = {"audience_id": "42", "ids_read": "7", "started_at": "100.0", "session_id": "1"}
@@ -24,7 +25,7 @@ RESULTS = [
 
 def test_a_finished_run_is_recorded_per_audience():
     registry = CollectorRegistry()
-    report = build_report("r1", META, RESULTS, finished_at=112.0)
+    report = build_report("r1", RunMeta.parse(META), RESULTS, finished_at=112.0)
     RunMetrics(registry).record_run("lapsed", report, RESULTS)
 
     def value(name: str, **labels: str) -> float | None:
@@ -42,7 +43,7 @@ def test_a_finished_run_is_recorded_per_audience():
 
 def test_a_cancelled_run_reports_cancelled_not_failed():
     meta = {**META, "aborted": "cancelled by an operator", "cancelled": "1"}
-    report = build_report("r1", meta, RESULTS, finished_at=112.0)
+    report = build_report("r1", RunMeta.parse(meta), RESULTS, finished_at=112.0)
     assert (report["status"], report["message"]) == ("cancelled", "cancelled by an operator")
 
 
@@ -63,11 +64,11 @@ def test_json_log_lines_carry_run_and_chunk_as_fields():
 
 
 def test_runs_table_shows_finished_and_live_runs():
-    report = build_report("r1", META, RESULTS, finished_at=112.0)
+    report = build_report("r1", RunMeta.parse(META), RESULTS, finished_at=112.0)
     live = {"audience_id": "43", "audience_name": "vip", "status": "running", "started_at": "100"}
     rows = [
-        run_row("r1", META, report, now=200.0),
-        run_row("r2", {**live, "ids_done": "500"}, None, now=110.0),
+        run_row("r1", RunMeta.parse(META), report, now=200.0),
+        run_row("r2", RunMeta.parse({**live, "ids_done": "500"}), None, now=110.0),
     ]
     assert rows[0]["status"] == "completed" and rows[0]["ids"] == 6
     assert rows[1] == {

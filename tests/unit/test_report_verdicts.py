@@ -1,6 +1,7 @@
 """The run report's arithmetic and verdicts (pure)."""
 
 from audiencesync.domain.report import MAX_LISTED_FAILURES, build_report, chunk_result
+from audiencesync.store.meta import RunMeta
 
 META = {
     "audience_id": "42",
@@ -25,7 +26,9 @@ def ok(chunk, uploaded=8, **kw):
 
 
 def test_counts_add_up_and_status_is_completed():
-    report = build_report("r", META, [ok(0), ok(1), ok(2, invalid_samples=["a", "b"])], 110.0)
+    report = build_report(
+        "r", RunMeta.parse(META), [ok(0), ok(1), ok(2, invalid_samples=["a", "b"])], 110.0
+    )
     assert report["status"] == "completed" and report["message"] == ""
     assert report["ids_uploaded"] == 24 and report["ids_rejected"] == {"blank": 3}
     assert report["duplicates"] == 3 and report["unaccounted"] == 0
@@ -37,7 +40,7 @@ def test_failed_chunks_are_listed_with_reasons():
     failed = chunk_result(
         1, 10, failed="code 100: bad", ids_failed=8, rejected={"blank": 1}, duplicates=1
     )
-    report = build_report("r", META, [ok(0), failed, ok(2)], 110.0)
+    report = build_report("r", RunMeta.parse(META), [ok(0), failed, ok(2)], 110.0)
     assert report["status"] == "completed_with_errors"
     assert report["failed_chunks"] == [{"chunk": 1, "ids": 8, "reason": "code 100: bad"}]
     assert report["failure_reasons"] == {"code 100: bad": 1}
@@ -45,16 +48,22 @@ def test_failed_chunks_are_listed_with_reasons():
 
 
 def test_ids_missing_from_every_chunk_fail_the_run():
-    report = build_report("r", META, [ok(0), ok(1)], 110.0)  # 30 read, 20 accounted for
+    report = build_report(
+        "r", RunMeta.parse(META), [ok(0), ok(1)], 110.0
+    )  # 30 read, 20 accounted for
     assert report["unaccounted"] == 10 and report["status"] == "failed"
 
 
 def test_abort_and_source_error_fail_the_run():
     assert (
-        build_report("r", {**META, "aborted": "token"}, [ok(0), ok(1), ok(2)], 110.0)["message"]
+        build_report(
+            "r", RunMeta.parse({**META, "aborted": "token"}), [ok(0), ok(1), ok(2)], 110.0
+        )["message"]
         == "token"
     )
-    report = build_report("r", {**META, "source_error": "gzip broke"}, [ok(0), ok(1), ok(2)], 110)
+    report = build_report(
+        "r", RunMeta.parse({**META, "source_error": "gzip broke"}), [ok(0), ok(1), ok(2)], 110
+    )
     assert report["status"] == "failed" and "gzip broke" in report["message"]
 
 
@@ -63,7 +72,7 @@ def test_failure_list_and_samples_are_bounded():
         chunk_result(n, 1, failed="x", ids_failed=1, invalid_samples=["s"] * 5)
         for n in range(MAX_LISTED_FAILURES + 10)
     ]
-    report = build_report("r", {**META, "ids_read": str(len(many))}, many, 110.0)
+    report = build_report("r", RunMeta.parse({**META, "ids_read": str(len(many))}), many, 110.0)
     assert len(report["failed_chunks"]) == MAX_LISTED_FAILURES
     assert report["chunks_failed"] == len(many) and len(report["invalid_samples"]) == 3
     assert report["status"] == "failed"

@@ -10,6 +10,7 @@ import redis
 from audiencesync.cli import devstack
 from audiencesync.cli.display import format_report
 from audiencesync.domain.report import build_report
+from audiencesync.store.meta import RunMeta
 from audiencesync.store.runs import RunStore
 from audiencesync.throttle.gate import Snapshot
 from audiencesync.throttle.summary import throttle_section
@@ -34,7 +35,7 @@ def chunk(n: int, **fields) -> dict:
 
 def test_report_section_adds_up_the_runs_throttling():
     results = [chunk(0, deferrals=3, deferred_s=1.5), chunk(1, requests=2, throttled=1)]
-    report = build_report("r1", META, results, finished_at=104.0)
+    report = build_report("r1", RunMeta.parse(META), results, finished_at=104.0)
     report["requests"] += 1  # the session's closing call
     now = Snapshot(rate_per_s=8.25, inflight_limit=3, cool_wait_s=0.0, soft=False, inflight=0)
     section = throttle_section("act_77", META, results, report, now)
