@@ -194,15 +194,7 @@ def test_status_of_a_live_run_shows_progress_with_an_estimate(stack, sandbox_kno
 
 def test_a_run_that_sends_nothing_fails_and_points_at_the_column(stack, tmp_path):
     write_csv(tmp_path / "a.csv", dirty_rows(2_000, seed=7))  # column "id" holds row numbers
-    done = cli(
-        stack.env,
-        "upload",
-        str(tmp_path / "a.csv"),
-        "--audience-id",
-        stack.new_audience(),
-        "--wait",
-        "--json",
-    )
+    done = cli(stack.env, *upload_args(tmp_path / "a.csv", stack.new_audience()))
     assert done.returncode == 1
     report = orjson.loads(done.stdout.splitlines()[-1])
     assert report["status"] == "failed" and "--column" in report["message"]
