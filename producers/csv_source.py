@@ -13,7 +13,7 @@ import io
 import zlib
 from collections.abc import Callable, Iterator
 from itertools import chain, islice
-from typing import TypeVar
+from typing import Protocol, TypeVar, cast
 
 from audiencesync.errors import SourceError
 from producers.sources import BATCH_IDS, looks_like_id, open_file, pick_column, tidy
@@ -36,7 +36,11 @@ def sniff_delimiter(first_line: str) -> str:
     return DELIMITERS[counts.index(max(counts))] if max(counts) else ","
 
 
-def _peek_line(stream: io.BufferedReader | gzip.GzipFile) -> str:
+class _Peekable(Protocol):
+    def peek(self, size: int = 0, /) -> bytes: ...
+
+
+def _peek_line(stream: _Peekable) -> str:
     """The start of the first line, without consuming it (buffered and gzip files can peek:
     at least its first few kilobytes, which is enough to sniff a header)."""
     head = stream.peek(PEEK_BYTES)[:PEEK_BYTES]
@@ -77,7 +81,9 @@ class CsvSource:
         self._raw, self._size_bytes = open_file(path)
         try:
             stream = gzip.GzipFile(fileobj=self._raw, mode="rb") if self._gzip else self._raw
-            self._delimiter = delimiter or self._read(lambda: sniff_delimiter(_peek_line(stream)))
+            self._delimiter = delimiter or self._read(
+                lambda: sniff_delimiter(_peek_line(cast(_Peekable, stream)))
+            )
             # utf-8-sig drops a BOM; surrogateescape lets non-UTF-8 bytes through for the
             # prepare step to reject and count, instead of killing the run.
             self._text = io.TextIOWrapper(

@@ -20,15 +20,14 @@ from datetime import UTC, datetime
 from celery import Signature, chain, chord
 from celery.result import AsyncResult
 
-from audiencesync.normalize import id_kind
-from audiencesync.report import build_report
-from audiencesync.runstore import RunStore
+from audiencesync.domain.normalize import id_kind
+from audiencesync.domain.report import build_report
 from audiencesync.settings import Settings
+from audiencesync.store.runs import RunStore
 from producers.chunking import rechunk
-from producers.sources import Source, SourceSpec, one_line
-from tasks.finalize import finalize
-from tasks.prepare import prepare
-from tasks.upload import upload
+from producers.sources import Source, one_line
+from producers.spec import SourceSpec
+from workers.app import app
 
 log = logging.getLogger("audiencesync.producer")
 
@@ -117,14 +116,14 @@ def publish(
 
     tasks = header()
     first = next(tasks, None)
-    body = finalize.s(run_id, attempt=attempt)
+    body = app.signature("audiencesync.finalize", args=(run_id,), kwargs={"attempt": attempt})
     if first is not None:
         # A real generator, not itertools.chain: Celery only applies a generator lazily.
         return chord(_prepend(first, tasks), body).apply_async()
-    meta = store.meta(run_id)
-    if meta.get("attempt") != str(attempt):
+    meta = store.run(run_id)
+    if meta is None or meta.attempt != attempt:
         return None  # taken over by a newer attempt before this one staged anything
-    if int(meta.get("chunks_staged", 0)) == 0:  # nothing to upload, nothing to close
+    if meta.chunks_staged == 0:  # nothing to upload, nothing to close
         store.save_report(run_id, build_report(run_id, meta, [], time.time()))
         return None
     return body.apply_async(([],))  # every chunk has its outcome: report them
@@ -149,7 +148,9 @@ def _prepend(first: Signature, rest: Iterator[Signature]) -> Iterator[Signature]
 
 
 def _chunk_tasks(run_id: str, chunk: int, ids: int) -> Signature:
-    return chain(prepare.si(run_id, chunk, ids), upload.s(run_id, chunk))
+    # By name: a producer never imports the task modules (nor their workers' clients).
+    prepare = app.signature("audiencesync.prepare", args=(run_id, chunk, ids), immutable=True)
+    return chain(prepare, app.signature("audiencesync.upload", args=(run_id, chunk)))
 
 
 def _read(store: RunStore, run_id: str, chunks: Iterator[list[str]]) -> Iterator[list[str]]:

@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from audiencesync.domain.normalize import RAW, id_kind, prepare_staged
+from audiencesync.domain.rejections import merge_samples, rejected_message
 from audiencesync.errors import ConfigError
-from audiencesync.normalize import RAW, id_kind, prepare_staged
-from audiencesync.rejections import merge_samples, rejected_message
-from audiencesync.runstore import encode_raw
 from audiencesync.settings import Settings
+from audiencesync.store.runs import encode_raw
 from producers.chunking import rechunk
-from producers.sources import Source, SourceSpec
+from producers.sources import Source
+from producers.spec import SourceSpec
 
 
 @dataclass

@@ -17,7 +17,7 @@ from urllib.parse import unquote_to_bytes
 
 import orjson
 
-from audiencesync.normalize import all_maids
+from audiencesync.domain.normalize import all_maids
 from audiencesync.sandbox import faults
 
 MAX_ENTRIES = 10_000  # Meta's limit per call
