@@ -40,6 +40,7 @@ class RunRequest:
     name: str | None = None  # a declared audience's name (scheduled runs): metrics label, lock
     ad_account_id: str = ""  # the throttle's key; the audience's own id when unknown
     source: SourceSpec = field(default_factory=SourceSpec)  # recorded for `resume`
+    destination: str = ""  # the Graph URL/version its preflight checked (set by planned_run)
 
 
 def new_run_id() -> str:
@@ -64,6 +65,7 @@ def create_run(
             "mode": request.mode,
             "hash": int(request.hash_ids),
             "source": source.description,
+            "destination": request.destination,
             **request.source.to_meta(),
             "estimated_ids": source.estimated_ids or 0,
             "session_id": new_session_id(),  # one upload session per run

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 from celery.result import AsyncResult
 
 from audiencesync.domain.modes import MIRROR
+from audiencesync.graph.destination import destination
 from audiencesync.settings import Settings
 from audiencesync.store.runs import RunStore
 from producers.mirror import MirrorRun
@@ -26,7 +28,9 @@ def planned_run(
 ) -> Iterator[Publish]:
     """`with planned_run(...) as publish:` the run exists in Redis; `publish()` streams it.
 
-    The source stays open (and a mirror run's lock held) until the block ends."""
+    The source stays open (and a mirror run's lock held) until the block ends. The run records
+    the Graph API these settings point at: workers pointed elsewhere refuse its chunks."""
+    request = replace(request, destination=destination(settings))
     source = request.source.open(settings)
     try:
         if request.mode == MIRROR:

@@ -13,6 +13,8 @@ import time
 
 from audiencesync.domain.modes import MIRROR
 from audiencesync.domain.report import build_report
+from audiencesync.errors import GraphError
+from audiencesync.graph.destination import refusal
 from audiencesync.metrics import METRICS
 from audiencesync.mirror.plan import lock_name
 from audiencesync.settings import get_settings
@@ -69,7 +71,12 @@ def finalize(
     to_close = open_sessions(meta, outcomes)
     report["session_closed"] = not to_close and bool(report["ids_uploaded"])
     if to_close and not meta.aborted and may_close(meta, report):
-        error = close_or_retry(self, guard, store, run_id, meta, to_close, kwargs)
+        refused = refusal(meta.destination, settings)  # this worker points elsewhere
+        error = (
+            GraphError(f"not sent: {refused}")
+            if refused
+            else close_or_retry(self, guard, store, run_id, meta, to_close, kwargs)
+        )
         report["requests"] += kwargs["close_sent"]
         report["retries"] += max(kwargs["close_calls"] - 1, 0)
         record_close(report, error, meta)

@@ -24,6 +24,8 @@ from audiencesync.errors import (
     ThrottledError,
     TokenError,
 )
+from audiencesync.graph.destination import refusal
+from audiencesync.settings import get_settings
 from audiencesync.store.meta import Mode, RunMeta
 from tasks import sending
 from tasks.closing import send_close
@@ -93,6 +95,8 @@ def _upload(
     if result["failed"] or not result.get("entries"):
         return finish()
     if reason := store.aborted(run_id):
+        return fail(f"not sent: {reason}")
+    if reason := refusal(meta.destination, get_settings()):  # this worker points elsewhere
         return fail(f"not sent: {reason}")
     payload = store.get_prepared(run_id, chunk)
     if payload is None:

@@ -13,6 +13,7 @@ from audiencesync.store.runs import RunStore
 from audiencesync.throttle.summary import throttle_line
 
 BAR_WIDTH = 30
+NO_RATE = ("failed", "cancelled")  # a rate of a run that did not finish would mislead
 
 
 def progress_line(meta: RunMeta, now: float) -> str:
@@ -40,6 +41,7 @@ class ProgressBar:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._tty = out.isatty()
+        self._drawn = 0  # width of the line now on the terminal
 
     def __enter__(self) -> ProgressBar:
         self._thread.start()
@@ -63,9 +65,17 @@ class ProgressBar:
             line = progress_line(meta, time.time())
         except Exception:  # a progress line is never worth failing the run
             return
+        if final and meta.producer_done and not meta.chunks_staged:
+            # Nothing was sent (a mirror run with no change, an empty source): no 0/0 bar
+            # left behind; the report says why.
+            if self._drawn:
+                self.out.write("\r" + " " * self._drawn + "\r")
+                self.out.flush()
+            return
         end = "\n" if final or not self._tty else ""
         self.out.write(("\r" if self._tty else "") + line + end)
         self.out.flush()
+        self._drawn = len(line) if self._tty and not final else 0
 
 
 def format_report(report: dict) -> str:
@@ -88,7 +98,8 @@ def format_report(report: dict) -> str:
         f"  requests {report['requests']:,} (retries {report['retries']:,}, throttled "
         f"{report['throttled']:,}); Meta received {report['num_received']:,}, "
         f"invalid {report['num_invalid_entries']:,}",
-        f"  {report['duration_s']:.1f}s, {report['ids_per_s']:,.0f} IDs/s",
+        f"  {report['duration_s']:.1f}s"
+        + ("" if report["status"] in NO_RATE else f", {report['ids_per_s']:,.0f} IDs/s"),
     ]
     if report["mode"] == "mirror":
         lines.insert(
@@ -133,8 +144,9 @@ def format_runs(rows: list[dict]) -> str:
     header = f"{'run id':<22} {'audience':<24} {'status':<22} {'IDs':>12} {'IDs/s':>10} {'time':>9}"
     lines = [header]
     for row in rows:
+        rate = "-" if row["status"] in NO_RATE else f"{row['ids_per_s']:,.0f}"
         lines.append(
             f"{row['run_id']:<22} {row['audience'][:24]:<24} {row['status']:<22} "
-            f"{row['ids']:>12,} {row['ids_per_s']:>10,.0f} {row['duration_s']:>8.1f}s"
+            f"{row['ids']:>12,} {rate:>10} {row['duration_s']:>8.1f}s"
         )
     return "\n".join(lines)

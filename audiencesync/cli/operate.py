@@ -1,4 +1,4 @@
-"""Operator commands: `runs`, `cancel`, `audiences validate` (registered by the CLI's parser)."""
+"""Operator commands on runs: `runs` (recent runs) and `cancel`."""
 
 from __future__ import annotations
 
@@ -48,37 +48,12 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def cmd_audiences_validate(args: argparse.Namespace, settings: Settings) -> int:
-    from audiencesync.domain.audiences import parse_audiences
-
-    try:
-        with open(args.file, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {args.file}: {exc.strerror}") from None
-    audiences, errors = parse_audiences(text, args.file)
-    for error in errors:
-        print(f"audiencesync: error: {error}", file=sys.stderr)
-    if errors:
-        return EXIT_FAILED
-    for a in audiences:
-        when = f"every {a.every_s}s" if a.every_s else f"cron {a.cron!r}"
-        print(f"{a.name}: audience {a.audience_id} ({a.mode}), {when}")
-    return EXIT_OK
-
-
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("runs", help="recent runs: id, audience, status, IDs, rate, duration")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=int, default=20, help="how many of the latest runs")
     p.add_argument("--json", action="store_true", help="one JSON object per run")
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("cancel", help="stop a run: chunks not yet sent are dropped")
-    p.add_argument("run_id")
+    p.add_argument("run_id", help="the id `upload` printed")
     p.set_defaults(func=cmd_cancel)
-
-    p = sub.add_parser("audiences", help="declared audiences")
-    audiences = p.add_subparsers(dest="audiences_command", required=True)
-    p = audiences.add_parser("validate", help="check an audiences file; errors name their line")
-    p.add_argument("file")
-    p.set_defaults(func=cmd_audiences_validate)

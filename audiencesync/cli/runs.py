@@ -35,12 +35,21 @@ def connect_store(settings: Settings) -> RunStore:
     return RunStore.from_settings(client, settings)
 
 
+def require_token(settings: Settings) -> None:
+    """An empty token is its own error (else: a vague "no answer from ..." from HTTP)."""
+    from audiencesync.graph.destination import EMPTY_TOKEN
+
+    if not settings.access_token.get_secret_value():
+        raise ConfigError(EMPTY_TOKEN)
+
+
 def preflight(settings: Settings, audience_id: str) -> None:
     """One cheap call before reading the source: a bad token or audience costs one call, not
     a run. An unreachable destination is left to the uploads' retries (and reported)."""
     from audiencesync.errors import PermanentGraphError, RetryableGraphError, TokenError
     from audiencesync.graph import GraphClient
 
+    require_token(settings)
     client = GraphClient(settings)
     try:
         client.get_audience(audience_id)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from celery.schedules import crontab
@@ -128,6 +129,19 @@ def _check(name: str, table: object, at) -> tuple[Audience | None, list[str]]:
         **{k: table[k] for k in (*SOURCE_KEYS, *OPTIONAL) if k in table},
         hash_ids=table.get("hash", False),
     ), []
+
+
+def missing_files(
+    audiences: list[Audience], text: str, where: str, exists: Callable[[str], bool]
+) -> list[str]:
+    """An error per `file =` that `exists` does not find, at its line (the check is the
+    caller's: producer workers read the file on their own host, relative to their directory)."""
+    return [
+        f"{where}:{_line_of(text, a.name, 'file')}: file {a.file!r} does not exist here; "
+        "give a path the producer workers can read"
+        for a in audiences
+        if a.file and not exists(a.file)
+    ]
 
 
 def _check_schedule(table: dict, at) -> list[str]:

@@ -50,6 +50,7 @@ class RunMeta:
     hash_ids: bool = False
     id_kind: str = ""  # "raw" or "hashed": settled by the producer from the first chunk with IDs
     source: str = ""  # the source's description, safe to show
+    destination: str = ""  # the Graph URL/version it is for (graph/destination.py); no token
     estimated_ids: int = 0
     # progress
     chunks_staged: int = 0

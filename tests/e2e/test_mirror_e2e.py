@@ -55,8 +55,10 @@ def test_two_mirror_runs_leave_exactly_the_source_and_the_second_sends_only_the_
     assert [c["last_batch_flag"] for c in calls].count(True) == 2  # each session closed once
     assert report["requests"] == len(calls) == 4
 
-    report = report_of(mirror(stack, tmp_path, audience, second))  # nothing changed
+    done = mirror(stack, tmp_path, audience, second)  # nothing changed
+    report = report_of(done)
     assert (report["added"], report["removed"], report["unchanged"]) == (0, 0, 2_600)
+    assert "chunks" not in done.stderr  # no 0/0 progress bar left behind
     assert report["status"] == "completed" and len(stack.calls(audience)) == before + 4
 
 

@@ -98,7 +98,9 @@ def test_validate_command_lists_errors_with_lines_and_exits_1(tmp_path):
     from audiencesync.cli import devstack
 
     path = tmp_path / "a.toml"
-    path.write_text(broken(12, '"add"', '"upsert"'))
+    (tmp_path / "lapsed.csv").write_text("maid\n")
+    good_file = ("/data/lapsed.csv", str(tmp_path / "lapsed.csv"))
+    path.write_text(broken(12, '"add"', '"upsert"').replace(*good_file))
     done = subprocess.run(
         devstack.cli_command("audiences", "validate", str(path)), capture_output=True, text=True
     )
@@ -107,12 +109,24 @@ def test_validate_command_lists_errors_with_lines_and_exits_1(tmp_path):
         f"audiencesync: error: {path}:12: mode 'upsert' is not supported; use one of "
         "add, remove, replace, mirror"
     )
-    path.write_text(GOOD)
+    path.write_text(GOOD.replace(*good_file))
     done = subprocess.run(
         devstack.cli_command("audiences", "validate", str(path)), capture_output=True, text=True
     )
     assert done.returncode == 0 and done.stdout.splitlines()[0] == (
         "lapsed: audience 23850000000000001 (add), every 600s"
+    )
+
+
+def test_validate_flags_a_file_that_does_not_exist_at_its_line(tmp_path, capsys):
+    from audiencesync.cli.main import main
+
+    path = tmp_path / "a.toml"
+    path.write_text(GOOD.replace("/data/lapsed.csv", str(tmp_path / "nope.csv")))
+    assert main(["audiences", "validate", str(path)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"audiencesync: error: {path}:4: file '{tmp_path / 'nope.csv'}' does not exist here; "
+        "give a path the producer workers can read"
     )
 
 
