@@ -180,14 +180,12 @@ class CsvSource:
             return [row[index] if len(row) > index else "" for row in islice(reader, size)]
 
         while True:
-            lines_before = reader.line_num
             batch = self._read(next_batch)
             if not batch:
                 break
-            # A row spanning more physical lines than one holds a CR or LF inside a quoted field;
-            # otherwise the newline scan can be skipped.
-            multiline = reader.line_num - lines_before > len(batch)
-            yield tidy(batch, may_have_newlines=multiline)
+            # Scanned for CR and LF (quoted fields may hold them): counting physical lines missed
+            # a lone CR where a block handed over to csv, and the scan is cheap next to parsing.
+            yield tidy(batch)
         self._done = True
 
     def progress(self) -> float | None:
