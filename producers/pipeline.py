@@ -102,7 +102,7 @@ def publish(
     def header() -> Iterator[Signature]:
         for chunk, ids in sorted(redrive.items()):
             yield _chunk_tasks(run_id, chunk, ids)
-        kind = store.meta(run_id).get("id_kind")
+        kind = store.existing(run_id).id_kind or None  # settled by an earlier attempt, or not yet
         for chunk, values in enumerate(_read(store, run_id, fresh), start=next_chunk):
             store.wait_for_room(run_id, settings.staging_window_chunks)
             if store.aborted(run_id):
