@@ -29,7 +29,7 @@ def connect_store(settings: Settings) -> RunStore:
             "AUDIENCESYNC_REDIS_URL"
         ) from None
     client = connect(settings.redis_url, socket_connect_timeout=3, socket_timeout=30)
-    return RunStore(client, ttl_s=settings.run_ttl_s)
+    return RunStore(client, ttl_s=settings.run_ttl_s, lease_s=settings.lease_s)
 
 
 def preflight(settings: Settings, audience_id: str) -> None:
@@ -140,11 +140,27 @@ def wait_for_report(
     store: RunStore, run_id: str, poll_s: float = 0.25, timeout_s: float | None = None
 ) -> dict:
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    warned: list[str] = []
+    next_look = 0.0
     while (report := store.report(run_id)) is None:
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"run {run_id} has no report after {timeout_s}s")
+        if time.monotonic() >= next_look:  # said once per queue while none is live, not more
+            warned = warn_missing_workers(store, warned)
+            next_look = time.monotonic() + store.lease_s / 6
         time.sleep(poll_s)
     return report
+
+
+def warn_missing_workers(store: RunStore, warned: list[str]) -> list[str]:
+    """Say which queues the run needs have no live worker (on stderr); returns them."""
+    from audiencesync.recovery.liveness import missing_message, missing_queues
+
+    missing = missing_queues(store.r, time.time(), store.lease_s / 2)
+    for queue in missing:
+        if queue not in warned:
+            print(f"\naudiencesync: {missing_message(queue)}", file=sys.stderr, flush=True)
+    return missing
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -169,6 +185,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             print(f"run {args.run_id}: {meta['status']} ({meta.get('mode', 'add')})")
             print(progress_line(meta, time.time()))
             print(live_line(throttle))
+        if meta["status"] in ("running", "stalled"):
+            warn_missing_workers(store, [])
         if meta["status"] != "running":
             idle_s = time.time() - float(meta.get("progress_at", 0))
             print(

@@ -23,6 +23,7 @@ from audiencesync.throttle.summary import throttle_section
 from tasks.prepare import build_payload
 from tasks.upload import retry_policy
 from workers.app import app
+from workers.leased import LeasedTask
 from workers.resources import get_graph, get_guard, get_store, get_turns
 
 log = logging.getLogger("audiencesync.finalize")
@@ -38,7 +39,7 @@ def missing_chunks(meta: dict[str, str], outcomes: list[dict]) -> int | None:
     return int(meta.get("chunks_staged", 0)) - len(outcomes)
 
 
-@app.task(bind=True, name="audiencesync.finalize", max_retries=None)
+@app.task(bind=True, name="audiencesync.finalize", max_retries=None, base=LeasedTask)
 def finalize(
     self,
     results: list[dict],

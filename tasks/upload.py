@@ -28,6 +28,7 @@ from audiencesync.mirrorrun import chunk_session
 from audiencesync.modes import chunk_op, is_sequential
 from audiencesync.settings import get_settings
 from workers.app import app
+from workers.leased import LeasedTask
 from workers.resources import get_graph, get_guard, get_store, get_turns
 
 log = logging.getLogger("audiencesync.upload")
@@ -41,7 +42,8 @@ def retry_policy() -> RetryPolicy:
     return RetryPolicy(s.retry_base_s, s.retry_cap_s, s.retry_max_attempts, s.retry_budget_s)
 
 
-@app.task(bind=True, name="audiencesync.upload", max_retries=None)
+@app.task(bind=True, name="audiencesync.upload", max_retries=None, base=LeasedTask, run_arg=1,
+          finishes_chunk=True, waits_for_holder=True)  # fmt: skip
 def upload(self, summary: dict, run_id: str, chunk: int, calls: dict | None = None) -> dict:
     meta: dict[str, str] = {}  # read once: the call and the replace turn's hand-over need it
     try:

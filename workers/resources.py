@@ -10,6 +10,7 @@ import os
 import threading
 
 from audiencesync.graph import GraphClient
+from audiencesync.recovery.leases import Leases
 from audiencesync.replaceseq import ReplaceTurns, hold_ttl_s
 from audiencesync.runstore import RunStore, connect
 from audiencesync.settings import get_settings
@@ -21,6 +22,7 @@ _store: RunStore | None = None
 _graph: GraphClient | None = None
 _gate: Gate | None = None
 _turns: ReplaceTurns | None = None
+_leases: Leases | None = None
 
 
 def _forget_after_fork() -> None:
@@ -38,7 +40,10 @@ def get_store() -> RunStore:
             settings = get_settings()
             client = connect(settings.redis_url, health_check_interval=30)
             _store = RunStore(
-                client, ttl_s=settings.run_ttl_s, compress_level=settings.staging_compress_level
+                client,
+                ttl_s=settings.run_ttl_s,
+                compress_level=settings.staging_compress_level,
+                lease_s=settings.lease_s,
             )
         return _store
 
@@ -70,6 +75,15 @@ def get_turns() -> ReplaceTurns:
                 store.r, hold_ttl_s=hold_ttl_s(settings), run_ttl_s=settings.run_ttl_s
             )
         return _turns
+
+
+def get_leases() -> Leases:
+    global _leases
+    store = get_store()
+    with _lock:
+        if _leases is None or _leases.r is not store.r:  # a new one after a fork, as the store
+            _leases = Leases(store.r, ttl_s=store.ttl_s)
+        return _leases
 
 
 def get_guard(run_id: str, meta: dict[str, str]) -> Guard:

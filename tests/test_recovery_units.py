@@ -1,0 +1,98 @@
+"""Leases, queue liveness and the broker's messages, against a real Redis."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import orjson
+import pytest
+import redis
+
+from audiencesync.recovery import liveness
+from audiencesync.recovery.leases import LEASES, Leases, member
+from audiencesync.recovery.messages import Messages, chunk_of
+from audiencesync.settings import longest_backoff_s
+
+
+@pytest.fixture
+def r(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    for pattern in ("as:leases", "as:run:rec-*", "as:reap:*", "as:workers:*", "unacked*", "q-*"):
+        for key in client.scan_iter(pattern):
+            client.delete(key)
+
+
+def test_a_lease_is_held_by_one_live_holder_and_free_once_it_lapses(r):
+    leases, now = Leases(r, ttl_s=60), 1000.0
+    assert leases.queue("rec-1", 3, deadline=now + 30, now=now)  # staged: queued
+    assert leases.take("rec-1", 3, "a", deadline=now + 30, now=now)
+    assert not leases.take("rec-1", 3, "b", deadline=now + 30, now=now + 1)  # a duplicate
+    assert leases.renew("rec-1", 3, "a", deadline=now + 60)
+    assert not leases.renew("rec-1", 3, "b", deadline=now + 90)
+    assert leases.expired(now + 59) == []
+    assert leases.expired(now + 61) == [("rec-1", 3)]
+    assert leases.take("rec-1", 3, "b", deadline=now + 100, now=now + 61)  # "a" died
+    assert not leases.renew("rec-1", 3, "a", deadline=now + 200)  # "a" lost it for good
+
+
+def test_a_retry_hands_the_lease_back_queued_past_its_countdown(r):
+    leases, now = Leases(r, ttl_s=60), 1000.0
+    leases.take("rec-2", 0, "a", deadline=now + 30, now=now)
+    assert not leases.queue("rec-2", 0, deadline=now + 500, now=now, token="b")  # not b's
+    assert leases.queue("rec-2", 0, deadline=now + 500, now=now, token="a")
+    assert leases.deadline("rec-2", 0) == now + 500
+    assert leases.take("rec-2", 0, "c", deadline=now + 30, now=now + 1)  # queued: free to take
+    leases.drop("rec-2", 0)
+    assert r.zscore(LEASES, member("rec-2", 0)) is None
+
+
+def test_one_reaper_claims_a_lapsed_lease(r):
+    leases = Leases(r, ttl_s=60)
+    assert leases.claim("rec-3/1", 5) and not leases.claim("rec-3/1", 5)
+
+
+def _message(task: str, args: list) -> dict:
+    body = base64.b64encode(orjson.dumps([args, {}, {}])).decode()
+    return {
+        "body": body,
+        "headers": {"task": task, "id": "t"},
+        "properties": {"body_encoding": "base64", "priority": 0},
+    }
+
+
+def test_chunk_messages_are_found_and_handed_back_once(r):
+    prepare = _message("audiencesync.prepare", ["rec-4", 2, 10])
+    upload = _message("audiencesync.upload", [{"chunk": 5}, "rec-4", 5])
+    assert chunk_of(prepare) == ("rec-4", 2) and chunk_of(upload) == ("rec-4", 5)
+    assert chunk_of(_message("audiencesync.finalize", [[], "rec-4"])) is None
+    r.lpush("q-standard", orjson.dumps(prepare))
+    r.hset("unacked", "tag-1", orjson.dumps([upload, "q-critical", "q-critical"]))
+    r.zadd("unacked_index", {"tag-1": time.time()})
+
+    messages = Messages(r, ("q-standard", "q-critical"))
+    assert messages.waiting(("rec-4", 2)) and not messages.waiting(("rec-4", 5))
+    [held] = messages.delivered(("rec-4", 5))
+    assert messages.restore(held) and not messages.restore(held)  # a second reaper: nothing
+    assert not r.hexists("unacked", "tag-1") and r.zscore("unacked_index", "tag-1") is None
+    back = orjson.loads(r.rpop("q-critical"))  # first in line for the next worker
+    assert chunk_of(back) == ("rec-4", 5) and back["headers"]["redelivered"] is True
+
+
+def test_a_queue_without_a_live_worker_is_named(r):
+    now = 1000.0
+    liveness.beat(r, "standard@h", ["standard"], now, ttl_s=3600)
+    liveness.beat(r, "critical@h", ["critical"], now - 20, ttl_s=3600)
+    assert liveness.missing_queues(r, now, dead_after_s=15) == ["critical"]
+    liveness.beat(r, "critical@h", ["critical"], now, ttl_s=3600)
+    assert liveness.missing_queues(r, now, dead_after_s=15) == []
+    liveness.gone(r, "standard@h", ["standard"])
+    assert liveness.missing_queues(r, now, dead_after_s=15) == ["standard"]
+    assert "audiencesync worker --queues standard" in liveness.missing_message("standard")
+
+
+def test_longest_backoff_sums_the_ceilings_within_the_budget():
+    assert longest_backoff_s(1, 300, 10, 1800) == 511
+    assert longest_backoff_s(1, 300, 10, 100) == 100
+    assert longest_backoff_s(0.2, 1, 4, 20) == pytest.approx(1.4)
