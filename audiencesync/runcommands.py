@@ -32,7 +32,7 @@ def connect_store(settings: Settings) -> RunStore:
     return RunStore(client, ttl_s=settings.run_ttl_s, lease_s=settings.lease_s)
 
 
-def preflight(settings: Settings, audience_id: str) -> None:
+def preflight(settings: Settings, audience_id: str) -> dict | None:
     """One cheap call before reading the source: a bad token or audience costs one call, not
     a run. An unreachable destination is left to the uploads' retries (and reported)."""
     from audiencesync.errors import PermanentGraphError, RetryableGraphError, TokenError
@@ -40,7 +40,7 @@ def preflight(settings: Settings, audience_id: str) -> None:
 
     client = GraphClient(settings)
     try:
-        client.get_audience(audience_id)
+        return client.get_audience(audience_id)  # a mirror run compares its size
     except TokenError as exc:
         raise ConfigError(
             f"the access token was rejected ({exc}): set a valid AUDIENCESYNC_ACCESS_TOKEN"
@@ -52,6 +52,7 @@ def preflight(settings: Settings, audience_id: str) -> None:
         ) from None
     except RetryableGraphError as exc:
         print(f"audiencesync: warning: {exc}; starting anyway, uploads will retry", file=sys.stderr)
+        return None
     finally:
         client.close()
 
@@ -63,7 +64,9 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
     if not args.audience_id:
         raise ConfigError("--audience-id is required: the id of the Meta custom audience")
     store = connect_store(settings)
-    preflight(settings, args.audience_id)
+    if getattr(args, "resync", False) and args.mode != "mirror":
+        raise ConfigError("--resync goes with --mode mirror: it replaces a mirrored audience")
+    audience = preflight(settings, args.audience_id)
     path = os.path.abspath(args.source) if args.source else None
     spec = SourceSpec(path=path, column=args.column, query=args.query, table=args.table)
     source = spec.open(settings)
@@ -76,7 +79,7 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
     )
     try:
         if args.mode == "mirror":
-            return _upload_mirror(store, settings, request, source, args)
+            return _upload_mirror(store, settings, request, source, args, audience)
         run_id = create_run(store, request, source)
         print(run_id, flush=True)
         return drive(store, run_id, args, lambda: produce(store, run_id, source, settings))
@@ -84,12 +87,14 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
         source.close()
 
 
-def _upload_mirror(store: RunStore, settings: Settings, request, source, args) -> int:
+def _upload_mirror(store: RunStore, settings: Settings, request, source, args, audience) -> int:
     from producers.mirror import MirrorRun
     from producers.pipeline import new_run_id
 
     run_id = new_run_id()
-    with MirrorRun(store, settings, request, run_id) as run:
+    with MirrorRun(
+        store, settings, request, run_id, audience=audience, resync=getattr(args, "resync", False)
+    ) as run:
         run.plan(source)  # reads the whole source first: the guard needs the whole difference
         print(run_id, flush=True)
         return drive(store, run_id, args, run.publish)

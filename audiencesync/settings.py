@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MAX_CHUNK_IDS = 10_000  # Meta refuses (vaguely) any call with more entries than this.
+
+
+def default_state_dir(environ: Mapping[str, str]) -> str:
+    """$XDG_STATE_HOME/audiencesync, else ~/.local/state/audiencesync (the XDG default)."""
+    base = environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local/state")
+    return os.path.join(base, "audiencesync")
 
 
 def longest_backoff_s(base_s: float, cap_s: float, max_attempts: int, budget_s: float) -> float:
@@ -114,7 +121,9 @@ class Settings(BaseSettings):
     # producer streams): a producer that died frees its audience within this time.
     audience_lock_ttl_s: int = Field(300, ge=3)
     # Mirror runs' snapshots (what each audience was last sent): on the producers' host, durable.
-    state_dir: str = "./audiencesync-state"
+    # The user's state directory, never the working directory: the same audience mirrored from
+    # two directories would diff against two snapshots.
+    state_dir: str = Field(default_factory=lambda: default_state_dir(os.environ))
     metrics_port: int | None = None  # Prometheus exporter of a `critical` worker; off if unset
     log_json: bool = False  # one JSON object per log line (workers and CLI)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from pydantic import ValidationError
 
@@ -87,3 +89,18 @@ def test_kombu_channels_reuse_one_redis_client_per_pool(redis_url):
         channel._pool = None  # what kombu does on a disconnect: the next client gets a new pool
         fresh = channel._create_client()
         assert fresh is not client and fresh.connection_pool is channel.pool and fresh.ping()
+
+
+def test_the_mirror_state_directory_does_not_depend_on_where_the_command_runs(tmp_path):
+    from audiencesync.settings import default_state_dir
+
+    assert default_state_dir({"XDG_STATE_HOME": "/var/state"}) == "/var/state/audiencesync"
+    home = default_state_dir({})
+    assert os.path.isabs(home) and home.endswith(".local/state/audiencesync")
+    here = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        assert Settings().state_dir == Settings(_env_file=None).state_dir
+        assert os.path.isabs(Settings().state_dir)
+    finally:
+        os.chdir(here)

@@ -96,3 +96,20 @@ def test_longest_backoff_sums_the_ceilings_within_the_budget():
     assert longest_backoff_s(1, 300, 10, 1800) == 511
     assert longest_backoff_s(1, 300, 10, 100) == 100
     assert longest_backoff_s(0.2, 1, 4, 20) == pytest.approx(1.4)
+
+
+def test_a_mirror_refuses_only_a_snapshot_the_audience_cannot_match():
+    from audiencesync.mirrorcount import META_LAG_S, Seen, divergence, read_seen
+
+    def why(snapshot_ids, before, upper, age_s=3600.0):
+        seen = Seen(0, upper, 0.0)
+        return divergence("9", snapshot_ids, before, seen, age_s)
+
+    counted = Seen(600_000, 700_000, 0.0)
+    assert "--resync --audience-id 9" in why(1_000_000, counted, 0)  # emptied
+    assert why(1_000_000, counted, 1_000) is not None  # replaced with a few
+    assert why(1_000_000, counted, 20_000) is None  # a low match rate, still possible
+    assert why(1_000_000, Seen(0, 0, 0.0), 0) is None  # Meta has not counted our upload yet
+    assert why(1_000_000, None, 0, age_s=META_LAG_S + 1) is not None  # it has had a day
+    assert why(500, counted, 0) is None  # too small to tell
+    assert read_seen({"approximate_count_lower_bound": -1}, 0) is None
