@@ -16,6 +16,10 @@ class Proxy:
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
 
+    @property
+    def down(self) -> bool:
+        return self._listener is None
+
     def start(self) -> Proxy:
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -29,6 +33,8 @@ class Proxy:
     def stop(self) -> None:
         """Refuse new connections and cut the open ones."""
         if self._listener is not None:
+            with contextlib.suppress(OSError):  # wakes the thread blocked in accept() (Linux)
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
         with self._lock:

@@ -19,9 +19,14 @@ from audiencesync.settings import longest_backoff_s
 def r(redis_url):
     client = redis.Redis.from_url(redis_url)
     yield client
-    for pattern in ("as:leases", "as:run:rec-*", "as:reap:*", "as:workers:*", "unacked*", "q-*"):
+    # Only what these tests wrote: the session's stack shares this Redis.
+    for value, _ in client.zscan_iter(LEASES, match="rec-*"):
+        client.zrem(LEASES, value)
+    for pattern in ("as:run:rec-*", "as:reap:rec-*", "as:workers:q-*", "q-*"):
         for key in client.scan_iter(pattern):
             client.delete(key)
+    client.hdel("unacked", "tag-1")
+    client.zrem("unacked_index", "tag-1")
 
 
 def test_a_lease_is_held_by_one_live_holder_and_free_once_it_lapses(r):
@@ -81,14 +86,14 @@ def test_chunk_messages_are_found_and_handed_back_once(r):
 
 
 def test_a_queue_without_a_live_worker_is_named(r):
-    now = 1000.0
-    liveness.beat(r, "standard@h", ["standard"], now, ttl_s=3600)
-    liveness.beat(r, "critical@h", ["critical"], now - 20, ttl_s=3600)
-    assert liveness.missing_queues(r, now, dead_after_s=15) == ["critical"]
-    liveness.beat(r, "critical@h", ["critical"], now, ttl_s=3600)
-    assert liveness.missing_queues(r, now, dead_after_s=15) == []
-    liveness.gone(r, "standard@h", ["standard"])
-    assert liveness.missing_queues(r, now, dead_after_s=15) == ["standard"]
+    now, queues = 1000.0, ("q-standard", "q-critical")  # the session's workers beat on the real
+    liveness.beat(r, "s@h", ["q-standard"], now, ttl_s=3600)
+    liveness.beat(r, "c@h", ["q-critical"], now - 20, ttl_s=3600)
+    assert liveness.missing_queues(r, now, dead_after_s=15, queues=queues) == ["q-critical"]
+    liveness.beat(r, "c@h", ["q-critical"], now, ttl_s=3600)
+    assert liveness.missing_queues(r, now, dead_after_s=15, queues=queues) == []
+    liveness.gone(r, "s@h", ["q-standard"])
+    assert liveness.missing_queues(r, now, dead_after_s=15, queues=queues) == ["q-standard"]
     assert "audiencesync worker --queues standard" in liveness.missing_message("standard")
 
 
@@ -113,3 +118,21 @@ def test_a_mirror_refuses_only_a_snapshot_the_audience_cannot_match():
     assert why(1_000_000, None, 0, age_s=META_LAG_S + 1) is not None  # it has had a day
     assert why(500, counted, 0) is None  # too small to tell
     assert read_seen({"approximate_count_lower_bound": -1}, 0) is None
+
+
+def test_prepare_over_its_soft_time_limit_fails_the_chunk_with_the_reason(r, monkeypatch):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    import tasks.prepare as prepare_module
+    from workers.resources import get_store
+
+    def too_slow(*_args, **_kwargs):
+        raise SoftTimeLimitExceeded()
+
+    store = get_store()
+    store.create_run("rec-soft", {"audience_id": "1", "chunks_staged": 0})
+    assert store.stage_raw("rec-soft", 0, ["a", "b"], attempt=0)
+    monkeypatch.setattr(prepare_module, "prepare_staged", too_slow)
+    result = prepare_module.prepare.run("rec-soft", 0, 2)
+    assert result["failed"] == "prepare took longer than AUDIENCESYNC_PREPARE_TIME_LIMIT_S (300s)"
+    assert result["ids_failed"] == 2

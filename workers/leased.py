@@ -38,6 +38,9 @@ class LeasedTask(Task):
     # no chunk (finalize: hops only)
     finishes_chunk = False  # its end is the chunk's outcome: the lease is dropped
     waits_for_holder = False  # a duplicate waits for a live holder instead of running too
+    # Celery checks a message's arguments against the function when it is published: DUE_AT is
+    # not one of them (__call__ takes it off before the function sees the rest).
+    typing = False
 
     def retry(self, args=None, kwargs=None, exc=None, throw=True, eta=None, countdown=None,
               max_retries=None, **options):  # fmt: skip
