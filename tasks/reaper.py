@@ -23,7 +23,8 @@ from celery import chain
 from celery.signals import worker_ready, worker_shutdown
 
 from audiencesync.recovery import liveness
-from audiencesync.recovery.leases import Leases, member
+from audiencesync.recovery.heartbeat import process_of
+from audiencesync.recovery.leases import Leases, holders_key, member
 from audiencesync.recovery.messages import Messages
 from audiencesync.runstore import RunStore
 from audiencesync.settings import Settings, get_settings
@@ -31,7 +32,7 @@ from producers.resume import resume_run
 from tasks.finalize import missing_chunks
 from tasks.prepare import prepare
 from tasks.upload import upload
-from workers.resources import get_leases, get_store
+from workers.resources import get_gate, get_leases, get_store
 
 log = logging.getLogger("audiencesync.reaper")
 REDRIVEN = "as:redriven"  # set of run ids with a chunk published again outside their chord
@@ -58,6 +59,9 @@ def _reap_chunk(store, leases, messages, settings, run_id: str, chunk: int, now:
         leases.drop(run_id, chunk)  # finished, or never staged, or its run already reported
         return "dropped"
     if held := messages.delivered(key):
+        holder = store.r.hget(holders_key(run_id), chunk)
+        if holder:  # it died working on it: its throttle slots are free from now on
+            get_gate().forget_process(process_of(holder.decode()))
         restored = sum(messages.restore(entry) for entry in held)
         leases.queue(run_id, chunk, deadline=until, now=now)
         log.warning("run=%s chunk=%s lease ran out: %d message(s) handed back", *key, restored)

@@ -136,3 +136,20 @@ def test_prepare_over_its_soft_time_limit_fails_the_chunk_with_the_reason(r, mon
     result = prepare_module.prepare.run("rec-soft", 0, 2)
     assert result["failed"] == "prepare took longer than AUDIENCESYNC_PREPARE_TIME_LIMIT_S (300s)"
     assert result["ids_failed"] == 2
+
+
+def test_a_dead_process_throttle_slots_are_freed_by_its_tag(r):
+    from audiencesync.recovery.heartbeat import new_token, process_of, process_tag
+    from audiencesync.settings import Settings
+    from audiencesync.throttle.gate import Gate
+
+    gate, account = Gate.from_settings(r, Settings()), "act_rec-dead"
+    try:
+        lease = gate.enter(account)
+        assert lease.startswith(process_tag()) and process_of(new_token()) == process_tag()
+        assert gate.snapshot(account).inflight == 1
+        assert gate.forget_process("otherhost:1:") == 0
+        assert gate.forget_process(process_tag()) == 1
+        assert gate.snapshot(account).inflight == 0
+    finally:
+        gate.reset(account)

@@ -34,8 +34,17 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
+def process_tag() -> str:
+    """This process, as its chunk leases and throttle slots name it: "host:pid:"."""
+    return f"{socket.gethostname()}:{os.getpid()}:"
+
+
+def process_of(token: str) -> str:
+    return token.rsplit(":", 1)[0] + ":"
+
+
 def new_token() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    return f"{process_tag()}{secrets.token_hex(4)}"
 
 
 def hold(leases: Leases, run_id: str, chunk: int, lease_s: float) -> str | None:
