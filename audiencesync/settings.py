@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     retry_max_attempts: int = 10
     retry_budget_s: float = 1800.0
 
-    # Fleet-wide throttle per ad account (audiencesync/throttle/; the README explains each).
+    # Fleet-wide throttle per ad account (audiencesync/throttle/; docs/settings.md explains each).
     throttle_rate_start_per_s: float = Field(5.0, gt=0)  # a new account's upload calls/s
     throttle_rate_floor_per_s: float = Field(0.5, gt=0)
     throttle_rate_ceiling_per_s: float = Field(100.0, gt=0)

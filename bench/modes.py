@@ -17,7 +17,7 @@ from pathlib import Path
 
 import orjson
 
-from audiencesync import devstack
+from audiencesync.cli import devstack
 from audiencesync.graph import GraphClient
 from audiencesync.settings import Settings
 from bench.data import write_maids_csv

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from audiencesync import devstack
+from audiencesync.cli import devstack
 from bench.contenders import Outcome, run_audiencesync, run_lean, run_sdk
 from bench.data import write_maids_csv
 from bench.measure import CpuMeter, PeakSampler, redis_commands
@@ -72,8 +72,12 @@ class Run:
         metered = self.roots | {"sandbox": self.sandbox_pid, "redis-server": self.redis_pid}
         sampled = self.roots | {"sandbox": self.sandbox_pid}  # it holds every member, as Meta
         commands_before = redis_commands(self.redis_url)
-        trace = trace_stack(self.redis_url, self.env) if self.trace else nullcontext()
-        with PeakSampler(sampled, self.redis_url) as peaks, CpuMeter(metered) as cpu, trace:
+        trace = trace_stack(self.redis_url, self.env) if self.trace else None
+        with (
+            PeakSampler(sampled, self.redis_url) as peaks,
+            CpuMeter(metered) as cpu,
+            trace or nullcontext(),
+        ):
             ours = run_audiencesync(self.csv_path, audience_id, self.env, wrap=wrap or [])
         commands = Counter(redis_commands(self.redis_url))
         commands.subtract(commands_before)
@@ -92,7 +96,7 @@ class Run:
                 cmd: round(n / ours.calls, 1) for cmd, n in commands.most_common() if n > 0
             },
         }
-        if self.trace:
+        if trace is not None:
             ours.extra["timeline"] = trace.timeline()
         return ours
 

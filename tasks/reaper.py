@@ -26,8 +26,8 @@ from audiencesync.recovery import liveness
 from audiencesync.recovery.heartbeat import process_of
 from audiencesync.recovery.leases import Leases, holders_key, member
 from audiencesync.recovery.messages import Messages
-from audiencesync.runstore import RunStore
 from audiencesync.settings import Settings, get_settings
+from audiencesync.store.runs import RunStore
 from producers.resume import resume_run
 from tasks.finalize import missing_chunks
 from tasks.prepare import prepare

@@ -14,7 +14,7 @@ from private_stack import PrivateStack
 from tcp_proxy import Proxy
 from test_pipeline_e2e import write_csv
 
-from audiencesync import devstack
+from audiencesync.cli import devstack
 from audiencesync.settings import Settings
 
 DEFAULTS = Settings()

@@ -19,12 +19,11 @@ from pathlib import Path
 import orjson
 import redis
 from celery import Celery
-from e2e_helpers import SandboxViews, cli
+from e2e_helpers import SandboxViews, cli, write_csv
 from redelivery import unacked, wait_redelivered
-from test_pipeline_e2e import write_csv
 
-from audiencesync import devstack
-from audiencesync.runstore import RunStore
+from audiencesync.cli import devstack
+from audiencesync.store.runs import RunStore
 
 VISIBILITY_TIMEOUT_S = 10
 CHUNK_SIZE = 500

@@ -27,7 +27,7 @@ DUE_AT = "due_at_s"  # a kwarg only this class reads: when a hopped countdown en
 HOP_SLACK_S = 0.5  # a hop that ends this close to its due time runs the task
 
 
-def countdown_s(when: object) -> float:
+def countdown_s(when: datetime | float | int | None) -> float:
     if isinstance(when, datetime):
         return max(0.0, when.timestamp() - time.time())
     return float(when or 0)

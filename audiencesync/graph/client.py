@@ -26,6 +26,11 @@ EDGE_BY_MODE = {
 }
 
 
+def build_payload(entries: list[str]) -> bytes:
+    """An upload's payload, built once by `prepare` and sent as it is (and re-sent on retries)."""
+    return orjson.dumps({"schema": "MOBILE_ADVERTISER_ID", "data": entries})
+
+
 @dataclass(frozen=True)
 class UploadResult:
     num_received: int
