@@ -52,7 +52,15 @@ def reap_once(store: RunStore, leases: Leases, settings: Settings, now: float) -
     return counts
 
 
-def _reap_chunk(store, leases, messages, settings, run_id: str, chunk: int, now: float) -> str:
+def _reap_chunk(
+    store: RunStore,
+    leases: Leases,
+    messages: Messages,
+    settings: Settings,
+    run_id: str,
+    chunk: int,
+    now: float,
+) -> str:
     key, until = (run_id, chunk), now + settings.lease_s
     ids = store.r.hget(store.key(run_id, "inflight"), chunk)
     if ids is None or store.outcome(run_id, chunk) is not None or store.report(run_id):
@@ -76,17 +84,19 @@ def _reap_chunk(store, leases, messages, settings, run_id: str, chunk: int, now:
     return "redriven"
 
 
-def _finalize_redriven(store, leases, settings, run_id: str, now: float) -> bool:
+def _finalize_redriven(
+    store: RunStore, leases: Leases, settings: Settings, run_id: str, now: float
+) -> bool:
     """A run one of whose chunks was published outside its chord: once every chunk has its
     outcome and no report follows, `resume` publishes its finalize."""
-    meta = store.meta(run_id)
-    if not meta or store.report(run_id) is not None:
+    meta = store.run(run_id)
+    if meta is None or store.report(run_id) is not None:
         store.r.srem(REDRIVEN, run_id)
         return False
-    idle_s = now - float(meta.get("progress_at", now))
+    idle_s = now - (meta.progress_at or now)
     if missing_chunks(meta, store.outcomes(run_id)) != 0 or idle_s < settings.lease_s:
         return False
-    if not leases.claim(f"run:{run_id}:{meta.get('attempt')}", settings.lease_s):
+    if not leases.claim(f"run:{run_id}:{meta.attempt}", settings.lease_s):
         return False
     log.warning("run=%s every chunk has its outcome and no finalize came: resuming", run_id)
     resume_run(store, run_id, settings, source=None)
