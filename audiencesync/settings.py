@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     throttle_max_wait_s: float = Field(0.5, ge=0, le=1)  # longest wait in a worker thread
     throttle_state_ttl_s: int = Field(604_800, ge=60)  # an idle account's state is forgotten
 
+    # Replace runs: Meta ends a replace session this long after its first batch, replacing the
+    # audience with what arrived. A replace still running at window - margin % - one call closes
+    # its session and sends the rest with /users adds (the margin scales with the window).
+    replace_window_s: float = Field(5400.0, gt=0)
+    replace_margin_pct: float = Field(15.0, ge=0, lt=100)
+
     # Workers.
     critical_concurrency: int = Field(32, ge=1)  # threads: uploads wait on the network
     standard_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)

@@ -24,6 +24,7 @@ from audiencesync.graph import build_payload
 from audiencesync.store.meta import RunMeta
 from audiencesync.store.replace import CLOSE
 from tasks import sending
+from tasks.replacing import TIMED_OUT, session_over
 from workers.resources import get_graph, get_turns
 
 log = logging.getLogger("audiencesync.finalize")
@@ -105,7 +106,11 @@ def close_sessions(
         except RetryableGraphError as exc:
             return exc, sent
         except GraphError as exc:
-            if not (after_error and "closed" in exc.message):
+            if session.op == "replace" and session_over(exc):
+                # Meta ended it (its window) with every batch: all had an answer by now
+                if exc.subcode == TIMED_OUT:
+                    store.update(run_id, replace_timed_out=1)
+            elif not (after_error and "closed" in exc.message):
                 return exc, sent  # else an earlier attempt was applied though its answer was lost
         store.update(run_id, **{session.closed_field: 1})
     return None, len(to_close)
@@ -131,5 +136,5 @@ def record_close(report: dict, error: GraphError | None, meta: RunMeta) -> None:
     report["session_close_error"] = str(error)
     if report["status"] == "completed":
         report["status"] = "completed_with_errors"
-        report["message"] = unclosed_message(meta, str(error))
+        report["message"] = unclosed_message(meta, str(error), report["ids_uploaded"])
     log.warning("run=%s could not close session: %s", report["run_id"], error)

@@ -239,13 +239,13 @@ class PrivateStack(SandboxViews):
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         return cli(self.env, *args)
 
-    def upload(self, path: Path, rows: list[str], audience: str) -> Run:
+    def upload(self, path: Path, rows: list[str], audience: str, mode: str = "add") -> Run:
         """Start `audiencesync upload PATH --wait --json`; returns once the run id is printed."""
         write_csv(path, rows)
         proc = subprocess.Popen(
             devstack.cli_command(
                 *("upload", str(path), "--column", "maid", "--audience-id", audience),
-                *("--wait", "--json"),
+                *("--wait", "--json", "--mode", mode),
             ),
             env=self.env,
             stdout=subprocess.PIPE,

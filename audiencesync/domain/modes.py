@@ -3,8 +3,8 @@
     add       POST   /{id}/users         IDs join the audience (chunks in parallel, one session)
     remove    DELETE /{id}/users         IDs leave it (payload in the body; chunks in parallel)
     replace   POST   /{id}/usersreplace  the run's IDs become the audience once the session is
-                                         closed; batches go one at a time, in order
-                                         (store/replace.py)
+                                         closed; batch 1 first and alone, then the others in
+                                         parallel (tasks/replacing.py)
     mirror    POST, then DELETE /users   only what changed since the last completed mirror run:
                                          additions first, removals from chunk `removals_from`
 
@@ -15,6 +15,7 @@ operations in one run (mirror: additions first, then removals) extends it from t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from audiencesync.store.meta import Mode, RunMeta
 
@@ -44,31 +45,45 @@ def _removals_from(meta: RunMeta) -> int:
 
 
 def is_sequential(meta: RunMeta) -> bool:
-    """Replace batches go one at a time, in batch_seq order (Meta's rule for usersreplace)."""
+    """A replace run: batch 1 goes first and alone (Meta opens the session on it)."""
     return meta.mode == Mode.REPLACE
 
 
-def unclosed_message(meta: RunMeta, error: str) -> str:
+def unclosed_message(meta: RunMeta, error: str, ids_sent: int) -> str:
     """Every batch was sent, but the last one (last_batch_flag=true) was refused."""
     if is_sequential(meta):
         return (
-            f"every batch was sent but the replace session was not closed ({error}): Meta "
-            "replaces the audience only when it is, so it keeps its members; run the replace again"
+            f"every batch was sent but Meta refused the replace session's close ({error}): Meta "
+            "ends a session never closed 90 minutes after its first batch"
+            f"{_opened(meta)} and then replaces the audience with the batches it received: all "
+            f"{ids_sent:,} IDs sent, so it will hold the whole source then; nothing to run again"
         )
     return f"all IDs sent but the upload session was not closed: {error}"
 
 
-def replace_failed_message(reason: str) -> str:
+def replace_failed_message(reason: str, meta: RunMeta, ids_sent: int) -> str:
     """A replace batch failed for good: what the audience looks like now, and what to do.
 
-    Meta applies a replace when its session is closed; we found nothing from Meta on a session
-    left open (a timeout, whether it is ever applied): say no more than that."""
+    The session is not closed (it lacks a batch), and Meta ends a session never closed 90
+    minutes after its first batch by replacing the audience with what arrived (its guide)."""
+    if meta.replace_opened_at is None:
+        return (
+            f"the replace stopped: {reason}; Meta accepted no batch, so the audience is "
+            "unchanged; fix that, then run the replace again"
+        )
     return (
-        f"the replace stopped: {reason}; the batches after it were not sent and the replace "
-        "session was left open (never closed), so the audience should be unchanged (Meta "
-        "applies a replace when its session is closed; if it ever applies an open one, the "
-        "audience is partly replaced); run the replace again"
+        f"the replace stopped: {reason}; the batches after it were not sent and the session "
+        f"was not closed: Meta ends it 90 minutes after its first batch{_opened(meta)} and "
+        f"then replaces the audience with the {ids_sent:,} IDs it received; fix that, then run "
+        "the replace again once that session has ended (Meta refuses a second replace meanwhile)"
     )
+
+
+def _opened(meta: RunMeta) -> str:
+    if meta.replace_opened_at is None:
+        return ""
+    at = datetime.fromtimestamp(meta.replace_opened_at, tz=UTC)
+    return f" (batch 1 was accepted at {at:%H:%M:%S} UTC)"
 
 
 @dataclass(frozen=True)

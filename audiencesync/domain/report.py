@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from audiencesync.domain.modes import MIRROR, RETRY_HINT, replace_failed_message, sessions
 from audiencesync.domain.rejections import merge_samples, rejected_message
+from audiencesync.domain.replace_report import apply_replace
 from audiencesync.store.meta import RunMeta
 
 MAX_LISTED_FAILURES = 50
@@ -107,6 +108,8 @@ def build_report(run_id: str, meta: RunMeta, results: list[dict], finished_at: f
     if report["mode"] == MIRROR:
         apply_mirror(report, meta, results)
     report["status"], report["message"] = _verdict(report, meta)
+    if report["mode"] == "replace":
+        apply_replace(report, meta, results)
     return report
 
 
@@ -114,7 +117,7 @@ def _verdict(report: dict, meta: RunMeta) -> tuple[str, str]:
     if meta.cancelled:  # `aborted` too, unless a resume raced the cancel
         return "cancelled", meta.aborted or "cancelled by an operator"
     if meta.replace_failed:
-        return "failed", replace_failed_message(meta.replace_failed)
+        return "failed", replace_failed_message(meta.replace_failed, meta, report["ids_uploaded"])
     if meta.aborted:
         return "failed", meta.aborted
     if meta.source_error:

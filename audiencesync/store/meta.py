@@ -67,8 +67,16 @@ class RunMeta:
     resumed_after_cancel: bool = False  # resume withdrew a cancel: its dropped chunks stay failed
     replace_failed: str | None = None
     source_error: str | None = None
-    # sessions: closed once their last batch was accepted
+    # sessions: closed once their last batch was accepted (a replace's: or ended by Meta)
     session_closed: bool = False
+    # a replace run's session, each written once (store/replace.py)
+    replace_first_sent_at: float | None = None  # batch 1's first send
+    replace_opened_at: float | None = None  # batch 1 accepted
+    replace_cutover_at: float | None = None  # no replace batch from here: the rest by add
+    replace_closed_at: float | None = None  # closed at the cutover
+    replace_call_s: float = 0.0  # the slowest replace call so far
+    replace_timed_out: bool = False  # Meta's window ended the session
+    replace_close_error: str | None = None  # Meta refused the cutover's close for good
     remove_session_id: int | None = None  # a mirror run's removals
     remove_session_closed: bool = False
     # a mirror run: chunks from removals_from on are removals; its counts of the source
@@ -104,6 +112,7 @@ _PARSE: dict[str, Callable[[str | None], Any]] = {
     "int": lambda v: int(v or 0),
     "int | None": lambda v: None if v is None else int(v),
     "float": lambda v: float(v or 0),
+    "float | None": lambda v: None if v is None else float(v),
     "bool": lambda v: v == "1",
     "Mode": lambda v: Mode(v or Mode.ADD),
     "Status": lambda v: Status(v or Status.RUNNING),

@@ -1,4 +1,4 @@
--- Take the turn, or keep it (refreshing its TTL) when this chunk already holds it.
+-- Take a lease (a cutover's close), or keep it (refreshing its TTL) when this chunk holds it.
 local holder = redis.call('GET', KEYS[1])
 if not holder then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])

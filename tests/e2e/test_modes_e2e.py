@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import itertools
 
+import httpx
 import orjson
 import redis
 from e2e_helpers import cli, csv_source, maids, run_upload, write_csv
 
+from audiencesync.graph import GraphClient, build_payload
+from audiencesync.settings import Settings
 from audiencesync.store.runs import RunStore
 from producers.pipeline import RunRequest, create_run
 
@@ -65,28 +68,39 @@ def replace_calls(stack, audience: str) -> list[dict]:
     return sorted(calls, key=lambda c: c["received_s"])
 
 
-def test_replace_sends_one_batch_at_a_time_in_order_and_leaves_exactly_the_new_set(
+def overlapping(calls: list[dict]) -> int:
+    """The most calls in flight at once, from their received/answered times."""
+    edges = sorted([(c["received_s"], 1) for c in calls] + [(c["answered_s"], -1) for c in calls])
+    return max(itertools.accumulate(step for _, step in edges))
+
+
+def test_replace_sends_batch_1_alone_then_the_rest_in_parallel_and_closes_last(
     stack, sandbox_knobs, tmp_path
 ):
-    audience, old = audience_of(stack, tmp_path, 600, seed=73)
-    sandbox_knobs(latency_ms=15, jitter_ms=15)  # calls that overlapped would show it
-    new = old[:200] + maids(2_300, seed=74)
-    rows = new[:1_000] + ["not-an-id"] * 500 + new[1_000:]  # chunk 2 sends no batch at all
-    report = run_upload(stack, csv_source(tmp_path, rows), audience, "replace", chunk_size=500)
+    sandbox_knobs(latency_ms=100, jitter_ms=50)  # calls that overlap show it
+    audience, old = audience_of(stack, tmp_path, 600, seed=73)  # the gate learns this latency
+    new = old[:200] + maids(9_800, seed=74)
+    rows = new[:1_000] + ["not-an-id"] * 250 + new[1_000:]  # chunk 4 sends no batch at all
+    report = run_upload(stack, csv_source(tmp_path, rows), audience, "replace", chunk_size=250)
     assert report["status"] == "completed", report
     assert report["mode"] == "replace" and report["session_closed"]
-    assert report["ids_uploaded"] == len(new) and report["chunks"] == 6
+    assert report["ids_uploaded"] == len(new) and report["chunks"] == 41
+    assert report["replace"]["by_replace"] == len(new) and report["replace"]["by_add"] == 0
+    assert not report["replace"]["cutover"] and "added with /users" not in report["message"]
     assert stack.members(audience) == set(new)
     calls = replace_calls(stack, audience)
-    assert all(c["status"] == 200 for c in calls)
-    assert [c["batch_seq"] for c in calls] == list(range(1, 5 + 1 + 1))  # 5 batches, the close
-    assert [c["last_batch_flag"] for c in calls] == [False] * 5 + [True]
-    assert len({c["session_id"] for c in calls}) == 1
-    assert all(a["answered_s"] <= b["received_s"] for a, b in itertools.pairwise(calls))
+    assert all(c["status"] == 200 for c in calls) and len({c["session_id"] for c in calls}) == 1
+    first, *middle, close = calls
+    assert first["batch_seq"] == 1 and not first["last_batch_flag"]
+    assert all(first["answered_s"] <= c["received_s"] for c in [*middle, close])  # alone
+    assert sorted(c["batch_seq"] for c in middle) == list(range(2, 40 + 1))
+    assert close["last_batch_flag"] and close["batch_seq"] == 41
+    assert all(c["answered_s"] <= close["received_s"] for c in middle)  # after every outcome
+    assert overlapping(middle) > 1  # the rest went in parallel, through the gate
     assert report["retries"] == 0
 
 
-def test_a_replace_batch_failing_for_good_leaves_the_session_open_and_the_audience_as_it_was(
+def test_a_replace_batch_failing_for_good_stops_the_replace_and_says_what_meta_does_next(
     stack, sandbox_knobs, tmp_path
 ):
     audience, old = audience_of(stack, tmp_path, 300, seed=75)
@@ -94,18 +108,22 @@ def test_a_replace_batch_failing_for_good_leaves_the_session_open_and_the_audien
     new = maids(2_000, seed=76)
     report = run_upload(stack, csv_source(tmp_path, new), audience, "replace", chunk_size=500)
     assert report["status"] == "failed" and not report["session_closed"]
-    assert "left open" in report["message"] and "run the replace again" in report["message"]
-    assert "fail_batch_seq" in report["message"]  # Meta's reason for the batch it refused
+    message = report["message"]
+    assert "fail_batch_seq" in message  # Meta's reason for the batch it refused
+    # Meta's guide: a session never closed ends after 90 minutes with what arrived.
+    assert "90 minutes after its first batch" in message and "run the replace again" in message
+    assert f"with the {report['ids_uploaded']:,} IDs it received" in message
     calls = replace_calls(stack, audience)
-    assert [(c["batch_seq"], c["status"]) for c in calls] == [(1, 200), (2, 400)]  # no retry
+    assert (calls[0]["batch_seq"], calls[0]["status"]) == (1, 200)
+    assert [c["status"] for c in calls if c["batch_seq"] == 2] == [400]  # no retry
     assert not any(c["last_batch_flag"] for c in calls)
-    assert stack.members(audience) == set(old)
-    # Every ID is accounted for: one batch accepted, the rest failed or never sent.
-    assert report["ids_uploaded"] == 500 and report["unaccounted"] == 0
-    assert report["ids_failed"] == report["ids_read"] - 500
+    assert stack.members(audience) == set(old)  # until Meta's window ends
+    # Every ID is accounted for: the batches accepted, the rest failed or never sent.
+    accepted = sum(c["entries"] for c in calls if c["status"] == 200)
+    assert report["ids_uploaded"] == accepted and report["unaccounted"] == 0
+    assert report["ids_failed"] == report["ids_read"] - accepted
     reasons = report["failure_reasons"]
-    assert sum(reasons.values()) == report["chunks"] - 1
-    assert any(r.startswith("not sent: an earlier replace batch failed") for r in reasons)
+    assert sum(reasons.values()) == report["chunks"] - len([c for c in calls if c["status"] == 200])
     done = cli(stack.env, "resume", report["run_id"])
     assert done.returncode == 1 and "cannot be resumed" in done.stderr
 
@@ -114,7 +132,7 @@ def test_replace_retries_re_send_the_same_batch_and_the_result_is_exact(
     stack, sandbox_knobs, tmp_path
 ):
     """Transient errors, half of them after the batch was applied: a retry re-sends its
-    batch_seq before any other batch goes, which the session accepts."""
+    batch_seq (never a new one), which the session accepts in any order."""
     audience, _ = audience_of(stack, tmp_path, 400, seed=77)
     # 12 batches and a close at 40 %: no error at all once in 800 runs, a chunk giving up
     # (12 errors in a row) far more rarely.
@@ -125,8 +143,43 @@ def test_replace_retries_re_send_the_same_batch_and_the_result_is_exact(
     assert stack.members(audience) == set(new)
     calls = replace_calls(stack, audience)
     assert report["retries"] > 0 and report["requests"] == len(calls)
-    seqs = [c["batch_seq"] for c in calls]
-    assert seqs == sorted(seqs) and set(seqs) == set(range(1, 12 + 1 + 1))
+    # Each batch_seq carried one chunk's IDs, however often it was sent: 12 seqs, the close.
+    assert {c["batch_seq"] for c in calls} == set(range(1, 12 + 1 + 1))
+    for seq in range(1, 12 + 1):
+        assert {c["entries"] for c in calls if c["batch_seq"] == seq} == {250}
+    assert {c["batch_seq"] for c in calls if c["last_batch_flag"]} == {13}
+
+
+def test_a_replace_of_an_audience_meta_cannot_replace_is_refused_before_sending(stack, tmp_path):
+    audience = stack.new_audience()
+    response = httpx.post(
+        f"{stack.graph_url}/_sandbox/audiences/{audience}", json={"approximate_count": 10**8}
+    )
+    response.raise_for_status()
+    report = run_upload(stack, csv_source(tmp_path, maids(1_000, 81)), audience, "replace")
+    assert report["status"] == "failed" and report["ids_uploaded"] == 0
+    assert (
+        "100,000,000 people or more" in report["message"] and "--mode mirror" in report["message"]
+    )
+    assert replace_calls(stack, audience) == []  # nothing sent
+    assert report["unaccounted"] == 0 and report["ids_failed"] == 1_000
+
+
+def test_a_replace_while_another_is_in_progress_says_to_wait_for_it(stack, tmp_path):
+    audience, _ = audience_of(stack, tmp_path, 200, seed=82)
+    settings = Settings(graph_url=stack.graph_url, access_token=stack.token)
+    client = GraphClient(settings)
+    try:  # someone else's replace: its session is open
+        session = {"session_id": 777, "batch_seq": 1, "last_batch_flag": False}
+        client.upload(audience, build_payload(maids(10, 83)), session, mode="replace")
+    finally:
+        client.close()
+    report = run_upload(stack, csv_source(tmp_path, maids(1_000, 84)), audience, "replace")
+    assert report["status"] == "failed" and report["ids_uploaded"] == 0
+    assert "another replace of this audience is in progress" in report["message"]
+    assert "1870145" in report["message"] and "wait until it ends" in report["message"]
+    ours = [c for c in replace_calls(stack, audience) if c["session_id"] != 777]
+    assert [(c["batch_seq"], c["status"]) for c in ours] == [(1, 400)]  # batch 1, refused
 
 
 def test_resume_finishes_a_replace_run_in_its_mode(stack, tmp_path):

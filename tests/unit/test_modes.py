@@ -32,7 +32,9 @@ def test_a_removal_report_says_removed():
     assert "(remove)" in text and "removed" in text and "uploaded" not in text
 
 
-def test_a_failed_replace_reports_the_session_left_open_and_what_to_do():
+def test_a_failed_replace_says_meta_applies_what_arrived_when_its_window_ends():
+    """Meta's guide: a session never closed ends 90 minutes after its first batch, and the
+    audience is then replaced with what arrived (not left unchanged)."""
     meta = {
         "mode": "replace",
         "audience_id": "1",
@@ -40,20 +42,33 @@ def test_a_failed_replace_reports_the_session_left_open_and_what_to_do():
         "started_at": "0",
         "aborted": "an earlier replace batch failed",
         "replace_failed": "chunk 1: (#100) refused",
+        "replace_opened_at": "3600",
     }
     results = [
-        chunk_result(0, 10, entries=10, uploaded=10),
+        chunk_result(0, 10, entries=10, uploaded=10, sent_as="replace"),
         chunk_result(1, 10, entries=10, failed="(#100) refused", ids_failed=10),
     ]
     report = build_report("r", RunMeta.parse(meta), results, 1.0)
     assert report["status"] == "failed" and not report["session_closed"]
     message = report["message"]
-    assert "chunk 1: (#100) refused" in message and "left open" in message
-    assert message.endswith("run the replace again")
+    assert "chunk 1: (#100) refused" in message and "left open" not in message
+    assert "90 minutes after its first batch (batch 1 was accepted at 01:00:00 UTC)" in message
+    assert "replaces the audience with the 10 IDs it received" in message
+    assert "run the replace again once that session has ended" in message
+    assert report["replace"]["by_replace"] == 10 and not report["replace"]["cutover"]
+
+
+def test_a_replace_meta_accepted_nothing_of_leaves_the_audience_unchanged():
+    meta = {"mode": "replace", "audience_id": "1", "ids_read": "10", "started_at": "0"}
+    meta |= {"aborted": "x", "replace_failed": "chunk 0: (#100) refused"}
+    results = [chunk_result(0, 10, entries=10, failed="(#100) refused", ids_failed=10)]
+    message = build_report("r", RunMeta.parse(meta), results, 1.0)["message"]
+    assert "Meta accepted no batch, so the audience is unchanged" in message
 
 
 def test_an_unclosed_session_is_worded_by_mode():
-    assert "the upload session was not closed: x" in unclosed_message(
-        RunMeta.parse({"mode": "add"}), "x"
-    )
-    assert "keeps its members" in unclosed_message(RunMeta.parse({"mode": "replace"}), "x")
+    add = unclosed_message(RunMeta.parse({"mode": "add"}), "x", 5)
+    assert "the upload session was not closed: x" in add
+    replace = unclosed_message(RunMeta.parse({"mode": "replace"}), "x", 5_000)
+    assert "refused the replace session's close (x)" in replace
+    assert "all 5,000 IDs sent, so it will hold the whole source then" in replace
