@@ -167,3 +167,19 @@ def sandbox() -> Iterator[Callable[..., Graph]]:
 @pytest.fixture
 def graph(sandbox: Callable[..., Graph]) -> Graph:
     return sandbox()
+
+
+@pytest.fixture(scope="module")
+def producer(stack, tmp_path_factory):
+    """A `producer` worker (scheduled runs) reading a declared-audiences file the tests write."""
+    from workers.app import app
+
+    workdir = tmp_path_factory.mktemp("declared")
+    audiences, log = workdir / "audiences.toml", workdir / "producer.log"
+    env = {**stack.env, "AUDIENCESYNC_AUDIENCES_FILE": str(audiences)}
+    proc = devstack.start_worker("producer", env, concurrency=2, name="producer-t", log=log)
+    try:
+        devstack.wait_workers(app, ["producer-t"], procs=[proc])
+        yield env, audiences, log
+    finally:
+        devstack.stop(proc)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 import orjson
 from private_stack import PrivateStack
 from tcp_proxy import Proxy
-from test_pipeline_e2e import write_csv
 
 from audiencesync.cli import devstack
 from audiencesync.settings import Settings
@@ -94,18 +93,9 @@ class DefaultStack(PrivateStack):
             self.procs.pop(name).wait(timeout=60)
 
     def upload_waiting(self, path, rows: list[str], audience: str) -> WaitingRun:
-        write_csv(path, rows)
-        proc = subprocess.Popen(
-            devstack.cli_command(
-                *("upload", str(path), "--column", "maid", "--audience-id", audience),
-                *("--wait", "--json"),
-            ),
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        return WaitingRun(proc, proc.stdout.readline().strip())
+        """PrivateStack.upload, its stderr read as it comes (what `--wait` says meanwhile)."""
+        run = self.upload(path, rows, audience)
+        return WaitingRun(run.proc, run.run_id)
 
     def wait_for(self, check, timeout_s: float, what: str) -> float:
         """Poll until check() holds; returns when it did."""

@@ -7,9 +7,8 @@ import subprocess
 
 import orjson
 import pytest
-from e2e_helpers import cli, dirty_rows
-from test_operate_e2e import poll, store
-from test_pipeline_e2e import write_csv
+from e2e_helpers import cli, dirty_rows, write_csv
+from run_helpers import poll, store
 
 from audiencesync.cli import devstack
 from audiencesync.domain.report import DROPPED_BY_CANCEL

@@ -10,7 +10,7 @@ import orjson
 import pytest
 import redis
 from e2e_helpers import cli, maids
-from test_operate_e2e import poll, producer, runs_of, store  # noqa: F401 (producer: a fixture)
+from run_helpers import poll, runs_of, store
 
 from audiencesync.domain.normalize import MIXED_RAW
 
@@ -84,7 +84,7 @@ def test_max_rejected_pct_fails_before_anything_is_sent(stack, tmp_path):
 
 def test_a_declared_max_rejected_pct_stops_a_scheduled_run_before_it_exists(
     stack,
-    producer,  # noqa: F811 (the fixture imported above)
+    producer,
     tmp_path,
 ):
     from tasks.start_run import start_run

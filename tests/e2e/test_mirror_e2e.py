@@ -5,21 +5,8 @@ The workers get no state directory: only the producer (the command) reads and wr
 
 from __future__ import annotations
 
-import orjson
-from e2e_helpers import ZERO, cli, maids, write_csv
-
-
-def mirror(stack, tmp_path, audience: str, rows: list[str], *extra: str):
-    write_csv(tmp_path / "a.csv", rows)
-    env = {**stack.env, "AUDIENCESYNC_STATE_DIR": str(tmp_path / "state")}
-    env["AUDIENCESYNC_CHUNK_SIZE"] = "1000"
-    args = ["upload", str(tmp_path / "a.csv"), "--column", "maid", "--audience-id", audience]
-    return cli(env, *args, "--mode", "mirror", "--wait", "--json", *extra)
-
-
-def report_of(done) -> dict:
-    assert done.returncode == 0, done.stderr
-    return orjson.loads(done.stdout.splitlines()[-1])
+from e2e_helpers import ZERO, maids, write_csv
+from run_helpers import mirror, report_of
 
 
 def sent(calls: list[dict], method: str) -> tuple[int, int]:

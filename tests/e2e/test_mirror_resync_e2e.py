@@ -5,7 +5,7 @@ snapshot the next mirror run diffs against)."""
 from __future__ import annotations
 
 from e2e_helpers import maids
-from test_mirror_e2e import mirror, report_of
+from run_helpers import mirror, report_of
 
 from audiencesync.graph import GraphClient, build_payload
 from audiencesync.settings import Settings

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
@@ -11,29 +10,15 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-import redis
 from e2e_helpers import MAID, cli, dirty_rows, expected, run_upload, write_csv
 from prometheus_client.parser import text_string_to_metric_families
+from run_helpers import poll, runs_of, store
 
 from audiencesync.cli import devstack
 from audiencesync.settings import Settings
-from audiencesync.store.runs import RunStore
 from producers.spec import SourceSpec
 
 AUTH = ("ops", "flower-test-pw")
-
-
-def store(stack) -> RunStore:
-    return RunStore(redis.Redis.from_url(stack.redis_url))
-
-
-def poll(check, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.3)
-    raise TimeoutError(what)
 
 
 def csv_source(path: Path, rows: list[str]):
@@ -178,32 +163,6 @@ def test_two_workers_per_queue_share_one_audience_and_it_lands_exactly(
     ]
     assert any(line["message"].endswith("ready.") for line in lines)
     assert all({"ts", "level", "logger", "message"} <= set(line) for line in lines)
-
-
-@pytest.fixture(scope="module")
-def producer(stack, tmp_path_factory):
-    """A `producer` worker (scheduled runs) reading a declared-audiences file the tests write."""
-    from workers.app import app
-
-    workdir = tmp_path_factory.mktemp("declared")
-    audiences, log = workdir / "audiences.toml", workdir / "producer.log"
-    env = {**stack.env, "AUDIENCESYNC_AUDIENCES_FILE": str(audiences)}
-    proc = devstack.start_worker("producer", env, concurrency=2, name="producer-t", log=log)
-    try:
-        devstack.wait_workers(app, ["producer-t"], procs=[proc])
-        yield env, audiences, log
-    finally:
-        devstack.stop(proc)
-
-
-def runs_of(stack, name: str) -> list[tuple[dict, dict | None]]:
-    """(meta, report) of every run of a declared audience, oldest first."""
-    s = store(stack)
-    found = [(s.meta(r), s.report(r)) for r in s.recent(200)]
-    return sorted(
-        ((m, rep) for m, rep in found if m.get("audience_name") == name),
-        key=lambda pair: float(pair[0]["started_at"]),
-    )
 
 
 def test_a_declared_audience_runs_on_schedule_never_twice_at_once(

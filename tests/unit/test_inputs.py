@@ -8,7 +8,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from test_sources import MAID, SETTINGS, read_all, write
+from source_helpers import MAID, SETTINGS, read_all, write
 
 from audiencesync.domain.audiences import parse_audiences
 from audiencesync.domain.normalize import (
