@@ -47,7 +47,8 @@ class Settings(BaseSettings):
     # Chunks staged in Redis and not yet finished, per run; bounds producer and Redis memory.
     # At least 4: Celery reads a lazy chord header up to 3 chunks ahead of what it has
     # published (measured with 5.7), and a producer waiting for room for those would wait forever.
-    staging_window_chunks: int = Field(32, ge=4)
+    # 128: calls of 1-2 s need ~70-130 chunks in flight (Little's law); ~400 KB each in Redis.
+    staging_window_chunks: int = Field(128, ge=4)
     run_ttl_s: int = 30 * 24 * 3600  # how long run state and reports stay in Redis
     # zlib level for staged payloads: 0 = off. Level 1 saves ~40 % of Redis memory within the
     # window but costs ~10 ms of CPU per chunk (measured): more than normalising it.
@@ -64,7 +65,10 @@ class Settings(BaseSettings):
     retry_budget_s: float = 1800.0
 
     # Fleet-wide throttle per ad account (audiencesync/throttle/; the README explains each).
-    throttle_rate_start_per_s: float = Field(5.0, gt=0)  # a new account's upload calls/s
+    # A new account's upload calls/s: Meta's budgets are deep (190,000 calls an hour, 3,000
+    # writes at once), and the budget rule and usage steering hold the rate within them; the
+    # rate also sets the calls in flight the destination's pace needs (Little's law).
+    throttle_rate_start_per_s: float = Field(100.0, gt=0)
     throttle_rate_floor_per_s: float = Field(0.5, gt=0)
     throttle_rate_ceiling_per_s: float = Field(100.0, gt=0)
     throttle_rate_increase_per_s: float = Field(2.0, ge=0)  # added per adapt interval
@@ -74,17 +78,21 @@ class Settings(BaseSettings):
     throttle_usage_cut_pct: float = Field(95.0, lt=100)  # ... and from where to cut hard
     throttle_cooldown_base_s: float = Field(2.0, gt=0)  # when Meta gives no estimate; doubles
     throttle_cooldown_max_s: float = Field(900.0, gt=0)
-    # Concurrent calls per account, fleet-wide; one at first, so the latency baseline is learnt
-    # unloaded (the limit grows by one per calm interval while callers find every slot taken).
-    throttle_inflight_start: int = Field(1, ge=1)
+    # Concurrent calls per account, fleet-wide: rate x the destination's pace (its baseline
+    # latency). Before any answer: inflight_start, growing with the oldest call's age (a 1.5 s
+    # call needs ~150 in flight for 100 calls/s). The ceiling: what 1-2 s calls need for a
+    # fleet's 100 calls/s (40M IDs a minute: ~70 calls/s).
+    throttle_inflight_start: int = Field(8, ge=1)
     throttle_inflight_floor: int = Field(1, ge=1)
-    throttle_inflight_ceiling: int = Field(64, ge=1)
+    throttle_inflight_ceiling: int = Field(128, ge=1)
     throttle_latency_factor: float = Field(3.0, ge=0)  # x baseline = soft throttling; 0 = off
     throttle_max_wait_s: float = Field(0.5, ge=0, le=1)  # longest wait in a worker thread
     throttle_state_ttl_s: int = Field(604_800, ge=60)  # an idle account's state is forgotten
 
     # Workers.
-    critical_concurrency: int = Field(32, ge=1)  # threads: uploads wait on the network
+    # Threads: uploads wait on the network, and calls of 1-2 s need ~100+ in flight to reach
+    # the in-flight ceiling from one worker (measured: threads are idle, ~8 MB RSS more per 32).
+    critical_concurrency: int = Field(128, ge=1)
     standard_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
     worker_max_memory_per_child_kb: int = 300_000
     prepare_time_limit_s: int = 300

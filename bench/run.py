@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from audiencesync import devstack
+from audiencesync.settings import Settings
 from bench.contenders import Outcome, run_audiencesync, run_lean, run_sdk
 from bench.data import write_maids_csv
 from bench.measure import CpuMeter, PeakSampler, redis_commands
@@ -168,7 +169,12 @@ def main() -> None:
     parser.add_argument("--big", action="store_true", help="add a 40,000,000-ID run")
     parser.add_argument("--latency-ms", type=float, default=200)
     parser.add_argument("--jitter-ms", type=float, default=100)
-    parser.add_argument("--critical-threads", type=int, default=64)
+    parser.add_argument(
+        "--critical-threads",
+        type=int,
+        default=Settings().critical_concurrency,
+        help="threads of the critical worker (default: the deployment's default)",
+    )
     parser.add_argument("--standard-procs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--skip-sdk", action="store_true")
     parser.add_argument("--skip-lean", action="store_true")

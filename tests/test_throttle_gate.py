@@ -57,7 +57,7 @@ def test_a_throttle_answer_meanwhile_defers_a_caller_who_slept_for_its_turn(r):
 
 
 def test_a_killed_workers_slot_comes_back_when_its_lease_expires(r):
-    gate, account = new_gate(r, lease_ttl_s=0.3, inflight_start=1, rate_start_per_s=100)
+    gate, account = new_gate(r, lease_ttl_s=0.3, inflight_start=1, inflight_ceiling=1)
     gate.enter(account)  # ... and never settled: the worker died
     with pytest.raises(Deferred) as deferred:
         gate.enter(account, sleep=lambda s: None)

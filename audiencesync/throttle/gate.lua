@@ -19,14 +19,14 @@ end
 
 local FIELDS = {'rate_per_s', 'next_free_s', 'limit', 'interval_at_s', 'cool_until_s',
   'strikes', 'throttled_since_s', 'soft', 'calm_intervals', 'calm_needed', 'probing',
-  'ceiling_per_s', 'strained', 'round_lease_s', 'round_limit', 'strain_lease_s', 'usage_last',
-  'booked_until_s', 'calls', 'usage_sum', 'latency_sum_s', 'latency_calls', 'rate_blocked',
-  'slots_blocked'}
+  'ceiling_per_s', 'pace_s', 'usage_last', 'usage_at_s', 'per_call_pct', 'booked_until_s',
+  'calls', 'usage_sum', 'latency_sum_s', 'latency_calls', 'rate_blocked', 'slots_blocked',
+  'inflight_max'}
 
 -- policy.lua (gate.py splices it in here)
 
 -- machine.py
-local s = {rate_per_s = p.rate_start_per_s, next_free_s = now, limit = p.inflight_start,
+local s = {rate_per_s = p.rate_start_per_s, next_free_s = now, limit = p.inflight_ceiling,
   interval_at_s = now, calm_needed = 1}  -- new_state; the others start at 0
 for _, name in ipairs(FIELDS) do s[name] = s[name] or 0 end
 local stored = redis.call('HGETALL', state_key)
@@ -37,7 +37,7 @@ s.limit = math.min(p.inflight_ceiling, math.max(p.inflight_floor, s.limit))
 
 local function start_interval()
   s.interval_at_s = now
-  s.calls, s.latency_calls, s.rate_blocked, s.slots_blocked = 0, 0, 0, 0
+  s.calls, s.latency_calls, s.rate_blocked, s.slots_blocked, s.inflight_max = 0, 0, 0, 0, 0
   s.usage_sum, s.latency_sum_s = 0, 0
 end
 
@@ -45,34 +45,6 @@ local function latency_samples()
   local samples = {}
   for i, v in ipairs(redis.call('LRANGE', latency_key, 0, -1)) do samples[i] = tonumber(v) end
   return samples
-end
-
-local function slow_start(latency_s, lease_s, round_call, events)
-  if s.strained ~= 0 or s.ceiling_per_s ~= 0 then return end
-  local level = call_level(latency_samples(), latency_s)
-  if level == NORMAL then
-    s.rate_per_s = slow_start_rate(s.rate_per_s, latency_s, s.rate_blocked == 1, s.usage_sum)
-  end
-  if level == nil or level == RAISED then return end
-  if s.strain_lease_s ~= 0 and lease_s > s.strain_lease_s then
-    s.strain_lease_s = 0
-    if level == STRAINED then
-      s.strained, s.probing = 1, 0
-      s.calm_needed = next_calm_needed(s.calm_needed, level)
-      if s.soft == 0 then table.insert(events, 'soft_started') end
-      s.soft = 1
-      return
-    end
-  end
-  if not round_call then return end
-  if level == NORMAL then
-    local limit = slow_start_limit(s.limit, s.round_limit)
-    if limit > s.limit then s.probing = 1 end
-    s.limit = limit
-  else
-    s.limit = next_limit(s.round_limit, level, 0, 0, false)
-    s.strain_lease_s = lease_s
-  end
 end
 
 local function close_interval(events)
@@ -84,6 +56,12 @@ local function close_interval(events)
   local average_s = 0
   if s.latency_calls > 0 then average_s = s.latency_sum_s / s.latency_calls end
   local level = latency_level(latency_samples(), average_s, s.latency_calls)
+  if level == STRAINED and s.inflight_max > 0 and s.inflight_max <= p.inflight_floor then
+    redis.call('DEL', latency_key)  -- the destination's pace changed: the baseline follows
+    s.pace_s, s.limit = 0, p.inflight_ceiling
+    s.calm_intervals, s.calm_needed, s.probing = 0, 1, 0
+    level = NORMAL
+  end
   local soft = s.soft == 1
   if level ~= nil then soft = level == STRAINED or (soft and level == RAISED) end
   if soft ~= (s.soft == 1) then
@@ -95,15 +73,16 @@ local function close_interval(events)
   elseif level ~= nil then
     s.calm_intervals = 0
   end
-  local slow = s.strained == 0 and s.ceiling_per_s == 0  -- the limit grew per call: a probe
-  if level == STRAINED then s.strained = 1 end
-  if (s.probing == 1 or slow) and level ~= nil then
+  if s.probing == 1 and level ~= nil then
     s.calm_needed, s.probing = next_calm_needed(s.calm_needed, level), 0
   end
-  local limit = next_limit(s.limit, level, s.calm_intervals, s.calm_needed,
-    s.slots_blocked == 1 and not slow)
-  if limit > s.limit then s.probing = 1 end
-  s.limit = limit
+  local limit = s.limit
+  if level == STRAINED then limit = math.min(s.limit, math.max(s.inflight_max, p.inflight_floor)) end
+  if level == STRAINED or s.limit < p.inflight_ceiling then
+    limit = next_limit(limit, level, s.calm_intervals, s.calm_needed, s.slots_blocked == 1)
+    if limit > s.limit then s.probing = 1 end
+    s.limit = limit
+  end
   start_interval()
 end
 
@@ -121,7 +100,9 @@ local function fmt(x) return string.format('%.17g', x) end
 
 if op == 'peek' then
   redis.call('ZREMRANGEBYSCORE', leases_key, '-inf', now)
-  return {fmt(s.rate_per_s), fmt(s.limit), fmt(math.max(0, s.cool_until_s - now)),
+  local limit = math.max(p.inflight_floor, math.min(s.limit, p.inflight_ceiling,
+    pace_limit(s.rate_per_s, s.pace_s, 0)))
+  return {fmt(s.rate_per_s), fmt(limit), fmt(math.max(0, s.cool_until_s - now)),
     fmt(s.soft), fmt(redis.call('ZCARD', leases_key))}
 end
 
@@ -129,11 +110,22 @@ if op == 'acquire' then
   local max_wait_s, lease_ttl_s = tonumber(ARGV[6]), tonumber(ARGV[7])
   local go, wait_s, reason = 0, 0, 'go'
   redis.call('ZREMRANGEBYSCORE', leases_key, '-inf', now)  -- leases of killed workers expire
+  local inflight, oldest_age_s = redis.call('ZCARD', leases_key), 0
+  if inflight > 0 then
+    local oldest = redis.call('ZRANGE', leases_key, 0, 0, 'WITHSCORES')
+    oldest_age_s = now - (tonumber(oldest[2]) - lease_ttl_s)
+  end
+  s.inflight_max = math.max(s.inflight_max, inflight)
+  local limit = math.max(p.inflight_floor, math.min(s.limit, p.inflight_ceiling,
+    pace_limit(s.rate_per_s, s.pace_s, oldest_age_s)))
+  local fresh = inflight > 0 or now - s.usage_at_s < p.adapt_interval_s
   if now < s.cool_until_s then
     wait_s, reason = s.cool_until_s - now, 'cooldown'
-  elseif redis.call('ZCARD', leases_key) >= s.limit then
+  elseif inflight >= limit then
     s.slots_blocked = 1
     wait_s, reason = SLOT_POLL_S, 'inflight'
+  elseif fresh and not budget_room(s.usage_last, s.per_call_pct, inflight) then
+    wait_s, reason = SLOT_POLL_S, 'budget'
   else
     wait_s = token_wait_s(s.next_free_s)
     if wait_s > 0 then s.rate_blocked = 1 end
@@ -144,11 +136,8 @@ if op == 'acquire' then
     else
       s.next_free_s = take_token(s.next_free_s, s.rate_per_s)
       go = 1
-      local lease_s = now + wait_s + lease_ttl_s
-      if redis.call('ZCARD', leases_key) + 1 >= s.limit and s.round_lease_s <= now then
-        s.round_lease_s, s.round_limit = lease_s, s.limit  -- slow start's round call
-      end
-      redis.call('ZADD', leases_key, lease_s, lease)
+      s.inflight_max = math.max(s.inflight_max, inflight + 1)
+      redis.call('ZADD', leases_key, now + wait_s + lease_ttl_s, lease)
       redis.call('EXPIRE', leases_key, ttl_s)
     end
   end
@@ -159,9 +148,6 @@ end
 -- settle
 local outcome, latency_s = ARGV[6], tonumber(ARGV[7])
 local usage_pct, regain_s = tonumber(ARGV[8]), tonumber(ARGV[9])
-local lease_s = tonumber(redis.call('ZSCORE', leases_key, lease)) or 0
-local round_call = lease_s ~= 0 and lease_s == s.round_lease_s
-if round_call then s.round_lease_s = 0 end
 redis.call('ZREM', leases_key, lease)
 local events, episode_s = {}, 0
 if outcome == 'throttled' then
@@ -185,7 +171,8 @@ else
     end
     s.calls = s.calls + 1
     s.usage_sum = s.usage_sum + usage_pct
-    s.usage_last = usage_pct
+    s.per_call_pct = per_call_pct(s.per_call_pct, usage_pct, s.usage_last)
+    s.usage_last, s.usage_at_s = usage_pct, now
     s.ceiling_per_s = near_miss_ceiling(s.ceiling_per_s, s.rate_per_s, usage_pct)
     if latency_s then
       redis.call('LPUSH', latency_key, ARGV[7])
@@ -193,7 +180,7 @@ else
       redis.call('EXPIRE', latency_key, ttl_s)
       s.latency_sum_s = s.latency_sum_s + latency_s
       s.latency_calls = s.latency_calls + 1
-      slow_start(latency_s, lease_s, round_call, events)
+      s.pace_s = baseline_s(latency_samples())
     end
   end
   if now - s.interval_at_s >= p.adapt_interval_s then close_interval(events) end

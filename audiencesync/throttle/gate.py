@@ -4,7 +4,7 @@ The state lives in Redis, one set of keys per ad account, shared by every worker
 (gate.lua runs each step atomically, on Redis's clock):
 
     as:throttle:{account}           hash: the machine's State (machine.py): rate, bucket,
-                                    cool-down deadline, in-flight limit, the adapt interval
+                                    cool-down deadline, pace, budget, load limit, the interval
     as:throttle:{account}:latency   list: the fleet's latest call latencies (s), newest first
     as:throttle:{account}:leases    sorted set: calls in flight, scored by lease expiry, so a
                                     killed worker's slot frees itself when its lease runs out
@@ -160,7 +160,7 @@ class Gate:
                         self.settle(account, lease, OTHER)
                         raise Deferred(cool_s, "cooldown")
                 return lease
-            if decision.reason != "inflight" or decision.wait_s > budget_s:
+            if decision.reason not in ("inflight", "budget") or decision.wait_s > budget_s:
                 raise Deferred(decision.wait_s, decision.reason)
-            sleep(decision.wait_s)  # a slot frees when any call ends: ask again soon
+            sleep(decision.wait_s)  # a slot or budget frees when any call ends: ask again soon
             budget_s -= decision.wait_s

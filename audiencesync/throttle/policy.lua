@@ -93,13 +93,13 @@ local function next_calm_needed(calm_needed, level)
   if level == NORMAL then return math.max(1, math.floor(calm_needed / 2)) end
   return calm_needed
 end
-local function call_level(samples, latency_s)
-  return latency_level(samples, latency_s, p.interval_min_samples)
+local function pace_limit(rate, pace_s, oldest_age_s)
+  if pace_s > 0 then return math.max(p.inflight_floor, math.ceil(rate * pace_s)) end
+  return math.max(p.inflight_start, math.ceil(rate * oldest_age_s))
 end
-local function slow_start_limit(limit, round_limit)
-  return math.max(limit, math.min(p.inflight_ceiling, 2 * round_limit))
+local function budget_room(usage, per_call, inflight)
+  return usage + per_call * (inflight + 1) <= p.usage_target_pct
 end
-local function slow_start_rate(rate, latency_s, blocked, usage_seen)
-  if not blocked or usage_seen > 0 then return rate end
-  return clamp_rate(rate + rate / math.max(1, rate * latency_s))
+local function per_call_pct(known, usage, last)
+  return math.max(known, usage - last)
 end

@@ -1,5 +1,5 @@
-"""The throttle's arithmetic, pure: token bucket, AIMD, usage headers, cool-downs, latency,
-slow start.
+"""The throttle's arithmetic, pure: token bucket, AIMD, usage headers and the budget they
+show, cool-downs, latency (the destination's pace and strain under our load).
 
 policy.lua does exactly the same sums inside Redis (spliced into gate.lua, atomically for the
 whole fleet; its functions carry the same names); tests/test_throttle_lua.py checks that the two
@@ -18,7 +18,7 @@ BASELINE_PERCENTILE = 0.1  # the baseline latency: a low percentile of the windo
 SLOT_POLL_S = 0.05  # no in-flight slot free: ask again this soon (a call ends any moment)
 BOOK_SPAN_S = 1.0  # appointments for callers told to come back span at most this
 REGAIN_UNIT_S = 60.0  # Meta's estimated_time_to_regain_access counts whole minutes
-SLOW_START_SHARE = 0.75  # below this share of the usage target, no throttle yet: double
+SLOW_START_SHARE = 0.75  # below this share of the usage target the rate may double
 CEILING_SHARE = 0.95  # a learned ceiling (the rate refused last): settle this far under it ...
 PROBE_SHARE = 0.01  # ... and above that probe by this share of the additive step
 CALM_INTERVALS = 16  # after a probe of the in-flight limit caused strain: calm this long ...
@@ -205,30 +205,25 @@ def next_calm_needed(calm_needed: int, level: int | None) -> int:
     return calm_needed
 
 
-# --- slow start: per call, as TCP's per acknowledgement, not per adapt interval ---------------
-def call_level(samples: list[float], latency_s: float, p: Params) -> int | None:
-    """One call's latency judged as an interval's average would be (window permitting)."""
-    return latency_level(samples, latency_s, p.interval_min_samples, p)
+# --- the in-flight limit: the destination's pace and the budget's room ----------------------
+def pace_limit(rate_per_s: float, pace_s: float, oldest_age_s: float, p: Params) -> int:
+    """Little's law: the calls in flight the rate needs at the destination's pace (its baseline
+    latency). Before any answer the pace is unknown, but at least the age of the oldest call
+    in flight: the limit grows with it from inflight_start, at the rate."""
+    if pace_s > 0:
+        return max(p.inflight_floor, math.ceil(rate_per_s * pace_s))
+    return max(p.inflight_start, math.ceil(rate_per_s * oldest_age_s))
 
 
-def calm(samples: list[float], latency_s: float, p: Params) -> bool:
-    return call_level(samples, latency_s, p) == NORMAL
+def budget_room(usage_pct: float, per_call_pct: float, inflight: int, p: Params) -> bool:
+    """Room in Meta's budget for one more call: the latest usage figure, plus one call's share
+    for each call in flight (not yet counted in that figure) and this one, stays within the
+    usage target."""
+    return usage_pct + per_call_pct * (inflight + 1) <= p.usage_target_pct
 
 
-def slow_start_limit(limit: int, round_limit: int, p: Params) -> int:
-    """A round of slow start ended calm: double the limit it ran at, as TCP's window grows per
-    round trip. The round's verdict comes from the call that took its last slot, which ran
-    with the round fully loaded (a call that ran alone says nothing of the limit)."""
-    return max(limit, min(p.inflight_ceiling, 2 * round_limit))
-
-
-def slow_start_rate(
-    rate_per_s: float, latency_s: float, blocked: bool, usage_seen_pct: float, p: Params
-) -> float:
-    """A calm call while callers waited for a token adds one call per round trip (1/latency_s,
-    at most doubling the rate): the rate doubles per round trip. Only while this interval's
-    calls report no usage at all, where the projection sets no bound; once Meta reports any,
-    usage lags the calls too much to project per call: the interval's projection decides."""
-    if not blocked or usage_seen_pct > 0:
-        return rate_per_s
-    return clamp_rate(rate_per_s + rate_per_s / max(1.0, rate_per_s * latency_s), p)
+def per_call_pct(known_pct: float, usage_pct: float, last_pct: float) -> float:
+    """One call's share of the budget: the largest rise of Meta's usage figure between two
+    answers in a row (an answer's figure counts it and the calls before it; whole percent, so
+    a deep budget shows a rise of 1 at most)."""
+    return max(known_pct, usage_pct - last_pct)
