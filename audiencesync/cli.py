@@ -104,6 +104,14 @@ def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
             latency_per_inflight_ms=args.latency_per_inflight_ms,
             rate_per_s=args.rate,
             penalty_s=args.penalty_s,
+            budget_calls=args.budget_calls,
+            budget_window_s=args.budget_window_s,
+            score_max=args.score_max,
+            score_decay_s=args.score_decay_s,
+            write_points=args.write_points,
+            block_s=args.block_s,
+            usage_header_after_calls=args.usage_header_after_calls,
+            replace_window_s=args.replace_window_s,
             transient_rate=args.transient_rate,
             fail_batch_seq=args.fail_batch_seq,
             seed=args.seed,
@@ -181,8 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="extra latency per other Graph call in flight (a destination slowed by load)",
     )
-    p.add_argument("--rate", type=float, help="calls per second per ad account")
+    p.add_argument("--rate", type=float, help="one-second bucket: calls/s per ad account")
     p.add_argument("--penalty-s", type=float, default=2.0)
+    p.add_argument(
+        "--budget-calls", type=int, help="rolling window: calls per account, refused counted"
+    )
+    p.add_argument("--budget-window-s", type=float, default=3600.0)
+    p.add_argument("--score-max", type=float, help="score model: points per account")
+    p.add_argument("--score-decay-s", type=float, default=300.0, help="a full score decays in this")
+    p.add_argument("--write-points", type=float, default=3.0)
+    p.add_argument("--block-s", type=float, default=60.0, help="block once over the score")
+    p.add_argument("--usage-header-after-calls", type=int, default=3)
+    p.add_argument("--replace-window-s", type=float, default=5400.0, help="replace session window")
     p.add_argument("--transient-rate", type=float, default=0.0)
     p.add_argument(
         "--fail-batch-seq",

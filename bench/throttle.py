@@ -1,7 +1,7 @@
 """Benchmark: fleet-wide throttling against the sandbox, with real processes.
 
     python -m bench.throttle [--ids 1000000] [--repeat 3] [--out bench/results/throttle.json]
-                             [--only rate|load] [--trace]
+                             [--only rate|load|window|score] [--trace]
 
 A. The ad account allows 10 upload calls/s (2 s penalty), calls take 75-125 ms. audiencesync
    (2 critical workers) on a fresh account, then again on the account it has learned, against
@@ -15,6 +15,8 @@ B. No hard limit, but calls take 100 ms plus 300 ms for every other call in flig
 Every stack is warmed first by a small upload to another ad account (workers run for days in
 production; a first task's imports and connections are no part of a run), and every contender
 runs --repeat times, interleaved; the tables give the median and the range.
+C and D (bench/throttle_budget.py): Meta's deep budgets, a rolling window and a score, each run
+beside the best schedule the model allows.
 --trace adds each run's per-second timeline (bench/throttle_trace.py).
 Scenario A's share of the limit, two ways: over the whole run, requests / duration / limit
 (audiencesync's duration includes reading the file), and while calling, calls / (the last call's
@@ -41,6 +43,7 @@ from audiencesync.graph import GraphClient
 from audiencesync.settings import MAX_CHUNK_IDS, Settings
 from audiencesync.throttle.gate import Gate
 from bench.run import machine
+from bench.throttle_budget import BUDGET_IDS, BUDGETS, budget_tables, run_budgets
 from bench.throttle_show import summary, tables
 from bench.throttle_trace import trace_stack
 from tasks.prepare import build_payload
@@ -164,11 +167,12 @@ def main() -> None:
     parser.add_argument("--ids", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=Path("bench/results/throttle.json"))
     parser.add_argument("--trace", action="store_true", help="per-second timeline of each run")
-    parser.add_argument("--only", choices=("rate", "load"), help="run one scenario only")
+    parser.add_argument("--only", choices=("rate", "load", *BUDGETS), help="one scenario only")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each contender")
     args = parser.parse_args()
     rng = random.Random(1)
-    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(args.ids)]
+    count = max(args.ids, BUDGET_IDS if args.only in (None, *BUDGETS) else 0)
+    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(count)]
     results: dict = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -180,11 +184,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="audiencesync-bench-") as tmp:
         work = Path(tmp)
         csv, half_csv, warm_csv = work / "audience.csv", work / "half.csv", work / "warm.csv"
+        budget_csv = work / "budget.csv"
+        budget_csv.write_text("maid\n" + "\n".join(ids[:BUDGET_IDS]) + "\n")
+        ids = ids[: args.ids]
         csv.write_text("maid\n" + "\n".join(ids) + "\n")
         half_csv.write_text("maid\n" + "\n".join(ids[: len(ids) // 2]) + "\n")
         warm_csv.write_text("maid\n" + "\n".join(ids[:WARM_UP_IDS]) + "\n")
         runs: dict[str, list] = {}
-        if args.only != "load":
+        if args.only in (None, "rate"):
             with devstack.private_stack(work / "a", *RATE_KNOBS, critical_workers=2) as stack:
                 warm_up(stack, warm_csv)
                 for _ in range(args.repeat):
@@ -197,7 +204,7 @@ def main() -> None:
                         runs.setdefault(name, []).append(run())
             results["rate_limit"] = {name: summary(r) for name, r in runs.items()}
         runs = {}
-        for name, settings in LOAD_VARIANTS.items() if args.only != "rate" else ():
+        for name, settings in LOAD_VARIANTS.items() if args.only in (None, "load") else ():
             with devstack.private_stack(
                 work / name,
                 *LOAD_KNOBS,
@@ -215,11 +222,19 @@ def main() -> None:
                             ours(stack, half_csv, forget_account=False, limited=False,
                                  timeline=trace)
                         )  # fmt: skip
-        results["latency_grows_with_load"] = {name: summary(r) for name, r in runs.items()}
+        if runs:
+            results["latency_grows_with_load"] = {name: summary(r) for name, r in runs.items()}
+        names = [n for n in BUDGETS if args.only in (None, n)]
+        if names:
+            results["budgets"] = run_budgets(
+                work, budget_csv, names, args.repeat,
+                fresh=lambda stack, forget: fresh_audience(stack, forget_account=forget),
+                warm_up=lambda stack: warm_up(stack, warm_csv),
+            )  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode() + "\n")
     print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
-    print("\n".join(tables(results)))
+    print("\n".join(tables(results) + budget_tables(results.get("budgets", {}))))
     print(f"written to {args.out}")
 
 

@@ -12,7 +12,7 @@ from sandbox_graph import Graph, error, madids
 
 def test_rate_limit_then_penalty_window(sandbox: Callable[..., Graph]) -> None:
     graph = sandbox(rate_per_s=5, penalty_s=0.5)
-    audience_id = graph.create()
+    audience_id = graph.create()  # with the 5 uploads, past usage_header_after_calls
     ids = madids(8)
     for i in range(5):
         assert graph.upload(audience_id, ids[i : i + 1], session_id=i + 1).status_code == 200
@@ -32,23 +32,26 @@ def test_rate_limit_then_penalty_window(sandbox: Callable[..., Graph]) -> None:
     assert graph.upload(audience_id, ids[5:6], session_id=11).status_code == 200
 
 
-def test_usage_headers_on_every_answer_with_rising_call_count(
+def test_usage_header_appears_after_a_few_calls_then_on_every_answer(
     sandbox: Callable[..., Graph],
 ) -> None:
-    graph = sandbox(rate_per_s=100)
-    audience_id = graph.create(account="777")
+    graph = sandbox(rate_per_s=100)  # default usage_header_after_calls: 3
+    audience_id = graph.create(account="777")  # the account's first call
     counts = []
-    for i, madid in enumerate(madids(4)):
+    for i, madid in enumerate(madids(5)):
         response = graph.upload(audience_id, [madid], session_id=i + 1)
+        app_usage = orjson.loads(response.headers["X-App-Usage"])
+        assert set(app_usage) == {"call_count", "total_cputime", "total_time"}
+        if "X-Business-Use-Case-Usage" not in response.headers:
+            counts.append(None)
+            continue
         usage = orjson.loads(response.headers["X-Business-Use-Case-Usage"])
         assert list(usage) == ["777"]
         entry = usage["777"][0]
         assert entry["type"] == "custom_audience"
         assert entry["ads_api_access_tier"] == "standard_access"
         counts.append(entry["call_count"])
-        app_usage = orjson.loads(response.headers["X-App-Usage"])
-        assert set(app_usage) == {"call_count", "total_cputime", "total_time"}
-    assert counts == [1, 2, 3, 4]
+    assert counts == [None, None, 3, 4, 5]  # whole percent of 100 calls/s
     graph.auth = {"access_token": "wrong"}
     refused = graph.upload(audience_id, madids(1), session_id=9)
     assert refused.status_code == 400

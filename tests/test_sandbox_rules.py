@@ -11,8 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from audiencesync.sandbox import faults, rules, state
+from audiencesync.sandbox.config import SandboxConfig
 from audiencesync.sandbox.faults import GraphFault
-from audiencesync.sandbox.limits import RateLimiter
+from audiencesync.sandbox.limits import Limits
 
 UUID = "6d92078a-8246-4ba4-ae5b-76104861e7dc"
 
@@ -69,7 +70,8 @@ def test_older_and_newer_appsecret_proofs() -> None:
 
 
 def test_limiter_window_slides_and_penalty_refuses_everything() -> None:
-    limiter = RateLimiter(rate_per_s=2, penalty_s=5)
+    limiter = Limits(SandboxConfig(rate_per_s=2, penalty_s=5, usage_header_after_calls=0))
+    limiter.count_call("a")
     assert limiter.admit("a", 0.0).admitted and limiter.admit("a", 0.5).admitted
     refused = limiter.admit("a", 0.9)
     assert not refused.admitted and not refused.in_penalty

@@ -2,8 +2,10 @@
 
 It is the executable form of graph-api-facts.md: tests, the demo and benchmarks talk to it
 exactly as to graph.facebook.com. Modules: config (settings), faults (error answers), rules
-(pure request checks), state (audiences, sessions, counters), limits (rate limit and usage
-headers), app and uploads (Graph routes), inspection (/_sandbox/ endpoints), server (HTTP).
+(pure request checks), state (audiences, sessions, counters), budget (the rate-limit models:
+one-second bucket, rolling window, score), limits (the models in force and the usage headers),
+core (shared state, requests), app and uploads (Graph routes), inspection (/_sandbox/
+endpoints), server (HTTP).
 """
 
 from audiencesync.sandbox.config import SandboxConfig

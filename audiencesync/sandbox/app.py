@@ -1,27 +1,22 @@
 """The sandbox as a function from request to response: Graph routes and their order of checks.
 
-No sockets here (server.py does HTTP; uploads.py holds the upload edges). Every Graph answer,
-error or not, carries the usage headers of the ad account the call concerns.
+No sockets here (server.py does HTTP; uploads.py holds the upload edges; core.py the state).
+Every Graph answer, error or not, carries the usage headers of the ad account the call concerns
+(once that account has made enough calls).
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-import random
 import re
-import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from audiencesync.sandbox import faults, rules, state, uploads
-from audiencesync.sandbox.config import SandboxConfig
+from audiencesync.sandbox.core import Call, Request, Response, SandboxState
 from audiencesync.sandbox.faults import GraphFault
-from audiencesync.sandbox.limits import RateLimiter
 
 _VERSION = re.compile(r"v\d+(\.\d+)?")
 _UPLOAD_ROUTES = {
@@ -34,85 +29,9 @@ AUDIENCE_FIELDS = {
     "id", "name", "account_id", "subtype", "approximate_count_lower_bound",
     "approximate_count_upper_bound", "operation_status",
 }  # fmt: skip
-FIRST_AUDIENCE_ID = 23_850_000_000_000_001  # looks like Meta's ids
 
 
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    query: bytes
-    headers: Mapping[str, str]  # lower-case names
-    body: bytes
-    received_s: float = 0.0  # monotonic, before the latency sleep: call records show overlaps
-
-
-@dataclass
-class Response:
-    status: int
-    body: bytes | Iterable[bytes]  # an iterable is streamed (large member lists)
-    content_type: str = "application/json; charset=UTF-8"
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def json_response(status: int, value: Any) -> Response:
-    return Response(status, orjson.dumps(value))
-
-
-@dataclass
-class Call:
-    account: str | None = None  # the ad account the usage headers report on
-
-
-class Sandbox:
-    def __init__(self, config: SandboxConfig) -> None:
-        self.config = config
-        self.lock = threading.Lock()  # guards audiences, stats and the fault RNG; held briefly
-        self.limiter = RateLimiter(config.rate_per_s, config.penalty_s)
-        self.reset()
-
-    def reconfigure(self, config: SandboxConfig) -> None:
-        with self.lock:
-            self.config = config
-        self.limiter.configure(config.rate_per_s, config.penalty_s)
-
-    def reset(self) -> None:
-        seed = self.config.seed
-        with self.lock:
-            self.audiences: dict[str, state.Audience] = {}
-            self.stats = state.Stats()
-            self._ids = itertools.count(FIRST_AUDIENCE_ID)
-            self.fault_rng = random.Random(seed)
-            self._latency_rng = random.Random(None if seed is None else seed + 1)
-        self.limiter.reset()
-
-    @contextlib.contextmanager
-    def in_flight(self) -> Iterator[None]:
-        """Counts the Graph calls being served: latency_per_inflight_ms makes load slow them."""
-        with self.lock:
-            stats = self.stats  # a reset meanwhile must not see this call leave
-            stats.inflight += 1
-            stats.max_inflight = max(stats.max_inflight, stats.inflight)
-        try:
-            yield
-        finally:
-            with self.lock:
-                stats.inflight -= 1
-
-    def latency_s(self) -> float:
-        """Called inside in_flight(): the other calls in flight each add latency_per_inflight_ms."""
-        config = self.config
-        extra_ms = self._latency_rng.uniform(0, config.jitter_ms) if config.jitter_ms else 0.0
-        with self.lock:
-            others = max(self.stats.inflight - 1, 0)
-        return (config.latency_ms + extra_ms + config.latency_per_inflight_ms * others) / 1000
-
-    def new_audience_id(self) -> str:
-        with self.lock:
-            while (audience_id := str(next(self._ids))) in self.audiences:
-                pass  # taken by an audience pre-created through /_sandbox/audiences
-            return audience_id
-
+class Sandbox(SandboxState):
     def graph(self, req: Request) -> Response:
         call = Call()
         with self.lock:
@@ -124,11 +43,12 @@ class Sandbox:
             with self.lock:
                 self.stats.errors_by_code[fault.code] += 1
         now_s = time.monotonic()
+        if call.account is not None:
+            self.limiter.count_call(call.account)
+        headers = {"X-App-Usage": orjson.dumps(self.limiter.app_usage(now_s)).decode()}
         usage = self.limiter.business_usage(call.account, now_s)
-        headers = {
-            "X-Business-Use-Case-Usage": orjson.dumps(usage).decode(),
-            "X-App-Usage": orjson.dumps(self.limiter.app_usage(now_s)).decode(),
-        }
+        if usage is not None:
+            headers["X-Business-Use-Case-Usage"] = orjson.dumps(usage).decode()
         return Response(status, orjson.dumps(body), headers=headers)
 
     def _route(self, req: Request, call: Call) -> dict[str, Any]:
@@ -145,23 +65,6 @@ class Sandbox:
         if req.method == "GET" and not edge:
             return self._read(req, params, node, call)
         raise faults.unknown_path(req.path)
-
-    def auth(self, req: Request, params: Mapping[str, Any]) -> None:
-        rules.check_auth(
-            params,
-            req.headers.get("authorization", ""),
-            self.config.token,
-            self.config.app_secret,
-            time.time(),
-        )
-
-    def audience(self, audience_id: str, method: str, call: Call) -> state.Audience:
-        with self.lock:
-            audience = self.audiences.get(audience_id)
-        if audience is None:
-            raise faults.no_such_object(audience_id, method)
-        call.account = audience.ad_account_id
-        return audience
 
     def _create(
         self, req: Request, params: Mapping[str, Any], account: str, call: Call
@@ -193,13 +96,22 @@ class Sandbox:
                     f"Tried accessing nonexisting field ({name}) on node type (CustomAudience)"
                 )
         with self.lock:
-            size = len(audience.members)
+            size, status = audience.size(), _operation_status(audience)
         values: dict[str, Any] = {
             "name": audience.name,
             "account_id": audience.ad_account_id,
             "subtype": "CUSTOM",
             "approximate_count_lower_bound": size,
             "approximate_count_upper_bound": size,
-            "operation_status": {"code": 200, "description": "Normal"},
+            "operation_status": status,
         }
         return {**{name: values[name] for name in fields if name != "id"}, "id": audience.id}
+
+
+def _operation_status(audience: state.Audience) -> dict[str, Any]:
+    """Meta's descriptions; the codes other than 200 are the sandbox's own (not documented)."""
+    if audience.open_replace_id is not None:
+        return {"code": 300, "description": "Replace in progress"}
+    if audience.replace_error:
+        return {"code": 400, "description": "Replace error: the session timed out incomplete"}
+    return {"code": 200, "description": "Normal"}

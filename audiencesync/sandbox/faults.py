@@ -108,6 +108,17 @@ def throttled() -> GraphFault:
     )
 
 
+def score_throttled() -> GraphFault:
+    """The score model's refusal: 613/1487742, the code a public report saw on an audience
+    upload (graph-api-facts.md); 17/2446079 is the same limit on other Marketing API calls."""
+    return GraphFault(
+        "(#613) There have been too many calls from this ad-account. Wait a bit and try again.",
+        code=613,
+        subcode=1487742,
+        is_transient=True,
+    )
+
+
 def transient() -> GraphFault:
     return GraphFault(
         "An unexpected error has occurred. Please retry your request later.",

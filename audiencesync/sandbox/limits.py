@@ -1,80 +1,108 @@
-"""Per-ad-account rate limit (sliding one-second window + penalty) and the usage headers."""
+"""The rate-limit models in force (budget.py) per ad account, and Meta's usage headers.
+
+Several models may be in force at once (Meta has a per-account budget and a score); a call is
+refused by the first that refuses it, then every model records the outcome. The usage header
+reports the highest figure of the models in force, in whole percent, and appears only once the
+account has made more than `usage_header_after_calls` Graph calls (Meta sends it "once enough
+calls have been made").
+"""
 
 from __future__ import annotations
 
-import math
 import threading
-from collections import deque
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-WINDOW_S = 1.0
+from audiencesync.sandbox import faults
+from audiencesync.sandbox.budget import Bucket, Model, RollingWindow, Score, regain_minutes
+from audiencesync.sandbox.config import SandboxConfig
+from audiencesync.sandbox.faults import GraphFault
 
 
 @dataclass(frozen=True)
 class Admission:
     admitted: bool
-    in_penalty: bool  # refused because an earlier refusal's penalty is still running
+    in_penalty: bool = False  # refused because an earlier refusal's block is still running
+    by: str | None = None  # the model that refused: bucket, window or score
+
+    def fault(self) -> GraphFault:
+        return faults.score_throttled() if self.by == "score" else faults.throttled()
 
 
-class RateLimiter:
-    """Counts admitted upload calls per account; refused calls neither count nor apply."""
+def _models(config: SandboxConfig) -> dict[str, tuple[tuple[Any, ...], Model]]:
+    """Each model in force with the parameters it was built from (kept while they stay)."""
+    models: dict[str, tuple[tuple[Any, ...], Model]] = {}
+    if config.rate_per_s is not None:
+        key = (config.rate_per_s, config.penalty_s)
+        models["bucket"] = (key, Bucket(*key))
+    if config.budget_calls is not None:
+        key = (config.budget_calls, config.budget_window_s)
+        models["window"] = (key, RollingWindow(*key))
+    if config.score_max is not None:
+        key = (config.score_max, config.score_decay_s, config.write_points, config.block_s)
+        models["score"] = (key, Score(*key))
+    return models
 
-    def __init__(self, rate_per_s: float | None, penalty_s: float) -> None:
-        self.rate_per_s = rate_per_s
-        self.penalty_s = penalty_s
+
+class Limits:
+    def __init__(self, config: SandboxConfig) -> None:
         self._lock = threading.Lock()
-        self._windows: dict[str, deque[float]] = {}
-        self._penalty_until_s: dict[str, float] = {}
+        self._models: dict[str, tuple[tuple[Any, ...], Model]] = {}
+        self._calls: Counter[str] = Counter()
+        self.configure(config)
 
-    def configure(self, rate_per_s: float | None, penalty_s: float) -> None:
+    def configure(self, config: SandboxConfig) -> None:
+        """A model whose parameters did not change keeps its state; a changed one starts fresh."""
         with self._lock:
-            self.rate_per_s, self.penalty_s = rate_per_s, penalty_s
+            fresh = _models(config)
+            for name, (key, _) in list(fresh.items()):
+                if name in self._models and self._models[name][0] == key:
+                    fresh[name] = self._models[name]
+            self._models = fresh
+            self.header_after_calls = config.usage_header_after_calls
 
     def reset(self) -> None:
         with self._lock:
-            self._windows.clear()
-            self._penalty_until_s.clear()
+            self._models = {name: (key, type(m)(*key)) for name, (key, m) in self._models.items()}
+            self._calls = Counter()
 
     def admit(self, account: str, now_s: float) -> Admission:
-        if self.rate_per_s is None:
-            return Admission(admitted=True, in_penalty=False)
         with self._lock:
-            if now_s < self._penalty_until_s.get(account, 0.0):
-                return Admission(admitted=False, in_penalty=True)
-            window = self._window(account, now_s)
-            if len(window) + 1 > self.rate_per_s:
-                self._penalty_until_s[account] = now_s + self.penalty_s
-                return Admission(admitted=False, in_penalty=False)
-            window.append(now_s)
-            return Admission(admitted=True, in_penalty=False)
+            models = {name: model for name, (_, model) in self._models.items()}
+            refused_by = next((n for n, m in models.items() if not m.check(account, now_s)), None)
+            in_penalty = refused_by is not None and models[refused_by].blocked(account, now_s)
+            for name, model in models.items():
+                model.record(
+                    account, now_s, admitted=refused_by is None, refused_here=name == refused_by
+                )
+        return Admission(refused_by is None, in_penalty, refused_by)
 
-    def _window(self, account: str, now_s: float) -> deque[float]:
-        window = self._windows.setdefault(account, deque())
-        while window and window[0] <= now_s - WINDOW_S:
-            window.popleft()
-        return window
+    def count_call(self, account: str) -> None:
+        """Every Graph call naming the account counts towards the header's first appearance."""
+        with self._lock:
+            self._calls[account] += 1
 
-    def _usage_pct(self, account: str, now_s: float) -> int:
-        if self.rate_per_s is None:
-            return 0
-        if now_s < self._penalty_until_s.get(account, 0.0):
-            return 100  # at the wall until the penalty ends
-        return min(100, math.floor(len(self._window(account, now_s)) / self.rate_per_s * 100))
+    def _usage(self, account: str, now_s: float) -> tuple[int, float]:
+        models = [model for _, model in self._models.values()]
+        pct = max((m.usage_pct(account, now_s) for m in models), default=0)
+        return pct, max((m.regain_s(account, now_s) for m in models), default=0.0)
 
-    def business_usage(self, account: str | None, now_s: float) -> dict[str, Any]:
-        """The X-Business-Use-Case-Usage value: {} when the call names no known account."""
+    def business_usage(self, account: str | None, now_s: float) -> dict[str, Any] | None:
+        """The X-Business-Use-Case-Usage value: {} when the call names no known account, None
+        (no header) while the account has made too few calls."""
         if account is None:
             return {}
         with self._lock:
-            pct = self._usage_pct(account, now_s)
-            remaining_s = max(0.0, self._penalty_until_s.get(account, 0.0) - now_s)
+            if self._calls[account] <= self.header_after_calls:
+                return None
+            pct, regain_s = self._usage(account, now_s)
         entry = {
             "type": "custom_audience",
             "call_count": pct,
             "total_cputime": pct,
             "total_time": pct,
-            "estimated_time_to_regain_access": math.ceil(remaining_s / 60),
+            "estimated_time_to_regain_access": regain_minutes(regain_s),
             "ads_api_access_tier": "standard_access",
         }
         return {account: [entry]}
@@ -82,5 +110,6 @@ class RateLimiter:
     def app_usage(self, now_s: float) -> dict[str, int]:
         """The X-App-Usage value: the busiest account's share (the sandbox has one app)."""
         with self._lock:
-            pct = max((self._usage_pct(a, now_s) for a in list(self._windows)), default=0)
+            pct = max((self._usage(a, now_s)[0] for a in list(self._calls)), default=0)
+        pct = min(pct, 100)
         return {"call_count": pct, "total_cputime": pct, "total_time": pct}

@@ -19,8 +19,9 @@ from types import FrameType
 from urllib.parse import unquote
 
 from audiencesync.sandbox import faults, inspection
-from audiencesync.sandbox.app import Request, Response, Sandbox, json_response
+from audiencesync.sandbox.app import Sandbox
 from audiencesync.sandbox.config import SandboxConfig
+from audiencesync.sandbox.core import Request, Response, json_response
 
 MAX_BODY_BYTES = 256 * 1024 * 1024  # far above any sane call; Meta's own limit is vaguer
 

@@ -10,17 +10,15 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from audiencesync.sandbox import faults, rules, state
+from audiencesync.sandbox.core import Call, Request, SandboxState
 from audiencesync.sandbox.faults import GraphFault
-
-if TYPE_CHECKING:
-    from audiencesync.sandbox.app import Call, Request, Sandbox
 
 
 def upload(
-    sandbox: Sandbox,
+    sandbox: SandboxState,
     req: Request,
     params: Mapping[str, Any],
     audience_id: str,
@@ -37,7 +35,7 @@ def upload(
         stats.upload_calls += 1
         if num_received is not None:
             stats.max_entries_per_call = max(stats.max_entries_per_call, num_received)
-        audience = sandbox.audiences.get(audience_id)
+        audience = sandbox.audiences.get(audience_id)  # expired below, by sandbox.audience
         if audience is not None:
             audience.upload_calls += 1
             call.account = audience.ad_account_id  # usage headers even on a token error
@@ -52,7 +50,8 @@ def upload(
             with sandbox.lock:
                 stats.throttled += 1
                 stats.calls_in_penalty += admission.in_penalty
-            raise faults.throttled()
+                stats.throttled_by[str(admission.by)] += 1
+            raise admission.fault()
         if payload_fault is not None:
             raise payload_fault
         try:
@@ -89,7 +88,7 @@ def upload(
 
 
 def _apply(
-    sandbox: Sandbox,
+    sandbox: SandboxState,
     audience: state.Audience,
     op: str,
     payload: rules.Payload,
@@ -100,6 +99,8 @@ def _apply(
     share = sandbox.config.transient_rate
     stats = sandbox.stats
     with sandbox.lock:
+        now_s = time.monotonic()  # the window may have ended while the entries were checked
+        state.expire_replace(audience, now_s, sandbox.config.replace_window_s)
         state.check_upload(audience, op, payload, session, entries.valid)
         refused = sandbox.config.fail_batch_seq
         if session is not None and session.batch_seq == refused and not session.last_batch_flag:
@@ -109,7 +110,7 @@ def _apply(
             stats.transient += 1
             stats.transient_before_apply += 1
             raise faults.transient()
-        state.apply_upload(audience, op, payload, session, entries.valid)
+        state.apply_upload(audience, op, payload, session, entries.valid, now_s)
         record["applied"] = True
         stats.entries_received += len(payload.data)
         stats.invalid_entries += entries.num_invalid
