@@ -215,8 +215,12 @@ def main() -> None:
     }
     (RESULTS / "latest.json").write_text(json.dumps(record, indent=2, default=str))
     (RESULTS / f"bench-{stamp}.json").write_text(json.dumps(record, indent=2, default=str))
-    chart(results, RESULTS / "latest.png", title)
-    print(f"\nwrote {RESULTS / 'latest.json'} and {RESULTS / 'latest.png'}")
+    try:
+        chart(results, RESULTS / "latest.png", title)
+    except ImportError:  # matplotlib is optional: the table and JSON are the figures
+        print(f"\nwrote {RESULTS / 'latest.json'} (no chart: matplotlib is not installed)")
+    else:
+        print(f"\nwrote {RESULTS / 'latest.json'} and {RESULTS / 'latest.png'}")
 
 
 if __name__ == "__main__":

@@ -112,7 +112,8 @@ def ours(
         "throttled_calls": stats["throttled"],
         "calls_in_penalty": stats["calls_in_penalty"],
         "soft_episodes": report["throttle"]["soft_episodes"],
-        "adapted_rate_per_s": report["throttle"]["rate_per_s"],
+        "budget_calls_per_window": report["throttle"]["budget_calls_per_window"],
+        "budget_wait_s": report["throttle"]["budget_wait_s"],
         "inflight_limit": report["throttle"]["inflight_limit"],
         "first_call_after_s": round(trace.first_send_s(), 2),
     } | ({"timeline": trace.timeline()} if timeline else {})
@@ -209,7 +210,7 @@ def main() -> None:
                 work / name,
                 *LOAD_KNOBS,
                 critical_workers=2,
-                throttle_rate_start_per_s="50",
+                throttle_rate_per_s="50",
                 **settings,
             ) as stack:
                 warm_up(stack, warm_csv)

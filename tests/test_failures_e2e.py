@@ -38,8 +38,9 @@ def test_transient_errors_are_retried_and_nothing_is_lost(stack, sandbox_knobs, 
 
 
 def test_throttle_episode_cools_the_account_down_and_is_reported(stack, sandbox_knobs, tmp_path):
-    """The gate starts at 5 calls/s; the sandbox allows 3: the fleet is refused, cools down (2 s,
-    its first probe within Meta's one-minute estimate), halves its rate and finishes exactly."""
+    """The sandbox allows 3 calls/s, far below the gate's rate: the fleet is refused, cools
+    down (2 s, its first probe within Meta's one-minute estimate), learns the budget from the
+    usage figures and finishes exactly."""
     audience = stack.new_audience()
     sandbox_knobs(rate_per_s=3, penalty_s=0.5)
     before = stack.sandbox_stats()
@@ -51,7 +52,7 @@ def test_throttle_episode_cools_the_account_down_and_is_reported(stack, sandbox_
     throttle = report["throttle"]
     assert report["throttled"] >= 1 and throttle["episodes"] >= 1
     assert throttle["cooldown_s"] >= 2.0 * throttle["episodes"]  # nothing sent before it ended
-    assert throttle["deferrals"] > 0 and throttle["rate_per_s"] < 3
+    assert throttle["deferrals"] > 0 and throttle["budget_calls_per_window"] == 3
     # Only calls already on their way when the first refusal came land in the penalty.
     assert after["calls_in_penalty"] - before["calls_in_penalty"] <= 3 * throttle["episodes"]
     log = (stack.logs / "critical.log").read_text()

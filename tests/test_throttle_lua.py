@@ -97,7 +97,7 @@ def run_both(r: redis.Redis, p, seed: int, steps: int) -> dict[str, int]:
         latencies = [float(v) for v in r.lrange(Gate.keys(account)[1], 0, -1)]
         assert latencies == model.samples
     snap = gate.snapshot(account, now_s=now_s)
-    assert snap.rate_per_s == pytest.approx(model.state.rate_per_s)
+    assert (snap.pace_s, snap.usage_pct) == (model.state.pace_s, model.state.usage_last)
     assert snap.inflight_limit == machine.inflight_limit(model.state, 0.0, p)
     assert snap.inflight == len([v for v in model.leases.values() if v > now_s])
     return seen
@@ -111,10 +111,10 @@ def test_lua_and_python_agree_on_random_traffic(redis_url):
             base,
             latency_min_samples=5,
             inflight_start=2,
-            rate_start_per_s=20,
+            rate_per_s=20,
             adapt_interval_s=2.0,
         ),
-        dataclasses.replace(base, rate_start_per_s=2, rate_floor_per_s=1, adapt_interval_s=0.3),
+        dataclasses.replace(base, rate_per_s=2, adapt_interval_s=0.3),
         dataclasses.replace(base, inflight_ceiling=8, usage_target_pct=60.0),
     ]
     r = redis.Redis.from_url(redis_url)
