@@ -92,6 +92,10 @@ def run_both(r: redis.Redis, p, seed: int, steps: int) -> dict[str, int]:
             seen["events"].update(got.events)
             if before and model.state.limit != before.limit:
                 seen["limit"].add("cut" if model.state.limit < before.limit else "grown")
+            if model.state.walls:
+                seen["limit"].add("wall")
+            if before and before.pace_s and not model.state.pace_s:
+                seen["limit"].add("pace changed")
         stored = {k.decode(): float(v) for k, v in r.hgetall(Gate.keys(account)[0]).items()}
         assert stored == pytest.approx(dataclasses.asdict(model.state), rel=1e-12, abs=1e-12), step
         latencies = [float(v) for v in r.lrange(Gate.keys(account)[1], 0, -1)]
@@ -127,7 +131,8 @@ def test_lua_and_python_agree_on_random_traffic(redis_url):
         seen["limit"] |= walk["limit"]
     # The walks went through every branch worth comparing.
     assert seen["reasons"] == {"go", "cooldown", "rate", "inflight", "budget"}
-    assert seen["limit"] == {"cut", "grown"}  # the load limit, at interval verdicts
+    # The load limit at interval verdicts, a cool-down at the wall, a change of pace.
+    assert seen["limit"] == {"cut", "grown", "wall", "pace changed"}
     assert seen["events"] == {
         machine.THROTTLE_STARTED,
         machine.THROTTLE_ENDED,

@@ -150,23 +150,21 @@ def test_latency_that_rises_at_one_call_in_flight_is_the_destinations_pace():
     assert machine.inflight_limit(s, 0.0, p) == 30  # 100/s x 300 ms
 
 
-def test_an_answer_at_the_wall_cools_the_account_down_as_a_refusal_would():
+def test_an_answer_at_the_wall_cools_the_account_down_then_one_call_probes():
+    """Two round trips at the pace first, doubling while the wall stays; a figure with room
+    again ends it. Answers of calls sent before the cool-down draw no new one."""
     s, samples = machine.new_state(0.0, P), []
-    events, _ = machine.settle(s, samples, machine.OK, 0.2, 100, 60.0, 5.0, P)
-    assert events == [] and s.cool_until_s == 7.0  # "1 minute": probe after the backoff
-    assert machine.acquire(s, 0, 0.0, 6.0, 0.5, P).reason == "cooldown"
-
-
-def test_the_pace_sets_the_calls_in_flight_and_before_any_answer_the_oldest_calls_age():
-    p = dataclasses.replace(P, rate_per_s=100, inflight_start=8)
-    s = machine.new_state(0.0, p)
-    assert [machine.acquire(s, n, 0.0, 0.0, 0.5, p).go for n in (7, 8)] == [True, False]
-    assert machine.acquire(s, 8, 0.2, 0.0, 0.5, p).reason == "go"  # 100/s x 0.2 s: 20
-    assert machine.acquire(s, 20, 0.2, 0.0, 0.5, p).reason == "inflight"
-    s.pace_s = 1.6  # Meta's 1.5-1.9 s
-    assert machine.inflight_limit(s, 0.0, p) == 128  # 160, at the ceiling
-    s.limit = 40  # a load limit latency strain taught
-    assert machine.inflight_limit(s, 0.0, p) == 40
+    for usage in (80, 90):  # 10 % a call
+        machine.settle(s, samples, machine.OK, 0.2, usage, 0.0, 4.0, P)
+    machine.settle(s, samples, machine.OK, 0.2, 100, 60.0, 5.0, P)
+    assert (s.walls, s.cool_until_s) == (1, 5.4)  # "1 minute" from Meta: the backoff within
+    machine.settle(s, samples, machine.OK, 0.2, 100, 60.0, 5.1, P)  # sent before: same wall
+    assert machine.acquire(s, 0, 0.0, 5.3, 0.5, P).reason == "cooldown"
+    assert machine.acquire(s, 0, 0.0, 5.4, 0.5, P).go  # then one call probes
+    machine.settle(s, samples, machine.OK, 0.2, 100, 60.0, 5.6, P)
+    assert (s.walls, s.cool_until_s) == (2, pytest.approx(6.4))
+    machine.settle(s, samples, machine.OK, 0.2, 80, 0.0, 6.6, P)
+    assert s.walls == 0 and machine.acquire(s, 0, 0.0, 6.7, 0.5, P).go
 
 
 def test_budget_room_from_metas_usage_figure_and_one_calls_share():

@@ -17,7 +17,7 @@ if not now then
   now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 end
 
-local FIELDS = {'next_free_s', 'limit', 'interval_at_s', 'cool_until_s', 'strikes',
+local FIELDS = {'next_free_s', 'limit', 'interval_at_s', 'cool_until_s', 'strikes', 'walls',
   'throttled_since_s', 'soft', 'calm_intervals', 'calm_needed', 'probing', 'pace_s',
   'usage_last', 'usage_at_s', 'per_call_pct', 'booked_until_s', 'latency_sum_s',
   'latency_calls', 'slots_blocked', 'inflight_max'}
@@ -112,7 +112,7 @@ if op == 'acquire' then
     oldest_age_s = now - (tonumber(oldest[2]) - lease_ttl_s)
   end
   s.inflight_max = math.max(s.inflight_max, inflight)
-  local fresh = inflight > 0 or now - s.usage_at_s < p.adapt_interval_s
+  local fresh = inflight > 0 or (s.walls == 0 and now - s.usage_at_s < stale_s(s.pace_s))
   if now < s.cool_until_s then
     wait_s, reason = s.cool_until_s - now, 'cooldown'
   elseif inflight >= inflight_limit(oldest_age_s) then
@@ -160,9 +160,6 @@ else
       s.throttled_since_s, s.strikes = 0, 0
     end
     note_usage(usage_pct)
-    if usage_pct >= WALL_PCT then
-      s.cool_until_s = math.max(s.cool_until_s, now + cooldown_s(regain_s, 1))
-    end
     if latency_s then
       redis.call('LPUSH', latency_key, ARGV[7])
       redis.call('LTRIM', latency_key, 0, p.latency_window - 1)
@@ -170,6 +167,12 @@ else
       s.pace_s = baseline_s(latency_samples())
       s.latency_sum_s = s.latency_sum_s + latency_s
       s.latency_calls = s.latency_calls + 1
+    end
+    if not at_wall(usage_pct, s.per_call_pct) then
+      s.walls = 0
+    elseif now >= s.cool_until_s then
+      s.walls = s.walls + 1
+      s.cool_until_s = now + cooldown_s(regain_s, s.walls, stale_s(s.pace_s))
     end
   end
   if now - s.interval_at_s >= p.adapt_interval_s then close_interval(events) end

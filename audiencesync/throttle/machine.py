@@ -4,7 +4,8 @@ settle (how did it go?). gate.lua is the same machine over a Redis hash, run ato
 A call goes when the account is not cooling down, the calls in flight are under the limit
 (the pace's need, policy.pace_limit, capped by the load limit latency strain taught), Meta's
 budget has room for it (policy.budget_room) and the token bucket gives a turn.
-A refusal, or an answer that finds the budget at the wall, cools the whole account down.
+A refusal, or an answer that leaves the budget at the wall, cools the whole account down; then
+one call probes.
 An adapt interval gathers latency evidence; once it is adapt_interval_s old, the next settle
 turns it into a verdict on the load limit (or on the pace, when one call at a time strains).
 """
@@ -28,6 +29,7 @@ class State:
     interval_at_s: float
     cool_until_s: float = 0.0
     strikes: int = 0  # refusals since the last success, each after a cool-down
+    walls: int = 0  # answers at the wall in a row (policy.at_wall), each after a cool-down
     throttled_since_s: float = 0.0  # 0: not throttled
     soft: int = 0  # 1 while latency says the destination is straining
     calm_intervals: int = 0  # intervals in a row with normal latency
@@ -70,9 +72,9 @@ def acquire(
     if inflight >= inflight_limit(s, oldest_age_s, p):
         s.slots_blocked = 1
         return Decision(False, policy.SLOT_POLL_S, "inflight")
-    # A figure older than an interval, with no call in flight to refresh it, may be stale
-    # (usage decays): then one call goes to fetch a new one.
-    fresh = inflight > 0 or now_s - s.usage_at_s < p.adapt_interval_s
+    # A figure with no call in flight to refresh it goes stale (usage decays): then one call
+    # goes to fetch a new one (at the wall, only once the cool-down it drew has ended).
+    fresh = inflight > 0 or (not s.walls and now_s - s.usage_at_s < policy.stale_s(s.pace_s, p))
     if fresh and not policy.budget_room(s.usage_last, s.per_call_pct, inflight, p):
         return Decision(False, policy.SLOT_POLL_S, "budget")
     wait_s = policy.token_wait_s(s.next_free_s, now_s)
@@ -114,14 +116,18 @@ def settle(
             episode_s = now_s - s.throttled_since_s
             s.throttled_since_s, s.strikes = 0.0, 0
         _note_usage(s, usage_pct, now_s, p)
-        if usage_pct >= policy.WALL_PCT:  # admitted, but the next would not be: wait as refused
-            s.cool_until_s = max(s.cool_until_s, now_s + policy.cooldown_s(regain_s, 1, p))
         if latency_s is not None:
             samples.insert(0, latency_s)
             del samples[p.latency_window :]
             s.pace_s = policy.baseline_s(samples)
             s.latency_sum_s += latency_s
             s.latency_calls += 1
+        if not policy.at_wall(usage_pct, s.per_call_pct):
+            s.walls = 0
+        elif now_s >= s.cool_until_s:  # admitted, but the next would not be: wait, then probe
+            s.walls += 1
+            wait_s = policy.cooldown_s(regain_s, s.walls, p, policy.stale_s(s.pace_s, p))
+            s.cool_until_s = now_s + wait_s
     if now_s - s.interval_at_s >= p.adapt_interval_s:
         events += _close_interval(s, samples, now_s, p)
     return events, episode_s

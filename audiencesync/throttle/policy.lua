@@ -24,8 +24,16 @@ local function per_call_pct(known, rise)
   if known <= 0 then return rise end
   return math.min(known, rise)
 end
-local function cooldown_s(regain_s, strikes)
-  local wait_s = p.cooldown_base_s * 2 ^ (strikes - 1)
+local function at_wall(usage, per_call)
+  return usage + per_call > WALL_PCT or usage >= WALL_PCT
+end
+local function stale_s(pace_s)
+  if pace_s > 0 then return 2 * pace_s end
+  return p.adapt_interval_s
+end
+local function cooldown_s(regain_s, strikes, base_s)
+  if not base_s or base_s == 0 then base_s = p.cooldown_base_s end
+  local wait_s = base_s * 2 ^ (strikes - 1)
   if regain_s > 0 then wait_s = math.min(math.max(wait_s, regain_s - REGAIN_UNIT_S), regain_s) end
   return math.min(wait_s, p.cooldown_max_s)
 end

@@ -80,14 +80,26 @@ def per_call_pct(known_pct: float, rise_pct: float) -> float:
     return rise_pct if known_pct <= 0 else min(known_pct, rise_pct)
 
 
-def cooldown_s(regain_s: float, strikes: int, p: Params) -> float:
-    """A backoff doubling with each strike, kept within Meta's estimate when it gives one.
+def at_wall(usage_pct: float, per_call_pct: float) -> bool:
+    """Meta's figure leaves no room for one more call: the next would be refused."""
+    return usage_pct + per_call_pct > WALL_PCT or usage_pct >= WALL_PCT
+
+
+def stale_s(pace_s: float, p: Params) -> float:
+    """How old a usage figure may be before a call goes to fetch a new one (usage decays): two
+    round trips at the destination's pace, an adapt interval before the pace is known."""
+    return 2 * pace_s if pace_s > 0 else p.adapt_interval_s
+
+
+def cooldown_s(regain_s: float, strikes: int, p: Params, base_s: float = 0.0) -> float:
+    """A backoff from base_s (cooldown_base_s if 0) doubling with each strike, kept within
+    Meta's estimate when it gives one.
 
     Meta counts estimated_time_to_regain_access in whole minutes, rounded up: an estimate of N
     minutes means the wall lasts more than N-1 of them, and at most N. So the account waits the
     N-1 minutes for certain, and within the last one probes with the backoff (a refused probe
     brings a fresh estimate) instead of idling a whole minute for a wall of a few seconds."""
-    wait_s = p.cooldown_base_s * 2.0 ** (strikes - 1)
+    wait_s = (base_s or p.cooldown_base_s) * 2.0 ** (strikes - 1)
     if regain_s > 0:
         wait_s = min(max(wait_s, regain_s - REGAIN_UNIT_S), regain_s)
     return min(wait_s, p.cooldown_max_s)
