@@ -151,20 +151,20 @@ def test_latency_that_rises_at_one_call_in_flight_is_the_destinations_pace():
 
 
 def test_an_answer_at_the_wall_cools_the_account_down_then_one_call_probes():
-    """Two round trips at the pace first, doubling while the wall stays; a figure with room
-    again ends it. Answers of calls sent before the cool-down draw no new one."""
+    """An adapt interval first, doubling while the wall stays; a figure with room again ends
+    it. Answers of calls sent before the cool-down draw no new one."""
     s, samples = machine.new_state(0.0, P), []
     for usage in (80, 90):  # 10 % a call
         machine.settle(s, samples, machine.OK, 0.2, usage, 0.0, 4.0, P)
     machine.settle(s, samples, machine.OK, 0.2, 100, 60.0, 5.0, P)
-    assert (s.walls, s.cool_until_s) == (1, 5.4)  # "1 minute" from Meta: the backoff within
+    assert (s.walls, s.cool_until_s) == (1, 6.0)  # "1 minute" from Meta: the backoff within
     machine.settle(s, samples, machine.OK, 0.2, 100, 60.0, 5.1, P)  # sent before: same wall
-    assert machine.acquire(s, 0, 0.0, 5.3, 0.5, P).reason == "cooldown"
-    assert machine.acquire(s, 0, 0.0, 5.4, 0.5, P).go  # then one call probes
-    machine.settle(s, samples, machine.OK, 0.2, 100, 60.0, 5.6, P)
-    assert (s.walls, s.cool_until_s) == (2, pytest.approx(6.4))
-    machine.settle(s, samples, machine.OK, 0.2, 80, 0.0, 6.6, P)
-    assert s.walls == 0 and machine.acquire(s, 0, 0.0, 6.7, 0.5, P).go
+    assert machine.acquire(s, 0, 0.0, 5.9, 0.5, P).reason == "cooldown"
+    assert machine.acquire(s, 0, 0.0, 6.0, 0.5, P).go  # then one call probes
+    machine.settle(s, samples, machine.OK, 0.2, 100, 60.0, 6.2, P)
+    assert (s.walls, s.cool_until_s) == (2, 8.2)
+    machine.settle(s, samples, machine.OK, 0.2, 80, 0.0, 8.4, P)
+    assert s.walls == 0 and machine.acquire(s, 0, 0.0, 8.5, 0.5, P).go
 
 
 def test_budget_room_from_metas_usage_figure_and_one_calls_share():

@@ -172,7 +172,7 @@ else
       s.walls = 0
     elseif now >= s.cool_until_s then
       s.walls = s.walls + 1
-      s.cool_until_s = now + cooldown_s(regain_s, s.walls, stale_s(s.pace_s))
+      s.cool_until_s = now + cooldown_s(regain_s, s.walls, p.adapt_interval_s)
     end
   end
   if now - s.interval_at_s >= p.adapt_interval_s then close_interval(events) end

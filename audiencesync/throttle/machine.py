@@ -126,7 +126,7 @@ def settle(
             s.walls = 0
         elif now_s >= s.cool_until_s:  # admitted, but the next would not be: wait, then probe
             s.walls += 1
-            wait_s = policy.cooldown_s(regain_s, s.walls, p, policy.stale_s(s.pace_s, p))
+            wait_s = policy.cooldown_s(regain_s, s.walls, p, p.adapt_interval_s)
             s.cool_until_s = now_s + wait_s
     if now_s - s.interval_at_s >= p.adapt_interval_s:
         events += _close_interval(s, samples, now_s, p)
