@@ -165,6 +165,9 @@ def test_an_answer_at_the_wall_cools_the_account_down_then_one_call_probes():
     assert (s.walls, s.cool_until_s) == (2, 8.2)
     machine.settle(s, samples, machine.OK, 0.2, 80, 0.0, 8.4, P)
     assert s.walls == 0 and machine.acquire(s, 0, 0.0, 8.5, 0.5, P).go
+    assert s.wall_s == pytest.approx(3.4)  # from the first answer at the wall to room again
+    machine.settle(s, samples, machine.OK, 0.2, 100, 0.0, 10.0, P)
+    assert s.cool_until_s == pytest.approx(13.4)  # the next wall: waited as long at once
 
 
 def test_budget_room_from_metas_usage_figure_and_one_calls_share():
