@@ -58,8 +58,8 @@ def test_report_section_adds_up_the_runs_throttling():
     report["throttle"] = section
     assert (
         "  throttle on act_77: 2 block(s), cooled down 5.5s, 1 soft, 3 deferrals\n"
-        "  budget ~200 calls per window (usage 41%); waited 2.2 call-s for it; 1.00 requests/s; "
-        "pace 1620 ms, in-flight limit 3"
+        "  budget at least 200 calls per window (usage 41%); waited 2.2 call-s for it; "
+        "1.00 requests/s; pace 1620 ms, in-flight limit 3"
     ) in format_report(report)
 
 

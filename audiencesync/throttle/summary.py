@@ -43,7 +43,9 @@ def throttle_section(
 
 def _budget(section: dict) -> str:
     calls = section["budget_calls_per_window"]
-    known = f"~{calls:,} calls per window" if calls else "not shown yet"
+    # One call's share is the smallest rise of a whole-percent figure: an upper bound, so the
+    # budget is at least this deep (exactly, for budgets under 100 calls).
+    known = f"at least {calls:,} calls per window" if calls else "not shown yet"
     return f"budget {known} (usage {section['usage_pct']:.0f}%)"
 
 
