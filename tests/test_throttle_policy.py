@@ -154,7 +154,7 @@ def test_an_answer_at_the_wall_cools_the_account_down_then_one_call_probes():
     """An adapt interval first, doubling while the wall stays; a figure with room again ends
     it. Answers of calls sent before the cool-down draw no new one."""
     s, samples = machine.new_state(0.0, P), []
-    for usage in (80, 90):  # 10 % a call
+    for usage in (10, 80, 90):  # 10 % a call
         machine.settle(s, samples, machine.OK, 0.2, usage, 0.0, 4.0, P)
     machine.settle(s, samples, machine.OK, 0.2, 100, 60.0, 5.0, P)
     assert (s.walls, s.cool_until_s) == (1, 6.0)  # "1 minute" from Meta: the backoff within
@@ -165,9 +165,11 @@ def test_an_answer_at_the_wall_cools_the_account_down_then_one_call_probes():
     assert (s.walls, s.cool_until_s) == (2, 8.2)
     machine.settle(s, samples, machine.OK, 0.2, 80, 0.0, 8.4, P)
     assert s.walls == 0 and machine.acquire(s, 0, 0.0, 8.5, 0.5, P).go
-    assert s.wall_s == pytest.approx(3.4)  # from the first answer at the wall to room again
-    machine.settle(s, samples, machine.OK, 0.2, 100, 0.0, 10.0, P)
-    assert s.cool_until_s == pytest.approx(13.4)  # the next wall: waited as long at once
+    # From the first answer that showed usage (at 4.0) to room again: the window's span ...
+    assert s.wall_s == pytest.approx(4.4) and s.spend_since_s == 0
+    machine.settle(s, samples, machine.OK, 0.2, 10, 0.0, 20.0, P)  # spending starts again
+    machine.settle(s, samples, machine.OK, 0.2, 100, 0.0, 21.0, P)
+    assert s.cool_until_s == pytest.approx(24.4)  # ... so the next wall ends 4.4 s after it
 
 
 def test_budget_room_from_metas_usage_figure_and_one_calls_share():

@@ -18,7 +18,7 @@ if not now then
 end
 
 local FIELDS = {'next_free_s', 'limit', 'interval_at_s', 'cool_until_s', 'strikes', 'walls',
-  'wall_since_s', 'wall_s', 'throttled_since_s', 'soft', 'calm_intervals', 'calm_needed', 'probing', 'pace_s',
+  'spend_since_s', 'wall_s', 'throttled_since_s', 'soft', 'calm_intervals', 'calm_needed', 'probing', 'pace_s',
   'usage_last', 'usage_at_s', 'per_call_pct', 'booked_until_s', 'latency_sum_s',
   'latency_calls', 'slots_blocked', 'inflight_max'}
 
@@ -169,12 +169,17 @@ else
       s.latency_calls = s.latency_calls + 1
     end
     if not at_wall(usage_pct, s.per_call_pct) then
-      if s.walls > 0 then s.walls, s.wall_s = 0, now - s.wall_since_s end
+      if s.walls > 0 then
+        s.walls, s.wall_s, s.spend_since_s = 0, now - s.spend_since_s, 0
+      elseif usage_pct > 0 and s.spend_since_s == 0 then
+        s.spend_since_s = now
+      end
     elseif now >= s.cool_until_s then
       s.walls = s.walls + 1
-      if s.walls == 1 then s.wall_since_s = now end
       local base_s = p.adapt_interval_s
-      if s.walls == 1 and s.wall_s > 0 then base_s = s.wall_s end
+      if s.walls == 1 and s.wall_s > 0 then
+        base_s = math.max(base_s, s.spend_since_s + s.wall_s - now)
+      end
       s.cool_until_s = now + cooldown_s(regain_s, s.walls, base_s)
     end
   end

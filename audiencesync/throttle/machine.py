@@ -30,8 +30,8 @@ class State:
     cool_until_s: float = 0.0
     strikes: int = 0  # refusals since the last success, each after a cool-down
     walls: int = 0  # answers at the wall in a row (policy.at_wall), each after a cool-down
-    wall_since_s: float = 0.0  # when the first of them came
-    wall_s: float = 0.0  # how long the last wall lasted (0: none seen): the next is waited so
+    spend_since_s: float = 0.0  # the first answer to show usage since the last wall (0: none)
+    wall_s: float = 0.0  # from then to room again, last time (0: none seen): a window's span
     throttled_since_s: float = 0.0  # 0: not throttled
     soft: int = 0  # 1 while latency says the destination is straining
     calm_intervals: int = 0  # intervals in a row with normal latency
@@ -125,15 +125,16 @@ def settle(
             s.latency_sum_s += latency_s
             s.latency_calls += 1
         if not policy.at_wall(usage_pct, s.per_call_pct):
-            if s.walls:
-                s.walls, s.wall_s = 0, now_s - s.wall_since_s
+            if s.walls:  # the budget spent since spend_since_s has aged out: a window's span
+                s.walls, s.wall_s, s.spend_since_s = 0, now_s - s.spend_since_s, 0.0
+            elif usage_pct > 0 and not s.spend_since_s:
+                s.spend_since_s = now_s
         elif now_s >= s.cool_until_s:  # admitted, but the next would not be: wait, then probe
             s.walls += 1
-            if s.walls == 1:
-                s.wall_since_s = now_s
-            base_s = s.wall_s if s.walls == 1 and s.wall_s else p.adapt_interval_s
-            wait_s = policy.cooldown_s(regain_s, s.walls, p, base_s)
-            s.cool_until_s = now_s + wait_s
+            base_s = p.adapt_interval_s
+            if s.walls == 1 and s.wall_s:  # as long as the last wall took, from the spending
+                base_s = max(base_s, s.spend_since_s + s.wall_s - now_s)
+            s.cool_until_s = now_s + policy.cooldown_s(regain_s, s.walls, p, base_s)
     if now_s - s.interval_at_s >= p.adapt_interval_s:
         events += _close_interval(s, samples, now_s, p)
     return events, episode_s
