@@ -165,11 +165,12 @@ def test_an_answer_at_the_wall_cools_the_account_down_then_one_call_probes():
     assert (s.walls, s.cool_until_s) == (2, 8.2)
     machine.settle(s, samples, machine.OK, 0.2, 80, 0.0, 8.4, P)
     assert s.walls == 0 and machine.acquire(s, 0, 0.0, 8.5, 0.5, P).go
-    # From the first answer that showed usage (at 4.0) to room again: the window's span ...
-    assert s.wall_s == pytest.approx(4.4) and s.spend_since_s == 0
+    # From the first answer that showed usage (4.0) to room again, which came between the
+    # last probe that found the wall (6.2) and now (8.4): the window's span ...
+    assert s.wall_s == pytest.approx(3.3) and s.spend_since_s == 0
     machine.settle(s, samples, machine.OK, 0.2, 10, 0.0, 20.0, P)  # spending starts again
     machine.settle(s, samples, machine.OK, 0.2, 100, 0.0, 21.0, P)
-    assert s.cool_until_s == pytest.approx(24.4)  # ... so the next wall ends 4.4 s after it
+    assert s.cool_until_s == pytest.approx(23.3)  # ... so the next wall ends 3.3 s after it
 
 
 def test_budget_room_from_metas_usage_figure_and_one_calls_share():

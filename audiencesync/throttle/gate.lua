@@ -18,7 +18,7 @@ if not now then
 end
 
 local FIELDS = {'next_free_s', 'limit', 'interval_at_s', 'cool_until_s', 'strikes', 'walls',
-  'spend_since_s', 'wall_s', 'throttled_since_s', 'soft', 'calm_intervals', 'calm_needed', 'probing', 'pace_s',
+  'spend_since_s', 'wall_s', 'wall_probe_s', 'throttled_since_s', 'soft', 'calm_intervals', 'calm_needed', 'probing', 'pace_s',
   'usage_last', 'usage_at_s', 'per_call_pct', 'booked_until_s', 'latency_sum_s',
   'latency_calls', 'slots_blocked', 'inflight_max'}
 
@@ -144,6 +144,7 @@ local usage_pct, regain_s = tonumber(ARGV[8]), tonumber(ARGV[9])
 redis.call('ZREM', leases_key, lease)
 local events, episode_s = {}, 0
 if outcome == 'throttled' then
+  if s.walls > 0 then s.wall_probe_s = now end
   if now >= s.cool_until_s then
     s.strikes = s.strikes + 1
     if s.throttled_since_s == 0 then
@@ -170,12 +171,15 @@ else
     end
     if not at_wall(usage_pct, s.per_call_pct) then
       if s.walls > 0 then
-        s.walls, s.wall_s, s.spend_since_s = 0, now - s.spend_since_s, 0
+        local end_s = now
+        if s.wall_probe_s > 0 then end_s = (s.wall_probe_s + now) / 2 end
+        s.walls, s.wall_s = 0, end_s - s.spend_since_s
+        s.spend_since_s, s.wall_probe_s = 0, 0
       elseif usage_pct > 0 and s.spend_since_s == 0 then
         s.spend_since_s = now
       end
     elseif now >= s.cool_until_s then
-      s.walls = s.walls + 1
+      s.walls, s.wall_probe_s = s.walls + 1, now
       local base_s = p.adapt_interval_s
       if s.walls == 1 and s.wall_s > 0 then
         base_s = math.max(base_s, s.spend_since_s + s.wall_s - now)

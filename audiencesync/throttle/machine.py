@@ -32,6 +32,7 @@ class State:
     walls: int = 0  # answers at the wall in a row (policy.at_wall), each after a cool-down
     spend_since_s: float = 0.0  # the first answer to show usage since the last wall (0: none)
     wall_s: float = 0.0  # from then to room again, last time (0: none seen): a window's span
+    wall_probe_s: float = 0.0  # the last answer (or refusal) that found the wall still there
     throttled_since_s: float = 0.0  # 0: not throttled
     soft: int = 0  # 1 while latency says the destination is straining
     calm_intervals: int = 0  # intervals in a row with normal latency
@@ -105,6 +106,8 @@ def settle(
     events: list[str] = []
     episode_s = 0.0
     if outcome == THROTTLED:
+        if s.walls:
+            s.wall_probe_s = now_s
         if now_s >= s.cool_until_s:  # a new refusal, not a late answer to one being waited out
             s.strikes += 1
             if not s.throttled_since_s:
@@ -125,12 +128,15 @@ def settle(
             s.latency_sum_s += latency_s
             s.latency_calls += 1
         if not policy.at_wall(usage_pct, s.per_call_pct):
-            if s.walls:  # the budget spent since spend_since_s has aged out: a window's span
-                s.walls, s.wall_s, s.spend_since_s = 0, now_s - s.spend_since_s, 0.0
+            if s.walls:  # what was spent since spend_since_s has aged out: a window's span,
+                # ending between the last probe that found the wall and now
+                end_s = (s.wall_probe_s + now_s) / 2 if s.wall_probe_s else now_s
+                s.walls, s.wall_s = 0, end_s - s.spend_since_s
+                s.spend_since_s = s.wall_probe_s = 0.0
             elif usage_pct > 0 and not s.spend_since_s:
                 s.spend_since_s = now_s
         elif now_s >= s.cool_until_s:  # admitted, but the next would not be: wait, then probe
-            s.walls += 1
+            s.walls, s.wall_probe_s = s.walls + 1, now_s
             base_s = p.adapt_interval_s
             if s.walls == 1 and s.wall_s:  # as long as the last wall took, from the spending
                 base_s = max(base_s, s.spend_since_s + s.wall_s - now_s)
