@@ -104,6 +104,10 @@ def sandbox_knobs(stack):
         latency_ms=0,
         jitter_ms=0,
         rate_per_s=None,
+        budget_calls=None,
+        score_max=None,
+        usage_header_after_calls=3,
+        replace_window_s=5400,
         transient_rate=0,
         fail_batch_seq=None,
     )
