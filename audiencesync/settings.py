@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     throttle_max_wait_s: float = Field(0.5, ge=0, le=1)  # longest wait in a worker thread
     throttle_state_ttl_s: int = Field(604_800, ge=60)  # an idle account's state is forgotten
 
+    # Replace runs: Meta ends a replace session this long after its first batch, replacing the
+    # audience with what arrived. A replace still running at window - margin % - one call closes
+    # its session and sends the rest with /users adds (the margin scales with the window).
+    replace_window_s: float = Field(5400.0, gt=0)
+    replace_margin_pct: float = Field(15.0, ge=0, lt=100)
+
     # Workers.
     # Threads: uploads wait on the network, and calls of 1-2 s need ~100+ in flight to reach
     # the in-flight ceiling from one worker (measured: threads are idle, ~8 MB RSS more per 32).

@@ -14,12 +14,12 @@ from pathlib import Path
 import httpx
 import orjson
 
-from audiencesync import devstack
-from audiencesync.normalize import prepare_chunk
+from audiencesync.cli import devstack
+from audiencesync.domain.normalize import prepare_chunk
+from audiencesync.graph import build_payload
 from audiencesync.settings import MAX_CHUNK_IDS, Settings
 from producers.chunking import rechunk
-from producers.sources import open_source
-from tasks.prepare import build_payload
+from producers.spec import open_source
 
 
 @dataclass

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from audiencesync import devstack
+from audiencesync.cli import devstack
 from bench.contenders import run_audiencesync
 from bench.data import BLOCK_IDS, maid_lines, write_maids_csv
 from bench.measure import PeakSampler

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from audiencesync import devstack
+from audiencesync.cli import devstack
 from audiencesync.settings import Settings
 from bench.contenders import Outcome, run_audiencesync, run_lean, run_sdk
 from bench.data import write_maids_csv
@@ -73,8 +73,12 @@ class Run:
         metered = self.roots | {"sandbox": self.sandbox_pid, "redis-server": self.redis_pid}
         sampled = self.roots | {"sandbox": self.sandbox_pid}  # it holds every member, as Meta
         commands_before = redis_commands(self.redis_url)
-        trace = trace_stack(self.redis_url, self.env) if self.trace else nullcontext()
-        with PeakSampler(sampled, self.redis_url) as peaks, CpuMeter(metered) as cpu, trace:
+        trace = trace_stack(self.redis_url, self.env) if self.trace else None
+        with (
+            PeakSampler(sampled, self.redis_url) as peaks,
+            CpuMeter(metered) as cpu,
+            trace or nullcontext(),
+        ):
             ours = run_audiencesync(self.csv_path, audience_id, self.env, wrap=wrap or [])
         commands = Counter(redis_commands(self.redis_url))
         commands.subtract(commands_before)
@@ -93,7 +97,7 @@ class Run:
                 cmd: round(n / ours.calls, 1) for cmd, n in commands.most_common() if n > 0
             },
         }
-        if self.trace:
+        if trace is not None:
             ours.extra["timeline"] = trace.timeline()
         return ours
 
@@ -183,7 +187,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a setting for the workers and the producer, e.g. throttle_rate_start_per_s=1000",
+        help="a setting for the workers and the producer, e.g. throttle_rate_per_s=1000",
     )
     parser.add_argument(
         "--trace", action="store_true", help="the gate's timeline of each audiencesync run"

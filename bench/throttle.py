@@ -34,9 +34,9 @@ import httpx
 import orjson
 import redis
 
-from audiencesync import devstack
+from audiencesync.cli import devstack
 from audiencesync.errors import ThrottledError
-from audiencesync.graph import GraphClient
+from audiencesync.graph import GraphClient, build_payload
 from audiencesync.settings import MAX_CHUNK_IDS, Settings
 from audiencesync.throttle.gate import Gate
 from bench.run import machine
@@ -44,7 +44,6 @@ from bench.throttle_budget import BUDGET_IDS, BUDGETS, budget_tables, run_budget
 from bench.throttle_pace import pace_tables, run_pace
 from bench.throttle_show import summary, tables
 from bench.throttle_trace import trace_stack
-from tasks.prepare import build_payload
 
 LIMIT_PER_S = 10
 RATE_KNOBS = ("--rate", str(LIMIT_PER_S), "--penalty-s", "2", "--latency-ms", "75",

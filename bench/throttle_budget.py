@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from audiencesync import devstack
+from audiencesync.cli import devstack
 from audiencesync.settings import MAX_CHUNK_IDS
 from bench.schedule import Score, Window, best_schedule_s
 

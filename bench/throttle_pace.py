@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from audiencesync import devstack
+from audiencesync.cli import devstack
 
 FAST_KNOBS = ("--latency-ms", "5")
 SLOW = {"latency_ms": 300, "jitter_ms": 100}

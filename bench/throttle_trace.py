@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from typing import Any
 
 import redis
 from celery import Celery
@@ -34,7 +35,7 @@ class Trace:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._events = Celery(broker=redis_url)
-        self._receiver = None
+        self._receiver: Any = None  # a Celery events receiver, once listening
         self._listener = threading.Thread(target=self._listen, daemon=True)
 
     def _now(self) -> float:
@@ -98,8 +99,9 @@ class Trace:
 def trace_stack(redis_url: str, env: dict[str, str]) -> Trace:
     """A trace of the ad account a stack's uploads use, read with its workers' settings."""
     prefix = "AUDIENCESYNC_"
-    settings = Settings(
-        **{k.removeprefix(prefix).lower(): v for k, v in env.items() if k.startswith(prefix)}
-    )
+    given: dict[str, Any] = {
+        k.removeprefix(prefix).lower(): v for k, v in env.items() if k.startswith(prefix)
+    }
+    settings = Settings(**given)
     lease_ttl_s = settings.http_timeout_s + settings.throttle_max_wait_s + LEASE_MARGIN_S
     return Trace(redis_url, account_key({"ad_account_id": settings.ad_account_id}), lease_ttl_s)

@@ -1,4 +1,9 @@
-"""CSV source: plain or gzip (by the .gz suffix), header row required, one column streamed."""
+"""CSV source: plain or gzip (by the .gz suffix), one column streamed.
+
+The delimiter is sniffed from the first line (the candidate found most often: comma, semicolon,
+tab or pipe; a comma when none is there) unless given. A header row is expected; `no_header`
+reads the first line as data, and `column` is then a 1-based column number.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import io
 import zlib
 from collections.abc import Callable, Iterator
 from itertools import chain, islice
-from typing import TypeVar
+from typing import Protocol, TypeVar, cast
 
 from audiencesync.errors import SourceError
 from producers.sources import BATCH_IDS, looks_like_id, open_file, pick_column, tidy
@@ -21,17 +26,48 @@ BLOCK_CHARS = 1024 * 1024
 _T = TypeVar("_T")
 # Never echo gzip's own messages: BadGzipFile quotes the file's first bytes, i.e. part of an ID.
 _GZIP_ERRORS: tuple[type[Exception], ...] = (EOFError, zlib.error, gzip.BadGzipFile)
+DELIMITERS = (",", ";", "\t", "|")
+PEEK_BYTES = 64 * 1024
+
+
+def sniff_delimiter(first_line: str) -> str:
+    """The candidate delimiter the line holds most often (ties: the earlier one); else a comma."""
+    counts = [first_line.count(d) for d in DELIMITERS]
+    return DELIMITERS[counts.index(max(counts))] if max(counts) else ","
+
+
+class _Peekable(Protocol):
+    def peek(self, size: int = 0, /) -> bytes: ...
+
+
+def _peek_line(stream: _Peekable) -> str:
+    """The start of the first line, without consuming it (buffered and gzip files can peek:
+    at least its first few kilobytes, which is enough to sniff a header)."""
+    head = stream.peek(PEEK_BYTES)[:PEEK_BYTES]
+    return head.split(b"\n", 1)[0].decode("utf-8", "replace")
+
+
+def column_number(column: str | None) -> int:
+    """A file without a header row: its ID column as a 0-based index from a 1-based number."""
+    if column is None:
+        return 0
+    if not column.strip().isdigit() or int(column) < 1:
+        raise SourceError(
+            f"--column {column!r} with --no-header: give the column's number (1 = the first)"
+        )
+    return int(column) - 1
 
 
 class CsvSource:
-    """Streams one column of a comma-separated file with a header row."""
+    """Streams one column of a delimited file."""
 
     def __init__(
         self,
         path: str,
         *,
         column: str | None = None,
-        delimiter: str = ",",
+        delimiter: str | None = None,
+        no_header: bool = False,
         batch_ids: int = BATCH_IDS,
     ) -> None:
         self.path = path
@@ -40,12 +76,14 @@ class CsvSource:
         self.estimated_ids: int | None = None  # counting rows would mean reading the file twice
         self._batch_ids = batch_ids
         self._done = False
-        self._delimiter = delimiter
         self._line_offset = 0  # physical lines read before the current csv reader started
         self._last_progress = 0.0
         self._raw, self._size_bytes = open_file(path)
         try:
             stream = gzip.GzipFile(fileobj=self._raw, mode="rb") if self._gzip else self._raw
+            self._delimiter = delimiter or self._read(
+                lambda: sniff_delimiter(_peek_line(cast(_Peekable, stream)))
+            )
             # utf-8-sig drops a BOM; surrogateescape lets non-UTF-8 bytes through for the
             # prepare step to reject and count, instead of killing the run.
             self._text = io.TextIOWrapper(
@@ -53,9 +91,12 @@ class CsvSource:
             )
             if csv.field_size_limit() < FIELD_LIMIT_CHARS:
                 csv.field_size_limit(FIELD_LIMIT_CHARS)  # process-wide, so only ever raised
-            self._reader = csv.reader(self._text, delimiter=delimiter)
-            header = self._read(lambda: next(self._reader, None))
-            self._index = self._check_header(header, column)
+            self._reader = csv.reader(self._text, delimiter=self._delimiter)
+            if no_header:
+                self._index = column_number(column)
+            else:
+                header = self._read(lambda: next(self._reader, None))
+                self._index = self._check_header(header, column)
         except BaseException:
             self.close()
             raise
@@ -65,10 +106,17 @@ class CsvSource:
             raise SourceError(f"{self.path} is empty (no header row); check the file")
         if not header:
             raise SourceError(f"first line of {self.path} is blank; a CSV needs a header row")
-        index = pick_column(header, column, self.path)
+        try:
+            index = pick_column(header, column, self.path)
+        except SourceError as exc:
+            other = sniff_delimiter(self._delimiter.join(header))
+            if len(header) > 1 or other == self._delimiter:
+                raise
+            raise SourceError(f"{exc} (or --delimiter {other!r}: the header holds it)") from None
         if column is None and looks_like_id(header[index]):
             raise SourceError(
-                f"{self.path} has no header row (its first line holds an ID); add a header row"
+                f"{self.path} has no header row (its first line holds an ID); add one, "
+                "or pass --no-header"
             )
         return index
 
@@ -132,14 +180,12 @@ class CsvSource:
             return [row[index] if len(row) > index else "" for row in islice(reader, size)]
 
         while True:
-            lines_before = reader.line_num
             batch = self._read(next_batch)
             if not batch:
                 break
-            # A row spanning more physical lines than one holds a CR or LF inside a quoted field;
-            # otherwise the newline scan can be skipped.
-            multiline = reader.line_num - lines_before > len(batch)
-            yield tidy(batch, may_have_newlines=multiline)
+            # Scanned for CR and LF (quoted fields may hold them): counting physical lines missed
+            # a lone CR where a block handed over to csv, and the scan is cheap next to parsing.
+            yield tidy(batch)
         self._done = True
 
     def progress(self) -> float | None:

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from audiencesync.runstore import RunStore
+from audiencesync.store.runs import RunStore
 
 log = logging.getLogger("audiencesync.lock")
 

@@ -1,7 +1,7 @@
 """A mirror run: send only what changed since the audience's last completed mirror run.
 
     lock -> settle the previous run's pending snapshot -> diff the source against the current
-    snapshot (audiencesync/mirrordiff.py) -> guard -> create the run -> publish additions, then
+    snapshot (audiencesync/mirror/diff.py) -> guard -> create the run -> publish additions, then
     removals, as one chord (producers/pipeline.py)
 
 When the snapshot is promoted: finalize may run on another host than the producer, so it never
@@ -19,12 +19,12 @@ from itertools import chain
 
 from celery.result import AsyncResult
 
-from audiencesync import mirrordiff
 from audiencesync.errors import ConfigError, SourceError
-from audiencesync.mirrorrun import guard_message, lock_name, mirror_meta
-from audiencesync.runstore import RunStore
+from audiencesync.mirror import diff as mirrordiff
+from audiencesync.mirror.plan import guard_message, lock_name, mirror_meta
+from audiencesync.mirror.snapshot import AudienceState
 from audiencesync.settings import Settings
-from audiencesync.snapshot import AudienceState
+from audiencesync.store.runs import RunStore
 from producers.lock import kept_alive
 from producers.pipeline import RunRequest, create_run, new_session_id, publish
 from producers.sources import Source, one_line

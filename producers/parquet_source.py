@@ -4,6 +4,7 @@ Snowflake source shares."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,7 +21,7 @@ from producers.sources import (
     tidy,
 )
 
-_ArrowValues = pa.Array | pa.ChunkedArray
+_ArrowValues: TypeAlias = "pa.Array | pa.ChunkedArray"
 
 
 def arrow_values(values: _ArrowValues) -> list[str]:

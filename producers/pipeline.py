@@ -20,14 +20,14 @@ from datetime import UTC, datetime
 from celery import Signature, chain, chord
 from celery.result import AsyncResult
 
-from audiencesync.report import build_report
-from audiencesync.runstore import RunStore
+from audiencesync.domain.normalize import id_kind
+from audiencesync.domain.report import build_report
 from audiencesync.settings import Settings
+from audiencesync.store.runs import RunStore
 from producers.chunking import rechunk
-from producers.sources import Source, SourceSpec, one_line
-from tasks.finalize import finalize
-from tasks.prepare import prepare
-from tasks.upload import upload
+from producers.sources import Source, one_line
+from producers.spec import SourceSpec
+from workers.app import app
 
 log = logging.getLogger("audiencesync.producer")
 
@@ -40,6 +40,7 @@ class RunRequest:
     name: str | None = None  # a declared audience's name (scheduled runs): metrics label, lock
     ad_account_id: str = ""  # the throttle's key; the audience's own id when unknown
     source: SourceSpec = field(default_factory=SourceSpec)  # recorded for `resume`
+    destination: str = ""  # the Graph URL/version its preflight checked (set by planned_run)
 
 
 def new_run_id() -> str:
@@ -64,6 +65,7 @@ def create_run(
             "mode": request.mode,
             "hash": int(request.hash_ids),
             "source": source.description,
+            "destination": request.destination,
             **request.source.to_meta(),
             "estimated_ids": source.estimated_ids or 0,
             "session_id": new_session_id(),  # one upload session per run
@@ -100,10 +102,13 @@ def publish(
     def header() -> Iterator[Signature]:
         for chunk, ids in sorted(redrive.items()):
             yield _chunk_tasks(run_id, chunk, ids)
+        kind = store.existing(run_id).id_kind or None  # settled by an earlier attempt, or not yet
         for chunk, values in enumerate(_read(store, run_id, fresh), start=next_chunk):
             store.wait_for_room(run_id, settings.staging_window_chunks)
             if store.aborted(run_id):
                 break  # the chord still closes with what was already published
+            if kind is None and (kind := id_kind(values)):  # before any such chunk is prepared
+                store.update(run_id, id_kind=kind)
             if not store.stage_raw(run_id, chunk, values, attempt=attempt):
                 log.warning("run=%s taken over by a newer attempt; this producer stops", run_id)
                 return  # the newer attempt's producer finishes the run
@@ -113,14 +118,14 @@ def publish(
 
     tasks = header()
     first = next(tasks, None)
-    body = finalize.s(run_id, attempt=attempt)
+    body = app.signature("audiencesync.finalize", args=(run_id,), kwargs={"attempt": attempt})
     if first is not None:
         # A real generator, not itertools.chain: Celery only applies a generator lazily.
         return chord(_prepend(first, tasks), body).apply_async()
-    meta = store.meta(run_id)
-    if meta.get("attempt") != str(attempt):
+    meta = store.run(run_id)
+    if meta is None or meta.attempt != attempt:
         return None  # taken over by a newer attempt before this one staged anything
-    if int(meta.get("chunks_staged", 0)) == 0:  # nothing to upload, nothing to close
+    if meta.chunks_staged == 0:  # nothing to upload, nothing to close
         store.save_report(run_id, build_report(run_id, meta, [], time.time()))
         return None
     return body.apply_async(([],))  # every chunk has its outcome: report them
@@ -145,7 +150,9 @@ def _prepend(first: Signature, rest: Iterator[Signature]) -> Iterator[Signature]
 
 
 def _chunk_tasks(run_id: str, chunk: int, ids: int) -> Signature:
-    return chain(prepare.si(run_id, chunk, ids), upload.s(run_id, chunk))
+    # By name: a producer never imports the task modules (nor their workers' clients).
+    prepare = app.signature("audiencesync.prepare", args=(run_id, chunk, ids), immutable=True)
+    return chain(prepare, app.signature("audiencesync.upload", args=(run_id, chunk)))
 
 
 def _read(store: RunStore, run_id: str, chunks: Iterator[list[str]]) -> Iterator[list[str]]:

@@ -11,16 +11,19 @@ Chunks with an outcome, failed ones included, are never sent again.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from celery.result import AsyncResult
 
 from audiencesync.errors import ConfigError
-from audiencesync.runstore import RunStore
 from audiencesync.settings import Settings
+from audiencesync.store.meta import Mode, Status
+from audiencesync.store.runs import RunStore
 from producers.chunking import rechunk, skip_values
 from producers.pipeline import new_session_id, publish
-from producers.sources import Source, SourceSpec
+from producers.sources import Source
+from producers.spec import SourceSpec
 
 
 @dataclass(frozen=True)
@@ -28,20 +31,18 @@ class ResumePlan:
     unfinished_chunks: int  # staged, without an outcome
     read_source: bool  # rows past the last staged chunk may remain
     spec: SourceSpec
-    status: str
+    status: Status
 
 
 def plan_resume(store: RunStore, run_id: str) -> ResumePlan:
-    meta = store.meta(run_id)
-    if not meta:
-        raise ConfigError(f"no run {run_id} in this Redis: check the id and REDIS_URL")
+    meta = store.existing(run_id)
     plan = ResumePlan(
         unfinished_chunks=store.staged_count(run_id),
-        read_source=meta.get("source_done") != "1",
-        spec=SourceSpec.from_meta(meta),
-        status=meta.get("status", "?"),
+        read_source=not meta.source_done,
+        spec=SourceSpec.from_meta(meta.raw),
+        status=meta.status,
     )
-    if meta.get("replace_failed"):
+    if meta.replace_failed:
         raise ConfigError(
             f"run {run_id} cannot be resumed: a replace batch failed for good, and its session "
             "takes no batch after it; run the replace again (audiencesync upload --mode replace)"
@@ -51,7 +52,7 @@ def plan_resume(store: RunStore, run_id: str) -> ResumePlan:
             f"run {run_id} has nothing to resume ({plan.status}): every chunk has an outcome; "
             "to retry failed chunks, upload the audience again (re-adding IDs is harmless)"
         )
-    if plan.read_source and meta.get("mode") == "mirror":
+    if plan.read_source and meta.mode == Mode.MIRROR:
         raise ConfigError(
             f"mirror run {run_id} stopped before staging its whole difference and cannot be "
             "resumed from its source: run the mirror again (its snapshot was not updated, so it "
@@ -66,14 +67,14 @@ def resume_run(
     store: RunStore, run_id: str, settings: Settings, source: Source | None
 ) -> AsyncResult | None:
     """Take the run over (earlier producers stop at their next chunk), then publish the rest."""
-    closed = store.meta(run_id).get("session_closed") == "1"
+    closed = store.existing(run_id).session_closed
     # A closed upload session takes no more batches: what is left goes in a new one.
     session = {"session_id": new_session_id(), "session_closed": 0} if closed else {}
     attempt = store.begin_attempt(run_id, rereading=source is not None, **session)
-    meta = store.meta(run_id)  # read after the fence: no other producer stages from here on
-    fresh = iter(())
+    meta = store.existing(run_id)  # read after the fence: no other producer stages from here
+    fresh: Iterator[list[str]] = iter(())
     if source is not None:  # given when plan_resume said read_source
-        fresh = rechunk(skip_values(source.batches(), int(meta["ids_read"])), settings.chunk_size)
+        fresh = rechunk(skip_values(source.batches(), meta.ids_read), settings.chunk_size)
     return publish(
         store,
         run_id,
@@ -81,5 +82,5 @@ def resume_run(
         attempt=attempt,
         redrive=store.inflight(run_id),
         fresh=fresh,
-        next_chunk=int(meta["chunks_staged"]),
+        next_chunk=meta.chunks_staged,
     )

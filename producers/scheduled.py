@@ -9,16 +9,16 @@ A producer that dies stops refreshing: the audience is free again within `audien
 from __future__ import annotations
 
 import logging
-import os
 
-from audiencesync.audiences import Audience, find_audience
+from audiencesync.domain.audiences import Audience, find_audience
 from audiencesync.errors import ConfigError
-from audiencesync.runstore import RunStore
 from audiencesync.settings import Settings
+from audiencesync.store.runs import RunStore
 from producers.lock import kept_alive
-from producers.mirror import MirrorRun
-from producers.pipeline import RunRequest, create_run, new_run_id, produce
-from producers.sources import SourceSpec
+from producers.pipeline import RunRequest, new_run_id
+from producers.spec import SourceSpec
+from producers.start import planned_run
+from producers.validate import check_rejected
 
 log = logging.getLogger("audiencesync.scheduled")
 
@@ -48,26 +48,24 @@ def start_declared_run(store: RunStore, settings: Settings, name: str) -> str | 
 
 
 def _produce(store: RunStore, settings: Settings, audience: Audience, run_id: str) -> None:
-    path = os.path.abspath(audience.file) if audience.file else None
-    spec = SourceSpec(path=path, column=audience.column, query=audience.query, table=audience.table)
-    source = spec.open(settings)
-    try:
-        request = RunRequest(
-            audience.audience_id,
-            mode=audience.mode,
-            hash_ids=audience.hash_ids,
-            name=audience.name,
-            ad_account_id=settings.ad_account_id,  # shares the account's throttle with every run
-            source=spec,  # so `resume` can read the rest of a run whose producer died
-        )
-        if audience.mode == "mirror":
-            with MirrorRun(store, settings, request, run_id) as run:
-                run.plan(source)
-                log.info("audience=%s run=%s started", audience.name, run_id)
-                run.publish()
-            return
-        create_run(store, request, source, run_id=run_id)
+    spec = SourceSpec.given(
+        audience.file,
+        column=audience.column,
+        query=audience.query,
+        table=audience.table,
+        delimiter=audience.delimiter,
+        no_header=audience.no_header,
+    )
+    if audience.max_rejected_pct is not None:  # raises before the run exists: nothing is sent
+        check_rejected(spec, settings, audience.max_rejected_pct)
+    request = RunRequest(
+        audience.audience_id,
+        mode=audience.mode,
+        hash_ids=audience.hash_ids,
+        name=audience.name,
+        ad_account_id=settings.ad_account_id,  # shares the account's throttle with every run
+        source=spec,  # so `resume` can read the rest of a run whose producer died
+    )
+    with planned_run(store, settings, request, run_id) as publish:
         log.info("audience=%s run=%s started", audience.name, run_id)
-        produce(store, run_id, source, settings)
-    finally:
-        source.close()
+        publish()

@@ -1,4 +1,5 @@
-"""What every source looks like (`Source`), the value hygiene they share, and `open_source`.
+"""What every source looks like (`Source`) and the value hygiene they share (the opening of
+one is in spec.py).
 
 A source streams raw values in source order, one string per row, so rows in = values out.
 Values are not normalised here (the prepare step does that and counts rejects); only two
@@ -10,12 +11,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Sequence
 from typing import BinaryIO, Protocol
 
 from audiencesync.errors import SourceError
-from audiencesync.settings import Settings
 
 MAX_VALUE_CHARS = 256  # longer values are invalid anyway; cutting bounds memory and Redis
 BATCH_IDS = 65_536  # values per batch a source yields (the producer re-chunks to <= 10k)
@@ -33,29 +32,6 @@ class Source(Protocol):
     def progress(self) -> float | None: ...
 
     def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """Where a run's rows come from, as the run records it (never a password): `resume` opens
-    the same source again from it."""
-
-    path: str | None = None  # absolute, so resume works from any directory
-    column: str | None = None
-    query: str | None = None
-    table: str | None = None
-
-    def to_meta(self) -> dict[str, str]:
-        return {f"source_{k}": v for k, v in asdict(self).items() if v is not None}
-
-    @classmethod
-    def from_meta(cls, meta: Mapping[str, str]) -> SourceSpec:
-        return cls(**{k: meta.get(f"source_{k}") for k in ("path", "column", "query", "table")})
-
-    def open(self, settings: Settings) -> Source:
-        return open_source(
-            self.path, column=self.column, query=self.query, table=self.table, settings=settings
-        )
 
 
 def tidy(values: list[str], *, may_have_newlines: bool = True) -> list[str]:
@@ -139,45 +115,3 @@ def pick_column(names: Sequence[str], column: str | None, where: str) -> int:
     if len(shown) > _MAX_LISTED_COLUMNS:
         listed += f", ... ({len(shown)} in all)"
     raise SourceError(f"column {column!r} not in {where}; columns are: {listed}; pass --column")
-
-
-def open_source(
-    spec: str | None,
-    *,
-    column: str | None = None,
-    query: str | None = None,
-    table: str | None = None,
-    settings: Settings,
-) -> Source:
-    """Open a file path (.csv, .csv.gz, .parquet, .pq) or a Snowflake query/table.
-
-    Fails fast with a one-line SourceError on anything that can be checked before streaming.
-    Imports are local so a CSV run does not pay for the Snowflake connector.
-    """
-    given = [name for name, v in (("a path", spec), ("--query", query), ("--table", table)) if v]
-    if len(given) != 1:
-        got = " and ".join(given) if given else "none"
-        raise SourceError(f"give exactly one of a path, --query or --table (got {got})")
-    if query:
-        from producers.snowflake_source import SnowflakeSource
-
-        return SnowflakeSource(settings, query=query, column=column)
-    if table:
-        from producers.snowflake_source import SnowflakeSource
-
-        return SnowflakeSource(settings, table=table, column=column)
-    path = os.fspath(spec or "")
-    if os.path.isdir(path):  # say so, rather than "unsupported file type" for a bare dir name
-        raise SourceError(f"{path} is a directory; pass a file")
-    lower = path.lower()
-    if lower.endswith((".csv", ".csv.gz")):
-        from producers.csv_source import CsvSource
-
-        return CsvSource(path, column=column)
-    if lower.endswith((".parquet", ".pq")):
-        from producers.parquet_source import ParquetSource
-
-        return ParquetSource(path, column=column)
-    raise SourceError(
-        f"cannot read {path}: unsupported file type; use .csv, .csv.gz, .parquet or .pq"
-    )

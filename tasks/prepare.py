@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import logging
 
-import orjson
-
-from audiencesync.modes import chunk_op
-from audiencesync.normalize import prepare_staged
-from audiencesync.report import chunk_result
+from audiencesync.domain.modes import chunk_op
+from audiencesync.domain.normalize import RAW, prepare_staged
+from audiencesync.domain.report import chunk_result
+from audiencesync.graph import build_payload
 from workers.app import app
 from workers.resources import get_store
 
 log = logging.getLogger("audiencesync.prepare")
-
-
-def build_payload(entries: list[str]) -> bytes:
-    return orjson.dumps({"schema": "MOBILE_ADVERTISER_ID", "data": entries})
 
 
 @app.task(name="audiencesync.prepare", ignore_result=True)
@@ -38,8 +33,8 @@ def prepare(run_id: str, chunk: int, ids_in: int) -> dict:
                 failed="staged chunk missing from Redis (expired?)",
                 ids_failed=ids_in,
             )
-        meta = store.meta(run_id)
-        prepared = prepare_staged(raw, ids_in, hash_ids=meta.get("hash") == "1")
+        meta = store.existing(run_id)
+        prepared = prepare_staged(raw, ids_in, hash_ids=meta.hash_ids, kind=meta.id_kind or RAW)
         if prepared.entries:
             closer = prepared.entries[0]
             op = chunk_op(meta, chunk)  # each operation's session is closed with its own entry
@@ -49,6 +44,7 @@ def prepare(run_id: str, chunk: int, ids_in: int) -> dict:
             ids_in,
             entries=len(prepared.entries),
             rejected=prepared.rejected,
+            rejected_samples=prepared.samples,
             duplicates=prepared.duplicates,
         )
     except Exception as exc:  # a bug or a Redis fault must fail this chunk, not the whole chord

@@ -4,18 +4,19 @@ Retries are re-enqueued with a countdown (`self.retry`), never slept in the work
 a call the throttle gate holds back (the account cools down or is busy): that is no failed
 attempt and does not run down the chunk's retry budget. A chunk's failure is returned as data,
 so the chord body always runs and reports it. The outcome goes to the run's ledger once: a
-redelivered upload whose chunk has one returns it, unsent. A replace run's chunks send one at a
-time, in batch_seq order (audiencesync/replaceseq.py); waiting for that turn is a deferral too.
+redelivered upload whose chunk has one returns it, unsent. A replace run's batch 1 goes alone,
+the others in parallel once Meta accepted it, as adds after a cutover (tasks/replacing.py);
+waiting for batch 1 or for the cutover's close is a deferral too.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import time
 
 from celery.exceptions import Retry
 
+from audiencesync.domain.modes import chunk_op, chunk_session, is_sequential
 from audiencesync.errors import (
     Deferred,
     GraphError,
@@ -23,50 +24,51 @@ from audiencesync.errors import (
     ThrottledError,
     TokenError,
 )
-from audiencesync.graph import RetryPolicy
-from audiencesync.mirrorrun import chunk_session
-from audiencesync.modes import chunk_op, is_sequential
+from audiencesync.graph.destination import refusal
 from audiencesync.settings import get_settings
+from audiencesync.store.meta import Mode, RunMeta
+from tasks import sending
+from tasks.closing import send_close
+from tasks.replacing import (
+    MAX_REPLACE,
+    Batch,
+    get_replace,
+    refusal_message,
+    session_over,
+    too_big_message,
+)
 from workers.app import app
-from workers.resources import get_graph, get_guard, get_store, get_turns
+from workers.resources import get_graph, get_guard, get_store
 
 log = logging.getLogger("audiencesync.upload")
-_rng = random.Random()
 NEW_CALLS = {"requests": 0, "throttled": 0, "deferrals": 0, "deferred_s": 0.0}
-TURN_RETRY_S = 0.25  # a replace chunk that found the turn taken looks again after about this
-
-
-def retry_policy() -> RetryPolicy:
-    s = get_settings()
-    return RetryPolicy(s.retry_base_s, s.retry_cap_s, s.retry_max_attempts, s.retry_budget_s)
 
 
 @app.task(bind=True, name="audiencesync.upload", max_retries=None)
 def upload(self, summary: dict, run_id: str, chunk: int, calls: dict | None = None) -> dict:
-    meta: dict[str, str] = {}  # read once: the call and the replace turn's hand-over need it
+    meta: RunMeta | None = None  # read once: the call and the replace session need it
     try:
-        meta = get_store().meta(run_id)
+        meta = get_store().existing(run_id)
         outcome = _upload(self, summary, run_id, chunk, calls, meta)
     except Retry:
-        raise  # a replace chunk keeps its turn: its retry re-sends the same batch_seq first
+        raise  # a replace chunk's retry re-sends its batch_seq (remembered in store/replace.py)
     except Exception as exc:  # a bug must fail this chunk, not the whole chord
         log.exception("run=%s chunk=%s upload failed unexpectedly", run_id, chunk)
         result = dict(summary, failed=f"upload failed: {type(exc).__name__}")
         result["ids_failed"] = summary.get("entries", summary["ids_in"])
         outcome = get_store().finish_chunk(run_id, chunk, result)
     try:
-        if is_sequential(meta):
-            _end_turn(run_id, chunk, outcome)
-    except Exception:  # never fail the chord: the turn then expires, and finalize never closes
-        # a replace session with a failed chunk
-        log.exception("run=%s chunk=%s could not pass the replace turn on", run_id, chunk)
+        if meta is not None and is_sequential(meta):
+            _end_replace(run_id, chunk, outcome)
+    except Exception:  # never fail the chord
+        log.exception("run=%s chunk=%s could not record the replace outcome", run_id, chunk)
     # The chord hands every header result to finalize's arguments, which Flower shows: only a
     # reference goes there (Meta's invalid-entry samples stay in the ledger).
     return {"chunk": chunk, "failed": bool(outcome.get("failed"))}
 
 
 def _upload(
-    task, summary: dict, run_id: str, chunk: int, calls: dict | None, meta: dict[str, str]
+    task, summary: dict, run_id: str, chunk: int, calls: dict | None, meta: RunMeta
 ) -> dict:
     store = get_store()
     if (done := store.outcome(run_id, chunk)) is not None:
@@ -94,33 +96,44 @@ def _upload(
         return finish()
     if reason := store.aborted(run_id):
         return fail(f"not sent: {reason}")
+    if reason := refusal(meta.destination, get_settings()):  # this worker points elsewhere
+        return fail(f"not sent: {reason}")
     payload = store.get_prepared(run_id, chunk)
     if payload is None:
         return fail("prepared chunk missing from Redis (expired?)")
     op = chunk_op(meta, chunk)
-    session = chunk_session(meta, chunk)[1]
-    if is_sequential(meta):  # replace: wait for the run's turn; the batch_seq comes with it
-        turns = get_turns()
-        waited_from = time.monotonic()
-        has_turn = turns.wait(run_id, chunk, get_settings().throttle_max_wait_s)
-        calls["deferred_s"] += time.monotonic() - waited_from  # not part of the retry budget
-        if not has_turn:
-            _defer(task, calls, TURN_RETRY_S)
-        if reason := store.aborted(run_id):  # looked at again: an earlier batch may have failed
-            return fail(f"not sent: {reason}")
-        session["batch_seq"] = turns.seq(run_id, chunk)
+    session: dict | None = chunk_session(meta, chunk)[1]
     guard = get_guard(run_id, meta)
+    retry = {"kwargs": {"calls": calls}}
+    replace = get_replace() if is_sequential(meta) else None
+    batch: Batch | None = None  # a replace run's: how this chunk goes now
+    if replace is not None:  # batch 1 alone, then in parallel; adds after a cutover
+        try:
+            batch = replace.next_batch(
+                run_id, chunk, meta, session or {}, lambda b: _close(guard, store, run_id, meta, b)
+            )
+        except Deferred as wait:
+            sending.defer(task, wait.wait_s, calls, retry)
+        op, session = Mode(batch.op), batch.session
+        result["sent_as"] = op
+        if batch.first and not calls["requests"] and (refused := _too_big(meta)):
+            store.abort(run_id, refused)
+            return fail(refused)
+
+    def admitted() -> None:
+        calls["requests"] += 1
+        result.update(requests=calls["requests"], retries=calls["requests"] - 1)
+        if replace is not None and batch is not None and batch.first:
+            replace.first_sending(run_id)
+
     try:
-        lease = guard.enter()
-    except Deferred as wait:
-        _defer(task, calls, wait.wait_s)
-    calls["requests"] += 1
-    result.update(requests=calls["requests"], retries=calls["requests"] - 1)
-    try:
-        sent = guard.send(
-            lease,
-            lambda: get_graph().upload(meta["audience_id"], payload, session, mode=op),
+        sent = sending.send(
+            guard,
+            lambda: get_graph().upload(meta.audience_id, payload, session, mode=op),
+            admitted=admitted,
         )
+    except Deferred as wait:
+        sending.defer(task, wait.wait_s, calls, retry)
     except TokenError as exc:
         store.abort(
             run_id,
@@ -132,17 +145,28 @@ def _upload(
         if isinstance(exc, ThrottledError):
             calls["throttled"] += 1
             result["throttled"] = calls["throttled"]
-        policy = retry_policy()
-        elapsed_s = time.time() - calls["first_at"] - calls["deferred_s"]
-        if policy.should_retry(exc, attempt=calls["requests"], elapsed_s=elapsed_s):
-            if isinstance(exc, ThrottledError) and guard.cool_wait_s:
-                _defer(task, calls, guard.cool_wait_s)  # the whole account waits, not just us
-            delay_s = policy.delay_s(exc, attempt=calls["requests"], rng=_rng)
-            log.info("run=%s chunk=%s retry in %.1fs: %s", run_id, chunk, delay_s, exc)
-            raise task.retry(countdown=delay_s, kwargs={"calls": calls}) from None
+        sending.retry_if_allowed(
+            task,
+            exc,
+            calls,
+            attempt=calls["requests"],
+            elapsed_s=time.time() - calls["first_at"] - calls["deferred_s"],
+            cool_wait_s=guard.cool_wait_s,
+            retry=retry,
+            what=(log, f"run={run_id} chunk={chunk} retry"),
+        )
         return fail(f"gave up after {calls['requests']} calls: {exc}")
     except GraphError as exc:
+        if replace is not None and batch is not None and op == Mode.REPLACE:
+            if batch.first and (refused := refusal_message(exc)):
+                store.abort(run_id, refused)
+                return fail(refused)
+            if session_over(exc):  # Meta ended the session: these IDs go as an add
+                replace.ended_by_meta(run_id, exc.subcode)
+                sending.defer(task, 0.0, calls, retry)
         return fail(str(exc))
+    if replace is not None and batch is not None and op == Mode.REPLACE:
+        replace.accepted(run_id, batch, sent.latency_s)
     return finish(
         uploaded=result["entries"],
         num_received=sent.num_received,
@@ -152,17 +176,23 @@ def _upload(
     )
 
 
-def _end_turn(run_id: str, chunk: int, outcome: dict) -> None:
-    """A replace chunk's final outcome: a failure stops the run (fail fast: no later batch could
-    take effect) before the turn passes on, so the next holder sees it and sends nothing."""
-    if outcome.get("failed"):
+def _end_replace(run_id: str, chunk: int, outcome: dict) -> None:
+    """A replace chunk that failed for good stops the run (fail fast: a session missing a batch
+    must not be closed), unless it failed as an add after the session ended."""
+    if outcome.get("failed") and outcome.get("sent_as") != Mode.ADD:
         get_store().fail_replace(run_id, f"chunk {chunk}: {outcome['failed']}")
-    get_turns().release(run_id, chunk)
 
 
-def _defer(task, calls: dict, wait_s: float) -> None:
-    """Come back when the gate will let us through; counted apart from failed attempts."""
-    countdown_s = retry_policy().defer_s(wait_s, rng=_rng)
-    calls["deferrals"] += 1
-    calls["deferred_s"] += countdown_s
-    raise task.retry(countdown=countdown_s, kwargs={"calls": calls})
+def _close(guard, store, run_id: str, meta: RunMeta, batch: dict) -> None:
+    """Send a replace session's closing batch at a cutover: one entry of the source."""
+    session = {"session_id": meta.session_id, **batch}
+    send_close(guard, meta.audience_id, Mode.REPLACE, session, store.closer(run_id, Mode.REPLACE))
+
+
+def _too_big(meta: RunMeta) -> str | None:
+    """Meta cannot replace an audience of 100M people or more: refuse before sending."""
+    try:
+        size = int(get_graph().get_audience(meta.audience_id)["approximate_count_lower_bound"])
+    except (GraphError, KeyError, ValueError, TypeError):
+        return None  # unknown: Meta refuses batch 1 itself then (1870144)
+    return too_big_message(size) if size >= MAX_REPLACE else None

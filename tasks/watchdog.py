@@ -26,7 +26,7 @@ def watchdog() -> list[str]:
     settings, store = get_settings(), get_store()
     stalled = store.mark_stalled(time.time(), settings.stall_after_s)
     for run_id in stalled:
-        if store.meta(run_id).get("producer_done") == "1":
+        if (meta := store.run(run_id)) is not None and meta.producer_done:
             chunks = store.staged_count(run_id)
             log.warning("run=%s stalled: re-driving its %d unfinished chunk(s)", run_id, chunks)
             resume_run(store, run_id, settings, source=None)

@@ -19,7 +19,7 @@ import pytest
 from e2e_helpers import SandboxViews
 from sandbox_graph import Graph
 
-from audiencesync import devstack
+from audiencesync.cli import devstack
 from audiencesync.sandbox import SandboxConfig, start_in_thread
 
 _state: dict = {}
@@ -35,6 +35,15 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["AUDIENCESYNC_REDIS_URL"] = url
     os.environ["AUDIENCESYNC_ACCESS_TOKEN"] = devstack.SANDBOX_TOKEN
     os.environ["AUDIENCESYNC_AD_ACCOUNT_ID"] = "1001"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in tests/e2e/ starts processes and runs whole uploads: `slow`, so the fast
+    subset (`pytest -m "not slow"`, under a minute) is the unit tests."""
+    e2e = Path(__file__).parent / "e2e"
+    for item in items:
+        if item.path.is_relative_to(e2e):
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -138,7 +147,7 @@ def fakesnow_kwargs():
         yield kwargs
 
 
-# The sandbox alone, in a thread of this process (tests/test_sandbox*.py).
+# The sandbox alone, in a thread of this process (tests/unit/test_sandbox*.py).
 
 
 @pytest.fixture

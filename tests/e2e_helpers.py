@@ -3,6 +3,7 @@ tests see of the sandbox."""
 
 from __future__ import annotations
 
+import csv
 import random
 import re
 import subprocess
@@ -11,9 +12,10 @@ from collections import Counter
 
 import httpx
 
-from audiencesync import devstack
+from audiencesync.cli import devstack
 from audiencesync.graph import GraphClient
 from audiencesync.settings import Settings
+from audiencesync.store.runs import RunStore
 
 MAID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 ZERO = "00000000-0000-0000-0000-000000000000"
@@ -123,3 +125,30 @@ class SandboxViews:
             return client.create_audience("1001", name)
         finally:
             client.close()
+
+
+def run_upload(stack, source, audience_id: str, mode: str = "add", **settings_kw) -> dict:
+    import redis
+
+    from audiencesync.cli.runs import wait_for_report
+    from producers.pipeline import RunRequest, create_run, produce
+
+    settings = Settings(redis_url=stack.redis_url, **settings_kw)
+    store = RunStore(redis.Redis.from_url(stack.redis_url))
+    run_id = create_run(store, RunRequest(audience_id, mode=mode), source)
+    produce(store, run_id, source, settings)
+    return wait_for_report(store, run_id, timeout_s=300)
+
+
+def write_csv(path, rows, header="maid"):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", header])
+        w.writerows([i, r] for i, r in enumerate(rows))
+
+
+def csv_source(tmp_path, rows):
+    from producers.spec import open_source
+
+    write_csv(tmp_path / "a.csv", rows)
+    return open_source(str(tmp_path / "a.csv"), column="maid", settings=Settings())

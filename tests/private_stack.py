@@ -19,12 +19,11 @@ from pathlib import Path
 import orjson
 import redis
 from celery import Celery
-from e2e_helpers import SandboxViews, cli
+from e2e_helpers import SandboxViews, cli, write_csv
 from redelivery import unacked, wait_redelivered
-from test_pipeline_e2e import write_csv
 
-from audiencesync import devstack
-from audiencesync.runstore import RunStore
+from audiencesync.cli import devstack
+from audiencesync.store.runs import RunStore
 
 VISIBILITY_TIMEOUT_S = 10
 CHUNK_SIZE = 500
@@ -237,13 +236,13 @@ class PrivateStack(SandboxViews):
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         return cli(self.env, *args)
 
-    def upload(self, path: Path, rows: list[str], audience: str) -> Run:
+    def upload(self, path: Path, rows: list[str], audience: str, mode: str = "add") -> Run:
         """Start `audiencesync upload PATH --wait --json`; returns once the run id is printed."""
         write_csv(path, rows)
         proc = subprocess.Popen(
             devstack.cli_command(
                 *("upload", str(path), "--column", "maid", "--audience-id", audience),
-                *("--wait", "--json"),
+                *("--wait", "--json", "--mode", mode),
             ),
             env=self.env,
             stdout=subprocess.PIPE,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -68,6 +70,27 @@ class Graph:
 
     def stats(self) -> dict[str, Any]:
         return dict(self.http.get("/_sandbox/stats").json())
+
+    def calls(self, audience_id: str) -> list[dict[str, Any]]:
+        """The sandbox's records of the audience's upload calls, with its own clock's
+        `received_s` (before the latency) and `answered_s`."""
+        return list(self.http.get(f"/_sandbox/audiences/{audience_id}/calls").json())
+
+    def usage_pct(self, audience_id: str) -> int:
+        """The audience's ad account's usage, from a Graph read: no rate-limit model counts
+        reads (only upload calls), so polling this does not change what it reports."""
+        response = self.http.get(f"/{V}/{audience_id}", params=self.auth)
+        assert response.status_code == 200, response.text
+        [(_, [usage])] = orjson.loads(response.headers["X-Business-Use-Case-Usage"]).items()
+        return int(usage["call_count"])
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 10, poll_s: float = 0.02) -> None:
+    """Poll `condition` until it holds; fail after `timeout_s` (a bound, not a figure tested)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout_s}s: {condition}"
+        time.sleep(poll_s)
 
 
 def error(response: httpx.Response) -> dict[str, Any]:

@@ -112,7 +112,7 @@ def reuse_kombu_redis_clients() -> None:
         return client
 
     create_client.reuses_clients = True  # type: ignore[attr-defined]
-    kombu_redis.Channel._create_client = create_client
+    setattr(kombu_redis.Channel, "_create_client", create_client)  # noqa: B010 (a method)
 
 
 reuse_kombu_redis_clients()

@@ -10,9 +10,10 @@ import os
 import threading
 
 from audiencesync.graph import GraphClient
-from audiencesync.replaceseq import ReplaceTurns, hold_ttl_s
-from audiencesync.runstore import RunStore, connect
 from audiencesync.settings import get_settings
+from audiencesync.store.meta import RunMeta
+from audiencesync.store.replace import ReplaceTurns, hold_ttl_s
+from audiencesync.store.runs import RunStore, connect
 from audiencesync.throttle.gate import Gate, account_key
 from audiencesync.throttle.guard import Guard
 
@@ -37,9 +38,7 @@ def get_store() -> RunStore:
         if _store is None:
             settings = get_settings()
             client = connect(settings.redis_url, health_check_interval=30)
-            _store = RunStore(
-                client, ttl_s=settings.run_ttl_s, compress_level=settings.staging_compress_level
-            )
+            _store = RunStore.from_settings(client, settings)
         return _store
 
 
@@ -72,9 +71,9 @@ def get_turns() -> ReplaceTurns:
         return _turns
 
 
-def get_guard(run_id: str, meta: dict[str, str]) -> Guard:
+def get_guard(run_id: str, meta: RunMeta) -> Guard:
     """The throttle guard for one call of a run, keyed by the run's ad account."""
-    return Guard(get_gate(), get_store(), run_id, account_key(meta))
+    return Guard(get_gate(), get_store(), run_id, account_key(meta.raw))
 
 
 def close_all() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from audiencesync.audiences import Audience
+from audiencesync.domain.audiences import Audience
 from workers.app import QUEUE_PRODUCER
 
 CRON_START_EXPIRES_S = 3600  # a cron start not picked up within an hour is dropped

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -28,9 +30,9 @@ class Usage:
     regain_s: float = 0.0
 
 
-def parse_usage(headers: dict[str, str] | object) -> Usage:
+def parse_usage(headers: Mapping[str, str]) -> Usage:
     """Read X-Business-Use-Case-Usage and X-App-Usage; tolerate absent or malformed headers."""
-    get = headers.get  # type: ignore[attr-defined]
+    get = headers.get
     max_pct = 0.0
     regain_min = 0.0
     buc = _json_or_none(get("x-business-use-case-usage"))
@@ -74,7 +76,7 @@ def classify_error(status: int, body: bytes, usage: Usage) -> GraphError:
         return kind(f"HTTP {status} without a Graph error body", http_status=status)
     code = err.get("code") if isinstance(err.get("code"), int) else None
     subcode = err.get("error_subcode") if isinstance(err.get("error_subcode"), int) else None
-    fields = {
+    fields: dict[str, Any] = {
         "code": code,
         "subcode": subcode,
         "http_status": status,

@@ -26,6 +26,11 @@ EDGE_BY_MODE = {
 }
 
 
+def build_payload(entries: list[str]) -> bytes:
+    """An upload's payload, built once by `prepare` and sent as it is (and re-sent on retries)."""
+    return orjson.dumps({"schema": "MOBILE_ADVERTISER_ID", "data": entries})
+
+
 @dataclass(frozen=True)
 class UploadResult:
     num_received: int
@@ -93,11 +98,14 @@ class GraphClient:
         return data, usage, latency_s
 
     def upload(
-        self, audience_id: str, payload_json: bytes, session: dict, *, mode: str = "add"
+        self, audience_id: str, payload_json: bytes, session: dict | None, *, mode: str = "add"
     ) -> UploadResult:
-        """Send one batch (payload_json is the ready `{"schema":..,"data":[..]}` object)."""
+        """Send one batch (payload_json is the ready `{"schema":..,"data":[..]}` object); a
+        /users call may go without a session (an add after a replace's cutover does)."""
         method, edge = EDGE_BY_MODE[mode]
-        members = b'"payload":' + payload_json + b',"session":' + orjson.dumps(session)
+        members = b'"payload":' + payload_json
+        if session is not None:
+            members += b',"session":' + orjson.dumps(session)
         data, usage, latency_s = self._call(method, f"{audience_id}/{edge}", members)
         samples = data.get("invalid_entry_samples") or []
         if isinstance(samples, dict):

@@ -10,6 +10,7 @@ from audiencesync.errors import (
     RetryableGraphError,
     ThrottledError,
 )
+from audiencesync.settings import Settings
 
 DEFER_JITTER = 0.1  # share of a gate's wait added at random, so a fleet does not return at once
 DEFER_JITTER_MIN_S = 0.05
@@ -21,6 +22,15 @@ class RetryPolicy:
     cap_s: float = 300.0  # no single wait is longer (stays below the broker's visibility timeout)
     max_attempts: int = 8  # calls in all, the first included
     budget_s: float = 1800.0  # give up once this long has passed since the first call
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(
+            settings.retry_base_s,
+            settings.retry_cap_s,
+            settings.retry_max_attempts,
+            settings.retry_budget_s,
+        )
 
     def should_retry(self, error: AudienceSyncError, *, attempt: int, elapsed_s: float) -> bool:
         """attempt counts the calls made so far (1 after the first call failed)."""

@@ -1,6 +1,6 @@
 """A local fake of Meta's Graph API (Custom Audiences) over real HTTP, enforcing Meta's rules.
 
-It is the executable form of graph-api-facts.md: tests, the demo and benchmarks talk to it
+It is the executable form of docs/meta-api.md: tests, the demo and benchmarks talk to it
 exactly as to graph.facebook.com. Modules: config (settings), faults (error answers), rules
 (pure request checks), state (audiences, sessions, counters), budget (the rate-limit models:
 one-second bucket, rolling window, score), limits (the models in force and the usage headers),

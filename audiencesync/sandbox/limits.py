@@ -34,14 +34,14 @@ def _models(config: SandboxConfig) -> dict[str, tuple[tuple[Any, ...], Model]]:
     """Each model in force with the parameters it was built from (kept while they stay)."""
     models: dict[str, tuple[tuple[Any, ...], Model]] = {}
     if config.rate_per_s is not None:
-        key = (config.rate_per_s, config.penalty_s)
-        models["bucket"] = (key, Bucket(*key))
+        bucket = (config.rate_per_s, config.penalty_s)
+        models["bucket"] = (bucket, Bucket(*bucket))
     if config.budget_calls is not None:
-        key = (config.budget_calls, config.budget_window_s)
-        models["window"] = (key, RollingWindow(*key))
+        window = (config.budget_calls, config.budget_window_s)
+        models["window"] = (window, RollingWindow(*window))
     if config.score_max is not None:
-        key = (config.score_max, config.score_decay_s, config.write_points, config.block_s)
-        models["score"] = (key, Score(*key))
+        score = (config.score_max, config.score_decay_s, config.write_points, config.block_s)
+        models["score"] = (score, Score(*score))
     return models
 
 

@@ -12,12 +12,12 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import unquote_to_bytes
 
 import orjson
 
-from audiencesync.normalize import all_maids
+from audiencesync.domain.normalize import all_maids
 from audiencesync.sandbox import faults
 
 MAX_ENTRIES = 10_000  # Meta's limit per call
@@ -164,7 +164,7 @@ class SessionParams:
     estimated_num_total: int | None
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

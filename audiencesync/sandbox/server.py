@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
+from typing import Any
 from urllib.parse import unquote
 
 from audiencesync.sandbox import faults, inspection
@@ -24,6 +25,8 @@ from audiencesync.sandbox.config import SandboxConfig
 from audiencesync.sandbox.core import Request, Response, json_response
 
 MAX_BODY_BYTES = 256 * 1024 * 1024  # far above any sane call; Meta's own limit is vaguer
+# What signal.signal returns and takes (SIG_DFL and SIG_IGN are ints; None: not set from Python).
+SignalHandler = Callable[[int, FrameType | None], Any] | int | None
 
 
 class _BadRequest(Exception):
@@ -81,7 +84,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            pieces = []
+            pieces: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";", 1)[0].strip(), 16)
                 if size == 0:
@@ -131,7 +134,8 @@ class SandboxServer(ThreadingHTTPServer):
     @property
     def base_url(self) -> str:
         host, port = self.server_address[:2]
-        host = f"[{host}]" if ":" in str(host) else str(host)
+        assert isinstance(host, str)  # an AF_INET or AF_INET6 address: (host, port, ...)
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port}"
 
     def track(self, conn: socket.socket, *, open_: bool) -> None:
@@ -146,15 +150,17 @@ class SandboxServer(ThreadingHTTPServer):
             with contextlib.suppress(OSError):  # already closed by the other side
                 conn.shutdown(socket.SHUT_RDWR)
 
-    def handle_error(self, request: object, client_address: object) -> None:
+    def handle_error(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
         if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)  # type: ignore[arg-type]
+            super().handle_error(request, client_address)
 
 
 def serve(config: SandboxConfig) -> None:
     """Serve until SIGTERM or SIGINT (blocking)."""
     server = SandboxServer(config)
-    previous: dict[int, object] = {}
+    previous: dict[signal.Signals, SignalHandler] = {}
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         # shutdown() waits for serve_forever to return: call it from another thread.
@@ -170,7 +176,7 @@ def serve(config: SandboxConfig) -> None:
         server.close_connections()
         server.server_close()
         for sig, handler in previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+            signal.signal(sig, handler)
 
 
 def start_in_thread(config: SandboxConfig) -> tuple[str, Callable[[], None]]:

@@ -1,6 +1,6 @@
 -- One ad account's throttle machine, atomically for the whole fleet: the twin of machine.py, and
--- with policy.lua of policy.py (same names, same sums; tests/test_throttle_lua.py checks they
--- agree).
+-- with policy.lua of policy.py (same names, same sums; tests/unit/test_throttle_lua.py checks
+-- they agree).
 -- KEYS: state hash, latency list (newest first), leases zset (lease id -> expiry time).
 -- ARGV: op ("acquire" | "settle" | "peek"), now ("" = Redis's clock, one for every host),
 --       params (JSON), lease id, state ttl_s, then per op:

@@ -14,7 +14,7 @@ import redis
 
 from audiencesync.errors import Deferred, ThrottledError
 from audiencesync.graph import UploadResult
-from audiencesync.runstore import RunStore
+from audiencesync.store.runs import RunStore
 from audiencesync.throttle import machine
 from audiencesync.throttle.gate import Gate, Settled
 

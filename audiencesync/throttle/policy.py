@@ -2,8 +2,8 @@
 and latency (the destination's pace, and strain under our load).
 
 policy.lua does exactly the same sums inside Redis (spliced into gate.lua, atomically for the
-whole fleet; its functions carry the same names); tests/test_throttle_lua.py checks that the two
-agree step by step.
+whole fleet; its functions carry the same names); tests/unit/test_throttle_lua.py checks that the
+two agree step by step.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Pure rules: normalising IDs, sync modes, declared audiences, the run report."""

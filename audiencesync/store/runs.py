@@ -1,0 +1,258 @@
+"""Run state and staged chunks in Redis: the one module that knows the key layout.
+
+    as:runs                     sorted set of run ids by start time
+    as:run:{id}                 hash: what the run is (its source spec, never a password), its
+                                progress counters, attempt (bumped by resume), its outcome;
+                                read typed, as a RunMeta (meta.py)
+    as:run:{id}:raw:{n}         chunk n as read from the source (claim check for `prepare`); kept
+                                until the chunk finishes, so a redelivered `prepare` can redo it
+    as:run:{id}:prep:{n}        chunk n's payload, ready to send (zlib-compressed if set)
+    as:run:{id}:inflight        hash chunk -> IDs: staged and not finished (backpressure; resume)
+    as:run:{id}:ledger          hash chunk -> final outcome (JSON), written once; the report
+    as:run:{id}:wake            a nudge for a producer waiting for room in the staging window
+    as:run:{id}:closer:{op}     one entry already sent, re-sent to close that op's session
+    as:run:{id}:report          the final report (JSON)
+    as:run:{id}:replace:*       a replace run's turn and batch_seqs (replace.py)
+    as:lock:audience:{name}     the run id holding a declared audience (SET NX, with a TTL)
+Task messages carry only the run id and chunk number: never IDs, never secrets.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+
+import orjson
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from audiencesync.errors import ConfigError
+from audiencesync.settings import Settings
+from audiencesync.store import lua
+from audiencesync.store.meta import OPS, RunMeta
+
+CANCEL_REASON = "cancelled by an operator (audiencesync cancel)"
+
+
+def connect(url: str, **kwargs) -> redis.Redis:
+    """A client that rides out a Redis restart or failover: each command is retried for ~30 s."""
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=20)
+    return redis.Redis.from_url(url, retry=retry, **kwargs)
+
+
+def encode_raw(values: list[str]) -> bytes:
+    blob = "\n".join(values).encode("utf-8", "surrogateescape")
+    if blob.count(b"\n") != len(values) - 1:
+        raise ValueError("a staged value contains a newline; sources must remove them")
+    return blob
+
+
+class RunStore:
+    @classmethod
+    def from_settings(cls, client: redis.Redis, settings: Settings) -> RunStore:
+        return cls(client, ttl_s=settings.run_ttl_s, compress_level=settings.staging_compress_level)
+
+    def __init__(self, client: redis.Redis, *, ttl_s: int = 30 * 24 * 3600, compress_level=0):
+        self.r = client
+        self.ttl_s = ttl_s
+        self._stage = client.register_script(lua.STAGE_CHUNK)
+        self._finish = client.register_script(lua.FINISH_CHUNK)
+        self._stall = client.register_script(lua.MARK_STALLED)
+        self._release = client.register_script(lua.RELEASE_LOCK)
+        self._refresh = client.register_script(lua.REFRESH_LOCK)
+        self.compress_level = compress_level  # zlib level for prepared payloads; 0 = none
+
+    @staticmethod
+    def key(run_id: str, *parts: object) -> str:
+        return ":".join(("as:run", run_id, *map(str, parts)))
+
+    # --- run meta and progress -------------------------------------------------------------
+    def create_run(self, run_id: str, meta: dict[str, str | int | float]) -> None:
+        now = time.time()
+        pipe = self.r.pipeline()
+        fields = {"status": "running", "attempt": 0, "progress_at": now, **meta}
+        pipe.hset(self.key(run_id), mapping=fields)
+        pipe.expire(self.key(run_id), self.ttl_s)
+        pipe.zadd("as:runs", {run_id: now})
+        pipe.execute()
+
+    def meta(self, run_id: str) -> dict[str, str]:
+        """The run's hash as Redis holds it (strings); modules read run() instead."""
+        return {k.decode(): v.decode() for k, v in self.r.hgetall(self.key(run_id)).items()}
+
+    def run(self, run_id: str) -> RunMeta | None:
+        """The run's meta, typed (meta.py); None when this Redis holds no such run."""
+        raw = self.meta(run_id)
+        return RunMeta.parse(raw) if raw else None
+
+    def existing(self, run_id: str) -> RunMeta:
+        """run(), or a one-line error (a typo, or a run whose state expired)."""
+        if (meta := self.run(run_id)) is None:
+            raise ConfigError(f"no run {run_id} in this Redis: check the id and REDIS_URL")
+        return meta
+
+    def update(self, run_id: str, **fields: str | int | float) -> None:
+        self.r.hset(self.key(run_id), mapping=fields)
+
+    def abort(self, run_id: str, reason: str) -> None:
+        """Stop the run: the producer stops reading, queued uploads fail without calling Meta."""
+        self.r.hsetnx(self.key(run_id), "aborted", reason)
+
+    def fail_replace(self, run_id: str, reason: str) -> None:
+        """A replace batch failed for good: no later batch could take effect, so none is sent,
+        and the session is never closed. The first reason (or an earlier abort's) is kept."""
+        self.r.hsetnx(self.key(run_id), "replace_failed", self.aborted(run_id) or reason)
+        self.abort(run_id, "an earlier replace batch failed")
+
+    def aborted(self, run_id: str) -> str | None:
+        value = self.r.hget(self.key(run_id), "aborted")
+        return value.decode() if value else None
+
+    def count(self, run_id: str, **amounts: float) -> None:
+        """Add to the run's counters (throttle events, cool-down seconds), from any worker."""
+        pipe = self.r.pipeline()
+        for name, amount in amounts.items():
+            pipe.hincrbyfloat(self.key(run_id), name, amount)
+        pipe.execute()
+
+    def cancel(self, run_id: str) -> None:
+        """An operator's abort: the same stop, reported as `cancelled` rather than `failed`."""
+        self.abort(run_id, CANCEL_REASON)
+        self.r.hsetnx(self.key(run_id), "cancelled", 1)
+
+    def recent(self, limit: int) -> list[str]:
+        return [v.decode() for v in self.r.zrevrange("as:runs", 0, limit - 1)]
+
+    # --- one run at a time per declared audience ----------------------------------------------
+    @staticmethod
+    def lock_key(audience_name: str) -> str:
+        return f"as:lock:audience:{audience_name}"
+
+    def take_audience_lock(self, audience_name: str, run_id: str, ttl_s: int) -> str | None:
+        """None if taken now; otherwise the run id that holds it."""
+        key = self.lock_key(audience_name)
+        if self.r.set(key, run_id, nx=True, ex=ttl_s):
+            return None
+        holder = self.r.get(key)
+        return holder.decode() if holder else "(just released)"
+
+    def refresh_audience_lock(self, audience_name: str, run_id: str, ttl_s: int) -> bool:
+        return bool(self._refresh(keys=[self.lock_key(audience_name)], args=[run_id, ttl_s]))
+
+    def release_audience_lock(self, audience_name: str, run_id: str) -> bool:
+        return bool(self._release(keys=[self.lock_key(audience_name)], args=[run_id]))
+
+    def begin_attempt(self, run_id: str, *, rereading: bool, **fields: str | int | float) -> int:
+        """Start another attempt at a run (resume): earlier producers are fenced off, the old
+        report is dropped, and finalize reports again; a rejected token or a failed source is
+        forgotten only by an attempt that reads the source again. A cancel is always forgotten
+        (resuming is the operator taking it back); `resumed_after_cancel` stays, for the
+        report to say what the cancel dropped. Returns the attempt number."""
+        cancelled = self.r.hget(self.key(run_id), "cancelled") is not None
+        pipe = self.r.pipeline()
+        pipe.hincrby(self.key(run_id), "attempt", 1)
+        fields = {"status": "running", "producer_done": 0, "progress_at": time.time(), **fields}
+        pipe.hset(self.key(run_id), mapping=fields)
+        if rereading:
+            pipe.hdel(self.key(run_id), "aborted", "source_error")
+        if cancelled:
+            pipe.hdel(self.key(run_id), "aborted", "cancelled")
+            pipe.hset(self.key(run_id), "resumed_after_cancel", 1)
+        pipe.delete(self.key(run_id, "report"))
+        return int(pipe.execute()[0])
+
+    def mark_stalled(self, now: float, stall_after_s: float) -> list[str]:
+        """Mark running runs with no progress for stall_after_s as `stalled`; returns their ids.
+
+        A stalled run goes back to `running` when one of its chunks finishes."""
+        self.r.zremrangebyscore("as:runs", "-inf", now - self.ttl_s)  # their state has expired
+        stalled = []
+        for raw_id, _ in self.r.zscan_iter("as:runs"):
+            run_id = raw_id.decode()
+            if self._stall(keys=[self.key(run_id)], args=[now - stall_after_s]):
+                stalled.append(run_id)
+        return stalled
+
+    # --- staged chunks ------------------------------------------------------------------------
+    def stage_raw(self, run_id: str, chunk: int, values: list[str], *, attempt: int) -> bool:
+        """Stage chunk `chunk`; False when another attempt (a resume) has taken the run over."""
+        keys = [self.key(run_id), self.key(run_id, "raw", chunk), self.key(run_id, "inflight")]
+        args = [chunk, encode_raw(values), len(values), attempt, time.time(), self.ttl_s]
+        return bool(self._stage(keys=keys, args=args))
+
+    def inflight(self, run_id: str) -> dict[int, int]:
+        """Chunks staged and not finished: chunk number -> IDs in it."""
+        return {int(k): int(v) for k, v in self.r.hgetall(self.key(run_id, "inflight")).items()}
+
+    def staged_count(self, run_id: str) -> int:
+        return int(self.r.hlen(self.key(run_id, "inflight")))
+
+    def wait_for_room(self, run_id: str, window_chunks: int, *, poll_s: float = 1.0) -> None:
+        """Block until fewer than window_chunks chunks are staged and unfinished."""
+        while self.staged_count(run_id) >= window_chunks:
+            self.r.blpop([self.key(run_id, "wake")], timeout=poll_s)
+
+    def take_raw(self, run_id: str, chunk: int) -> bytes | None:
+        """The staged chunk as encode_raw wrote it (prepare validates it without decoding)."""
+        return self.r.get(self.key(run_id, "raw", chunk))
+
+    def put_prepared(
+        self, run_id: str, chunk: int, payload_json: bytes, closer: str | None, op: str = "add"
+    ) -> None:
+        if self.compress_level:
+            payload_json = zlib.compress(payload_json, self.compress_level)
+        pipe = self.r.pipeline()
+        pipe.set(self.key(run_id, "prep", chunk), payload_json, ex=self.ttl_s)
+        if closer is not None:
+            pipe.set(self.key(run_id, "closer", op), closer, nx=True, ex=self.ttl_s)
+        pipe.execute()
+
+    def get_prepared(self, run_id: str, chunk: int) -> bytes | None:
+        blob = self.r.get(self.key(run_id, "prep", chunk))
+        if blob is None or blob.startswith(b"{"):  # a JSON object, stored as it is
+            return blob
+        return zlib.decompress(blob)
+
+    def closer(self, run_id: str, op: str = "add") -> str | None:
+        value = self.r.get(self.key(run_id, "closer", op))
+        return value.decode() if value else None
+
+    # --- the ledger: each chunk's final outcome, once ------------------------------------------
+    def finish_chunk(self, run_id: str, chunk: int, result: dict) -> dict:
+        """Record `result` as the chunk's outcome unless one is recorded; returns the recorded."""
+        keys = [
+            self.key(run_id),
+            self.key(run_id, "inflight"),
+            self.key(run_id, "raw", chunk),
+            self.key(run_id, "prep", chunk),
+            self.key(run_id, "wake"),
+            self.key(run_id, "ledger"),
+        ]
+        uploaded, failed = result["uploaded"], int(bool(result["failed"]))
+        args = [chunk, orjson.dumps(result), result["ids_in"], uploaded, failed, time.time()]
+        return orjson.loads(self._finish(keys=keys, args=[*args, self.ttl_s]))
+
+    def outcome(self, run_id: str, chunk: int) -> dict | None:
+        blob = self.r.hget(self.key(run_id, "ledger"), chunk)
+        return None if blob is None else orjson.loads(blob)
+
+    def outcomes(self, run_id: str) -> list[dict]:
+        return [orjson.loads(v) for v in self.r.hvals(self.key(run_id, "ledger"))]
+
+    # --- the end of a run ---------------------------------------------------------------------
+    def save_report(self, run_id: str, report: dict) -> None:
+        pipe = self.r.pipeline()
+        pipe.set(self.key(run_id, "report"), orjson.dumps(report), ex=self.ttl_s)
+        pipe.hset(self.key(run_id), mapping={"status": report["status"]})
+        # The closer is an ID: none stays behind. Unfinished chunks stay, for resume.
+        closers = [self.key(run_id, "closer", op) for op in OPS]
+        pipe.delete(self.key(run_id, "wake"), *closers)
+        pipe.execute()
+
+    def report(self, run_id: str) -> dict | None:
+        blob = self.r.get(self.key(run_id, "report"))
+        return None if blob is None else orjson.loads(blob)
+
+    def exists(self, run_id: str) -> bool:
+        return bool(self.r.exists(self.key(run_id)))

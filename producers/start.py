@@ -1,0 +1,44 @@
+"""Start a run: the one path from a request to a published run, for the CLI and schedules.
+
+open the request's source -> record the run (a mirror run first reads its whole source and
+diffs it, under the audience's mirror lock) -> the caller announces it -> publish the chord
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+from celery.result import AsyncResult
+
+from audiencesync.domain.modes import MIRROR
+from audiencesync.graph.destination import destination
+from audiencesync.settings import Settings
+from audiencesync.store.runs import RunStore
+from producers.mirror import MirrorRun
+from producers.pipeline import RunRequest, create_run, produce
+
+Publish = Callable[[], AsyncResult | None]
+
+
+@contextmanager
+def planned_run(
+    store: RunStore, settings: Settings, request: RunRequest, run_id: str
+) -> Iterator[Publish]:
+    """`with planned_run(...) as publish:` the run exists in Redis; `publish()` streams it.
+
+    The source stays open (and a mirror run's lock held) until the block ends. The run records
+    the Graph API these settings point at: workers pointed elsewhere refuse its chunks."""
+    request = replace(request, destination=destination(settings))
+    source = request.source.open(settings)
+    try:
+        if request.mode == MIRROR:
+            with MirrorRun(store, settings, request, run_id) as run:
+                run.plan(source)  # the guard needs the whole difference before anything is sent
+                yield run.publish
+            return
+        create_run(store, request, source, run_id=run_id)
+        yield lambda: produce(store, run_id, source, settings)
+    finally:
+        source.close()
