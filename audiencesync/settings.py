@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MAX_CHUNK_IDS = 10_000  # Meta refuses (vaguely) any call with more entries than this.
+
+
+def default_state_dir(environ: Mapping[str, str]) -> str:
+    """$XDG_STATE_HOME/audiencesync, else ~/.local/state/audiencesync (the XDG default)."""
+    base = environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local/state")
+    return os.path.join(base, "audiencesync")
+
+
+def longest_backoff_s(base_s: float, cap_s: float, max_attempts: int, budget_s: float) -> float:
+    """The longest a chunk can spend waiting between its calls (every backoff at its ceiling)."""
+    total_s = sum(min(cap_s, base_s * 2**attempt) for attempt in range(max_attempts - 1))
+    return min(total_s, budget_s)
 
 
 class Settings(BaseSettings):
@@ -61,7 +74,9 @@ class Settings(BaseSettings):
     # Retries of one chunk's upload (throttled and transient errors).
     retry_base_s: float = 1.0
     retry_cap_s: float = 300.0
-    retry_max_attempts: int = 8
+    # 10 calls: with backoff of at least half its ceiling, a chunk waits out >= 255 s of outage
+    # (8 calls with full jitter gave up within a minute's outage about half the time).
+    retry_max_attempts: int = 10
     retry_budget_s: float = 1800.0
 
     # Fleet-wide throttle per ad account (audiencesync/throttle/; docs/throttling.md).
@@ -100,10 +115,16 @@ class Settings(BaseSettings):
     critical_concurrency: int = Field(128, ge=1)
     standard_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
     worker_max_memory_per_child_kb: int = 300_000
-    prepare_time_limit_s: int = 300
+    prepare_time_limit_s: int = 300  # soft: the chunk fails with the reason (hard: +10 %)
     # Redis redelivers a task not acknowledged after this: it must exceed the longest task and
-    # every retry countdown (checked below), or a task runs twice while the first still runs.
-    visibility_timeout_s: int = Field(7200, ge=2)
+    # every countdown hop (checked below), or a task runs twice while the first still runs. Only
+    # a backstop: a dead worker's chunks are re-driven when their lease runs out.
+    visibility_timeout_s: int = Field(600, ge=2)
+    # A chunk's lease (audiencesync/recovery/): renewed every third of it while its task runs, so
+    # a killed worker's chunks are re-driven within about lease_s + lease_s / 6 (a reaper round).
+    lease_s: float = Field(30.0, ge=1)
+    # Longer countdowns (retries, deferrals) are waited out in hops of at most this.
+    countdown_hop_s: float = Field(60.0, ge=1)
     flower_basic_auth: SecretStr | None = None  # "user:password"; Flower refuses to start without
 
     # Operations: declared audiences, the scheduler, metrics, logs.
@@ -113,22 +134,45 @@ class Settings(BaseSettings):
     # producer streams): a producer that died frees its audience within this time.
     audience_lock_ttl_s: int = Field(300, ge=3)
     # Mirror runs' snapshots (what each audience was last sent): on the producers' host, durable.
-    state_dir: str = "./audiencesync-state"
+    # The user's state directory, never the working directory: the same audience mirrored from
+    # two directories would diff against two snapshots.
+    state_dir: str = Field(default_factory=lambda: default_state_dir(os.environ))
     metrics_port: int | None = None  # Prometheus exporter of a `critical` worker; off if unset
     log_json: bool = False  # one JSON object per log line (workers and CLI)
 
     @model_validator(mode="after")
     def _tasks_fit_visibility(self) -> Settings:
-        # The longest upload: a retry countdown, then one call that may take the whole timeout.
-        if self.retry_cap_s + self.http_timeout_s >= self.visibility_timeout_s:
+        # The longest a message is held: a countdown hop, then one call that may take the whole
+        # timeout (connecting included).
+        call_s = self.http_timeout_s + self.http_connect_timeout_s
+        if self.countdown_hop_s + call_s >= self.visibility_timeout_s:
             raise ValueError(
-                "AUDIENCESYNC_RETRY_CAP_S + AUDIENCESYNC_HTTP_TIMEOUT_S must stay below "
-                "AUDIENCESYNC_VISIBILITY_TIMEOUT_S, or a retried upload would be delivered twice"
+                "AUDIENCESYNC_COUNTDOWN_HOP_S + AUDIENCESYNC_HTTP_TIMEOUT_S + _CONNECT_TIMEOUT_S "
+                "must stay below AUDIENCESYNC_VISIBILITY_TIMEOUT_S, or a retried upload would be "
+                "delivered twice"
             )
-        if self.prepare_time_limit_s >= self.visibility_timeout_s:
+        if self.prepare_hard_limit_s >= self.visibility_timeout_s:
             raise ValueError(
-                "AUDIENCESYNC_PREPARE_TIME_LIMIT_S must stay below "
+                "AUDIENCESYNC_PREPARE_TIME_LIMIT_S + 10 % must stay below "
                 "AUDIENCESYNC_VISIBILITY_TIMEOUT_S, or a slow prepare would be delivered twice"
+            )
+        if self.lease_s < 3 * self.throttle_max_wait_s or self.lease_s > self.visibility_timeout_s:
+            raise ValueError(
+                "AUDIENCESYNC_LEASE_S must lie between 3 x AUDIENCESYNC_THROTTLE_MAX_WAIT_S and "
+                "AUDIENCESYNC_VISIBILITY_TIMEOUT_S"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _stall_after_retries(self) -> Settings:
+        # A chunk still retrying is no stall: the watchdog must wait out its longest backoff.
+        waits_s = longest_backoff_s(
+            self.retry_base_s, self.retry_cap_s, self.retry_max_attempts, self.retry_budget_s
+        )
+        if self.stall_after_s <= waits_s:
+            raise ValueError(
+                f"AUDIENCESYNC_STALL_AFTER_S must exceed a chunk's longest backoff ({waits_s:.0f}s "
+                "with the RETRY_* settings), or a run still retrying would be marked stalled"
             )
         return self
 
@@ -142,6 +186,11 @@ class Settings(BaseSettings):
         if list(inflight) != sorted(inflight):
             raise ValueError("AUDIENCESYNC_THROTTLE_INFLIGHT_* need floor <= start <= ceiling")
         return self
+
+    @property
+    def prepare_hard_limit_s(self) -> int:
+        """The backstop after the soft limit: the pool kills the process, no outcome recorded."""
+        return self.prepare_time_limit_s + max(1, self.prepare_time_limit_s // 10)
 
     @property
     def graph_base_url(self) -> str:

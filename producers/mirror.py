@@ -14,15 +14,19 @@ ID is harmless). Only the producers need the state directory.
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import ExitStack
+from dataclasses import replace
 from itertools import chain
 
+import numpy as np
 from celery.result import AsyncResult
 
 from audiencesync.errors import ConfigError, SourceError
+from audiencesync.mirror import count as mirrorcount
 from audiencesync.mirror import diff as mirrordiff
 from audiencesync.mirror.plan import guard_message, lock_name, mirror_meta
-from audiencesync.mirror.snapshot import AudienceState
+from audiencesync.mirror.snapshot import ID_DTYPE, AudienceState
 from audiencesync.settings import Settings
 from audiencesync.store.runs import RunStore
 from producers.lock import kept_alive
@@ -47,12 +51,33 @@ def settle_pending(store: RunStore, state: AudienceState) -> str:
     return "discarded"
 
 
+class FreshState(AudienceState):
+    """The audience's state as a resync sees it: no current snapshot, so the difference is the
+    whole source, and the pending snapshot (promoted once the run completes) is the source."""
+
+    def __init__(self, state: AudienceState):
+        super().__init__(state.root.parent, state.root.name)
+
+    def current_bucket(self, bucket: int) -> np.ndarray:
+        return np.empty(0, dtype=ID_DTYPE)
+
+
 class MirrorRun:
     """`with MirrorRun(...) as run: run.plan(source); run.publish()`; the audience's mirror lock
     is held (and kept alive) from plan until publish has staged everything; finalize frees it."""
 
-    def __init__(self, store: RunStore, settings: Settings, request: RunRequest, run_id: str):
+    def __init__(
+        self,
+        store: RunStore,
+        settings: Settings,
+        request: RunRequest,
+        run_id: str,
+        *,
+        audience: dict | None = None,  # Meta's answer about it (preflight): checked before sending
+        resync: bool = False,  # replace the audience with the whole source, snapshot and all
+    ):
         self.store, self.settings, self.request, self.run_id = store, settings, request, run_id
+        self.audience, self.resync = audience, resync
         self.state = AudienceState(settings.state_dir, request.audience_id)
         self.lock = lock_name(request.audience_id)
         self.counts: mirrordiff.DiffCounts | None = None
@@ -79,9 +104,13 @@ class MirrorRun:
         try:
             settle_pending(self.store, self.state)
             self.state.clean_work()
-            previous_form = self.state.current_form()
-            if previous_form in (None, form):
-                counts = mirrordiff.compute(self.state, self.run_id, source.batches(), form)
+            self._check_audience()
+            previous_form = None if self.resync else self.state.current_form()
+            if previous_form in (None, form):  # a resync diffs against nothing: sends it all
+                state = FreshState(self.state) if self.resync else self.state
+                counts = mirrordiff.compute(state, self.run_id, source.batches(), form)
+        except ConfigError:
+            raise
         except SourceError as exc:
             raise SourceError(f"{exc}; nothing was sent, then run the mirror again") from None
         except OSError as exc:  # the state directory (sources raise SourceError): full, read-only
@@ -102,6 +131,11 @@ class MirrorRun:
             )
         if message := guard_message(counts):
             raise ConfigError(message)
+        if self.resync:  # a replace run whose pending snapshot is the whole source
+            create_run(self.store, replace(self.request, mode="replace"), source, self.run_id)
+            self.store.update(self.run_id, estimated_ids=counts.additions)
+            self.counts = counts
+            return counts
         create_run(self.store, self.request, source, run_id=self.run_id)
         meta = mirror_meta(counts, self.settings.chunk_size, new_session_id())
         self.store.update(self.run_id, **meta)
@@ -134,6 +168,19 @@ class MirrorRun:
             ttl_s = int(self.settings.retry_budget_s) + self.settings.audience_lock_ttl_s
             self.store.refresh_audience_lock(self.lock, self.run_id, ttl_s)
         return result
+
+    def _check_audience(self) -> None:
+        """Refuse a difference against a snapshot the audience at Meta cannot match (emptied or
+        replaced outside); remember what Meta counted for the next run (mirrorcount.py)."""
+        seen = mirrorcount.read_seen(self.audience or {}, time.time())
+        if seen is None or self.resync:
+            return
+        root, size = self.state.root, self.state.current_size()
+        age_s = mirrorcount.snapshot_age_s(self.state.current)
+        before = mirrorcount.load(root)
+        if message := mirrorcount.divergence(self.request.audience_id, size, before, seen, age_s):
+            raise ConfigError(message)
+        mirrorcount.save(root, seen)
 
     def _take_lock(self) -> None:
         ttl_s = self.settings.audience_lock_ttl_s

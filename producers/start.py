@@ -24,7 +24,13 @@ Publish = Callable[[], AsyncResult | None]
 
 @contextmanager
 def planned_run(
-    store: RunStore, settings: Settings, request: RunRequest, run_id: str
+    store: RunStore,
+    settings: Settings,
+    request: RunRequest,
+    run_id: str,
+    *,
+    audience: dict | None = None,  # Meta's answer about it (preflight): a mirror run checks it
+    resync: bool = False,  # a mirror run that replaces the audience with the whole source
 ) -> Iterator[Publish]:
     """`with planned_run(...) as publish:` the run exists in Redis; `publish()` streams it.
 
@@ -34,7 +40,9 @@ def planned_run(
     source = request.source.open(settings)
     try:
         if request.mode == MIRROR:
-            with MirrorRun(store, settings, request, run_id) as run:
+            with MirrorRun(
+                store, settings, request, run_id, audience=audience, resync=resync
+            ) as run:
                 run.plan(source)  # the guard needs the whole difference before anything is sent
                 yield run.publish
             return

@@ -22,6 +22,7 @@ from audiencesync.store.meta import RunMeta
 from audiencesync.throttle.summary import throttle_section
 from tasks.closing import close_or_retry, may_close, open_sessions, record_close
 from workers.app import app
+from workers.leased import LeasedTask
 from workers.resources import get_guard, get_store
 
 log = logging.getLogger("audiencesync.finalize")
@@ -35,7 +36,7 @@ def missing_chunks(meta: RunMeta, outcomes: list[dict]) -> int | None:
     return meta.chunks_staged - len(outcomes)
 
 
-@app.task(bind=True, name="audiencesync.finalize", max_retries=None)
+@app.task(bind=True, name="audiencesync.finalize", max_retries=None, base=LeasedTask)
 def finalize(
     self,
     results: list[dict],

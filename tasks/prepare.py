@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import logging
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from audiencesync.domain.modes import chunk_op
 from audiencesync.domain.normalize import RAW, prepare_staged
 from audiencesync.domain.report import chunk_result
 from audiencesync.graph import build_payload
+from audiencesync.settings import get_settings
 from workers.app import app
+from workers.leased import LeasedTask
 from workers.resources import get_store
 
 log = logging.getLogger("audiencesync.prepare")
 
 
-@app.task(name="audiencesync.prepare", ignore_result=True)
+@app.task(name="audiencesync.prepare", ignore_result=True, base=LeasedTask, run_arg=0)
 def prepare(run_id: str, chunk: int, ids_in: int) -> dict:
     """Never raises for a chunk's failure: it returns it as data, so the chord body still runs."""
     store = get_store()
@@ -47,6 +51,11 @@ def prepare(run_id: str, chunk: int, ids_in: int) -> dict:
             rejected_samples=prepared.samples,
             duplicates=prepared.duplicates,
         )
+    except SoftTimeLimitExceeded:  # the hard limit, a little later, would leave no outcome
+        limit_s = get_settings().prepare_time_limit_s
+        log.error("run=%s chunk=%s prepare took longer than %ss", run_id, chunk, limit_s)
+        reason = f"prepare took longer than AUDIENCESYNC_PREPARE_TIME_LIMIT_S ({limit_s}s)"
+        return chunk_result(chunk, ids_in, failed=reason, ids_failed=ids_in)
     except Exception as exc:  # a bug or a Redis fault must fail this chunk, not the whole chord
         log.exception("run=%s chunk=%s prepare failed", run_id, chunk)
         return chunk_result(

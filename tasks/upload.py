@@ -38,13 +38,15 @@ from tasks.replacing import (
     too_big_message,
 )
 from workers.app import app
+from workers.leased import LeasedTask
 from workers.resources import get_graph, get_guard, get_store
 
 log = logging.getLogger("audiencesync.upload")
 NEW_CALLS = {"requests": 0, "throttled": 0, "deferrals": 0, "deferred_s": 0.0}
 
 
-@app.task(bind=True, name="audiencesync.upload", max_retries=None)
+@app.task(bind=True, name="audiencesync.upload", max_retries=None, base=LeasedTask, run_arg=1,
+          finishes_chunk=True, waits_for_holder=True)  # fmt: skip
 def upload(self, summary: dict, run_id: str, chunk: int, calls: dict | None = None) -> dict:
     meta: RunMeta | None = None  # read once: the call and the replace session need it
     try:

@@ -32,6 +32,9 @@ CONCURRENCY = {"standard": 1, "critical": 4}  # prefetch = concurrency (multipli
 # a few thousand IDs takes a few seconds: 500 IDs a chunk, 6 staged at most.
 SETTINGS = {
     "visibility_timeout_s": str(VISIBILITY_TIMEOUT_S),
+    # Leases as long as the visibility timeout: these tests see the broker's redelivery timing.
+    "lease_s": str(VISIBILITY_TIMEOUT_S),
+    "countdown_hop_s": "2",
     "retry_base_s": "0.2",
     "retry_cap_s": "1",
     "retry_max_attempts": "4",

@@ -91,6 +91,7 @@ TASK_MODULES = [
     "tasks.finalize",
     "tasks.start_run",
     "tasks.watchdog",
+    "tasks.reaper",  # not a task: the reaper thread every worker starts (no beat needed)
 ]
 
 

@@ -10,6 +10,7 @@ import os
 import threading
 
 from audiencesync.graph import GraphClient
+from audiencesync.recovery.leases import Leases
 from audiencesync.settings import get_settings
 from audiencesync.store.meta import RunMeta
 from audiencesync.store.replace import ReplaceTurns, hold_ttl_s
@@ -22,6 +23,7 @@ _store: RunStore | None = None
 _graph: GraphClient | None = None
 _gate: Gate | None = None
 _turns: ReplaceTurns | None = None
+_leases: Leases | None = None
 
 
 def _forget_after_fork() -> None:
@@ -69,6 +71,15 @@ def get_turns() -> ReplaceTurns:
                 store.r, hold_ttl_s=hold_ttl_s(settings), run_ttl_s=settings.run_ttl_s
             )
         return _turns
+
+
+def get_leases() -> Leases:
+    global _leases
+    store = get_store()
+    with _lock:
+        if _leases is None or _leases.r is not store.r:  # a new one after a fork, as the store
+            _leases = Leases(store.r, ttl_s=store.ttl_s)
+        return _leases
 
 
 def get_guard(run_id: str, meta: RunMeta) -> Guard:

@@ -65,6 +65,12 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
         help="add the IDs, remove them, replace the audience with them, or mirror: send only "
         "the additions and removals since the last completed mirror run",
     )
+    p.add_argument(
+        "--resync",
+        action="store_true",
+        help="with --mode mirror: replace the audience with the whole source and start the "
+        "snapshot again from it (when the audience was changed outside audiencesync)",
+    )
     p.add_argument("--wait", action="store_true", help="show progress and wait for the report")
     p.add_argument("--json", action="store_true", help="print the report as one JSON line")
     p.set_defaults(func=cmd_upload)

@@ -43,7 +43,7 @@ def require_token(settings: Settings) -> None:
         raise ConfigError(EMPTY_TOKEN)
 
 
-def preflight(settings: Settings, audience_id: str) -> None:
+def preflight(settings: Settings, audience_id: str) -> dict | None:
     """One cheap call before reading the source: a bad token or audience costs one call, not
     a run. An unreachable destination is left to the uploads' retries (and reported)."""
     from audiencesync.errors import PermanentGraphError, RetryableGraphError, TokenError
@@ -52,7 +52,7 @@ def preflight(settings: Settings, audience_id: str) -> None:
     require_token(settings)
     client = GraphClient(settings)
     try:
-        client.get_audience(audience_id)
+        return client.get_audience(audience_id)  # a mirror run compares its size
     except TokenError as exc:
         raise ConfigError(
             f"the access token was rejected ({exc}): set a valid AUDIENCESYNC_ACCESS_TOKEN"
@@ -64,6 +64,7 @@ def preflight(settings: Settings, audience_id: str) -> None:
         ) from None
     except RetryableGraphError as exc:
         print(f"audiencesync: warning: {exc}; starting anyway, uploads will retry", file=sys.stderr)
+        return None
     finally:
         client.close()
 
@@ -74,6 +75,8 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
 
     if not args.audience_id:
         raise ConfigError("--audience-id is required: the id of the Meta custom audience")
+    if getattr(args, "resync", False) and args.mode != "mirror":
+        raise ConfigError("--resync goes with --mode mirror: it replaces a mirrored audience")
     spec = SourceSpec.given(
         args.source,
         column=args.column,
@@ -90,7 +93,12 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
         ad_account_id=settings.ad_account_id,
     )
     return upload(
-        settings, request, wait=args.wait, as_json=args.json, max_rejected_pct=args.max_rejected_pct
+        settings,
+        request,
+        wait=args.wait,
+        as_json=args.json,
+        max_rejected_pct=args.max_rejected_pct,
+        resync=getattr(args, "resync", False),
     )
 
 
@@ -101,19 +109,20 @@ def upload(
     wait: bool,
     as_json: bool = False,
     max_rejected_pct: float | None = None,
+    resync: bool = False,
 ) -> int:
     """Start a run (its id on stdout); with `wait`, show its progress and print its report."""
     from producers.pipeline import new_run_id
     from producers.start import planned_run
 
     store = connect_store(settings)
-    preflight(settings, request.audience_id)
+    audience = preflight(settings, request.audience_id)
     if max_rejected_pct is not None:  # before the run exists: nothing is sent on failure
         from producers.validate import check_rejected
 
         check_rejected(request.source, settings, max_rejected_pct)
     run_id = new_run_id()
-    with planned_run(store, settings, request, run_id) as publish:
+    with planned_run(store, settings, request, run_id, audience=audience, resync=resync) as publish:
         print(run_id, flush=True)
         return drive(store, run_id, publish, wait=wait, as_json=as_json)
 
@@ -167,11 +176,27 @@ def wait_for_report(
     store: RunStore, run_id: str, poll_s: float = 0.25, timeout_s: float | None = None
 ) -> dict:
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    warned: list[str] = []
+    next_look = 0.0
     while (report := store.report(run_id)) is None:
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"run {run_id} has no report after {timeout_s}s")
+        if time.monotonic() >= next_look:  # said once per queue while none is live, not more
+            warned = warn_missing_workers(store, warned)
+            next_look = time.monotonic() + store.lease_s / 6
         time.sleep(poll_s)
     return report
+
+
+def warn_missing_workers(store: RunStore, warned: list[str]) -> list[str]:
+    """Say which queues the run needs have no live worker (on stderr); returns them."""
+    from audiencesync.recovery.liveness import missing_message, missing_queues
+
+    missing = missing_queues(store.r, time.time(), store.lease_s / 2)
+    for queue in missing:
+        if queue not in warned:
+            print(f"\naudiencesync: {missing_message(queue)}", file=sys.stderr, flush=True)
+    return missing
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -195,6 +220,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             print(f"run {args.run_id}: {meta.status} ({meta.mode})")
             print(progress_line(meta, time.time()))
             print(live_line(throttle))
+        if meta.status in (Status.RUNNING, Status.STALLED):
+            warn_missing_workers(store, [])
         if meta.status != Status.RUNNING:
             idle_s = time.time() - meta.progress_at
             print(

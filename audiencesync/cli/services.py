@@ -40,7 +40,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         args.loglevel,
     ]
     if not threads:
-        argv += ["--time-limit", str(settings.prepare_time_limit_s)]
+        # The soft limit fails the chunk with its reason; the hard one is a backstop.
+        argv += ["--soft-time-limit", str(settings.prepare_time_limit_s)]
+        argv += ["--time-limit", str(settings.prepare_hard_limit_s)]
     logging.getLogger("audiencesync").setLevel(args.loglevel)  # throttle episodes are INFO
     if critical and settings.metrics_port:  # threads pool: this one process records them all
         from audiencesync.metrics import serve

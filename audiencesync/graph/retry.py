@@ -19,8 +19,8 @@ DEFER_JITTER_MIN_S = 0.05
 @dataclass(frozen=True)
 class RetryPolicy:
     base_s: float = 1.0  # first backoff ceiling
-    cap_s: float = 300.0  # no single wait is longer (stays below the broker's visibility timeout)
-    max_attempts: int = 8  # calls in all, the first included
+    cap_s: float = 300.0  # no single wait is longer (waited out in hops: workers/leased.py)
+    max_attempts: int = 10  # calls in all, the first included
     budget_s: float = 1800.0  # give up once this long has passed since the first call
 
     @classmethod
@@ -39,9 +39,11 @@ class RetryPolicy:
         return attempt < self.max_attempts and elapsed_s < self.budget_s
 
     def delay_s(self, error: AudienceSyncError, *, attempt: int, rng: random.Random) -> float:
-        """Exponential backoff with full jitter; never sooner than Meta's own regain estimate."""
+        """Exponential backoff with "equal" jitter (half the ceiling, plus up to half at random):
+        the retries of a chunk span a known least time (an outage they outlast), which full
+        jitter does not promise; never sooner than Meta's own regain estimate."""
         ceiling_s = min(self.cap_s, self.base_s * 2 ** (attempt - 1))
-        delay = rng.uniform(0.0, ceiling_s)
+        delay = rng.uniform(ceiling_s / 2, ceiling_s)
         if isinstance(error, ThrottledError) and error.retry_after_s:
             # Waiting less than Meta asked only earns another refusal; jitter spreads the herd.
             delay = min(self.cap_s, error.retry_after_s + rng.uniform(0.0, self.base_s))

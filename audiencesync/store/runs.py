@@ -14,6 +14,11 @@
     as:run:{id}:report          the final report (JSON)
     as:run:{id}:replace:*       a replace run's turn and batch_seqs (replace.py)
     as:lock:audience:{name}     the run id holding a declared audience (SET NX, with a TTL)
+    as:leases                   sorted set "{id}/{n}" -> deadline: who vouches for chunk n, until
+    as:run:{id}:holder          hash chunk -> token of the process working on it (recovery/leases)
+    as:reap:{what}              a reaper's claim on a lapsed lease or a run (SET NX, short TTL)
+    as:redriven                 set of run ids with a chunk published again outside their chord
+    as:workers:{queue}          sorted set worker -> last heartbeat (recovery/liveness.py)
 Task messages carry only the run id and chunk number: never IDs, never secrets.
 """
 
@@ -28,6 +33,8 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from audiencesync.errors import ConfigError
+from audiencesync.recovery.leases import LEASES
+from audiencesync.recovery.leases import member as lease_member
 from audiencesync.settings import Settings
 from audiencesync.store import lua
 from audiencesync.store.meta import OPS, RunMeta
@@ -51,11 +58,19 @@ def encode_raw(values: list[str]) -> bytes:
 class RunStore:
     @classmethod
     def from_settings(cls, client: redis.Redis, settings: Settings) -> RunStore:
-        return cls(client, ttl_s=settings.run_ttl_s, compress_level=settings.staging_compress_level)
+        return cls(
+            client,
+            ttl_s=settings.run_ttl_s,
+            compress_level=settings.staging_compress_level,
+            lease_s=settings.lease_s,
+        )
 
-    def __init__(self, client: redis.Redis, *, ttl_s: int = 30 * 24 * 3600, compress_level=0):
+    def __init__(
+        self, client: redis.Redis, *, ttl_s: int = 30 * 24 * 3600, compress_level=0, lease_s=30.0
+    ):
         self.r = client
         self.ttl_s = ttl_s
+        self.lease_s = lease_s  # a staged chunk is leased (queued) this long: see recovery/
         self._stage = client.register_script(lua.STAGE_CHUNK)
         self._finish = client.register_script(lua.FINISH_CHUNK)
         self._stall = client.register_script(lua.MARK_STALLED)
@@ -179,7 +194,10 @@ class RunStore:
         """Stage chunk `chunk`; False when another attempt (a resume) has taken the run over."""
         keys = [self.key(run_id), self.key(run_id, "raw", chunk), self.key(run_id, "inflight")]
         args = [chunk, encode_raw(values), len(values), attempt, time.time(), self.ttl_s]
-        return bool(self._stage(keys=keys, args=args))
+        if not self._stage(keys=keys, args=args):
+            return False
+        self.r.zadd(LEASES, {lease_member(run_id, chunk): time.time() + self.lease_s}, nx=True)
+        return True
 
     def inflight(self, run_id: str) -> dict[int, int]:
         """Chunks staged and not finished: chunk number -> IDs in it."""

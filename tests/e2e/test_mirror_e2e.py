@@ -9,12 +9,12 @@ import orjson
 from e2e_helpers import ZERO, cli, maids, write_csv
 
 
-def mirror(stack, tmp_path, audience: str, rows: list[str]):
+def mirror(stack, tmp_path, audience: str, rows: list[str], *extra: str):
     write_csv(tmp_path / "a.csv", rows)
     env = {**stack.env, "AUDIENCESYNC_STATE_DIR": str(tmp_path / "state")}
     env["AUDIENCESYNC_CHUNK_SIZE"] = "1000"
     args = ["upload", str(tmp_path / "a.csv"), "--column", "maid", "--audience-id", audience]
-    return cli(env, *args, "--mode", "mirror", "--wait", "--json")
+    return cli(env, *args, "--mode", "mirror", "--wait", "--json", *extra)
 
 
 def report_of(done) -> dict:

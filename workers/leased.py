@@ -1,0 +1,82 @@
+"""The base of the chunk tasks and finalize: chunk leases, and countdowns in bounded hops.
+
+A chunk task (prepare, upload) takes its chunk's lease when it starts (heartbeat.py renews it
+while it runs), hands it back as queued past its countdown when it retries or defers, and drops
+it when the chunk has its outcome (upload). A duplicate delivery of an upload finds the lease
+held by a live worker and waits for it instead of sending too.
+
+Countdowns longer than `countdown_hop_s` are waited out in hops: the task comes back after at
+most one hop, sees it is not due, and goes again (renewing its lease). So no message is held
+unacknowledged longer than a hop plus one call, and the broker's visibility timeout (the
+backstop for what no lease covers) can be minutes instead of hours.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from celery import Task
+from celery.exceptions import Retry
+
+from audiencesync.recovery import heartbeat
+from audiencesync.settings import get_settings
+from workers.resources import get_leases
+
+DUE_AT = "due_at_s"  # a kwarg only this class reads: when a hopped countdown ends (epoch s)
+HOP_SLACK_S = 0.5  # a hop that ends this close to its due time runs the task
+
+
+def countdown_s(when: datetime | float | int | None) -> float:
+    if isinstance(when, datetime):
+        return max(0.0, when.timestamp() - time.time())
+    return float(when or 0)
+
+
+class LeasedTask(Task):
+    run_arg: int | None = None  # position of run_id in the task's args (chunk follows); None:
+    # no chunk (finalize: hops only)
+    finishes_chunk = False  # its end is the chunk's outcome: the lease is dropped
+    waits_for_holder = False  # a duplicate waits for a live holder instead of running too
+    # Celery checks a message's arguments against the function when it is published: DUE_AT is
+    # not one of them (__call__ takes it off before the function sees the rest).
+    typing = False
+
+    def retry(self, args=None, kwargs=None, exc=None, throw=True, eta=None, countdown=None,
+              max_retries=None, **options):  # fmt: skip
+        kwargs = dict(self.request.kwargs if kwargs is None else kwargs)
+        kwargs.pop(DUE_AT, None)
+        hop_s = get_settings().countdown_hop_s
+        if countdown is not None and countdown > hop_s:
+            kwargs[DUE_AT] = time.time() + countdown
+            countdown = hop_s
+        return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
+
+    def __call__(self, *args, **kwargs):
+        due_at = kwargs.pop(DUE_AT, None)
+        key = None if self.run_arg is None else (args[self.run_arg], args[self.run_arg + 1])
+        token: str | None = None
+        lease_s = get_settings().lease_s
+        try:
+            if due_at is not None and due_at - time.time() > HOP_SLACK_S:
+                raise self.retry(args=args, kwargs=kwargs, countdown=due_at - time.time())
+            if key is not None:
+                token = heartbeat.hold(get_leases(), *key, lease_s)
+                if token is None and self.waits_for_holder:
+                    raise self.retry(args=args, kwargs=kwargs, countdown=lease_s / 3)
+            result = self.run(*args, **kwargs)
+        except Retry as exc:
+            if key is not None:
+                until = time.time() + countdown_s(exc.when) + lease_s
+                heartbeat.release(get_leases(), *key, token, until)
+            raise
+        except BaseException:
+            if key is not None and token is not None:  # no outcome: a reaper re-drives it
+                heartbeat.release(get_leases(), *key, token, time.time())
+            raise
+        if key is not None and token is not None:
+            if self.finishes_chunk:
+                heartbeat.finish(get_leases(), *key)
+            else:  # on to its next task (the chain's upload), queued meanwhile
+                heartbeat.release(get_leases(), *key, token, time.time() + lease_s)
+        return result
