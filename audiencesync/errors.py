@@ -35,10 +35,11 @@ class RedisUnavailable(AudienceSyncError):
 class Deferred(AudienceSyncError):
     """The ad account is cooling down or busy: re-enqueue the call, never sleep for long."""
 
-    def __init__(self, wait_s: float, reason: str) -> None:
+    def __init__(self, wait_s: float, reason: str, budget_waited_s: float = 0.0) -> None:
         super().__init__(f"throttle gate: {reason}, come back in {wait_s:.2f}s")
         self.wait_s = wait_s
         self.reason = reason
+        self.budget_waited_s = budget_waited_s  # already waited for Meta's budget, in-thread
 
 
 class GraphError(AudienceSyncError):

@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     # Chunks staged in Redis and not yet finished, per run; bounds producer and Redis memory.
     # At least 4: Celery reads a lazy chord header up to 3 chunks ahead of what it has
     # published (measured with 5.7), and a producer waiting for room for those would wait forever.
-    staging_window_chunks: int = Field(32, ge=4)
+    # 128: calls of 1-2 s need ~70-130 chunks in flight (Little's law); ~400 KB each in Redis.
+    staging_window_chunks: int = Field(128, ge=4)
     run_ttl_s: int = 30 * 24 * 3600  # how long run state and reports stay in Redis
     # zlib level for staged payloads: 0 = off. Level 1 saves ~40 % of Redis memory within the
     # window but costs ~10 ms of CPU per chunk (measured): more than normalising it.
@@ -78,22 +79,26 @@ class Settings(BaseSettings):
     retry_max_attempts: int = 10
     retry_budget_s: float = 1800.0
 
-    # Fleet-wide throttle per ad account (audiencesync/throttle/; docs/settings.md explains each).
-    throttle_rate_start_per_s: float = Field(5.0, gt=0)  # a new account's upload calls/s
-    throttle_rate_floor_per_s: float = Field(0.5, gt=0)
-    throttle_rate_ceiling_per_s: float = Field(100.0, gt=0)
-    throttle_rate_increase_per_s: float = Field(2.0, ge=0)  # added per adapt interval
-    throttle_decrease_factor: float = Field(0.5, gt=0, lt=1)  # rate on 80003; limit on latency
-    throttle_adapt_interval_s: float = Field(1.0, gt=0)
-    throttle_usage_target_pct: float = Field(90.0, gt=0)  # Meta's usage figure to steer to
-    throttle_usage_cut_pct: float = Field(95.0, lt=100)  # ... and from where to cut hard
+    # Fleet-wide throttle per ad account (audiencesync/throttle/; docs/throttling.md).
+    # The account's upload calls/s (a bucket without bursts). Meta's limits are deep budgets
+    # its usage figures show (190,000 calls an hour, 3,000 writes at once), and the budget rule
+    # keeps within them, so the rate is no guess at the limit: it only spaces calls out, and
+    # sets the calls in flight the destination's pace needs (Little's law).
+    throttle_rate_per_s: float = Field(100.0, gt=0)
+    throttle_decrease_factor: float = Field(0.5, gt=0, lt=1)  # the load limit's cut on strain
+    throttle_adapt_interval_s: float = Field(1.0, gt=0)  # latency verdicts; a usage figure's age
+    # Meta's usage figure the calls in flight may take the account to (it refuses at 100): the
+    # rest covers a figure one call's share short (whole percent, rounded down).
+    throttle_usage_target_pct: float = Field(95.0, gt=0, lt=100)
     throttle_cooldown_base_s: float = Field(2.0, gt=0)  # when Meta gives no estimate; doubles
     throttle_cooldown_max_s: float = Field(900.0, gt=0)
-    # Concurrent calls per account, fleet-wide; one at first, so the latency baseline is learnt
-    # unloaded (the limit grows by one per calm interval while callers find every slot taken).
-    throttle_inflight_start: int = Field(1, ge=1)
+    # Concurrent calls per account, fleet-wide: rate x the destination's pace (its baseline
+    # latency). Before any answer: inflight_start, growing with the oldest call's age (a 1.5 s
+    # call needs ~150 in flight for 100 calls/s). The ceiling: what 1-2 s calls need for a
+    # fleet's 100 calls/s (40M IDs a minute: ~70 calls/s).
+    throttle_inflight_start: int = Field(8, ge=1)
     throttle_inflight_floor: int = Field(1, ge=1)
-    throttle_inflight_ceiling: int = Field(64, ge=1)
+    throttle_inflight_ceiling: int = Field(128, ge=1)
     throttle_latency_factor: float = Field(3.0, ge=0)  # x baseline = soft throttling; 0 = off
     throttle_max_wait_s: float = Field(0.5, ge=0, le=1)  # longest wait in a worker thread
     throttle_state_ttl_s: int = Field(604_800, ge=60)  # an idle account's state is forgotten
@@ -105,7 +110,9 @@ class Settings(BaseSettings):
     replace_margin_pct: float = Field(15.0, ge=0, lt=100)
 
     # Workers.
-    critical_concurrency: int = Field(32, ge=1)  # threads: uploads wait on the network
+    # Threads: uploads wait on the network, and calls of 1-2 s need ~100+ in flight to reach
+    # the in-flight ceiling from one worker (measured: threads are idle, ~8 MB RSS more per 32).
+    critical_concurrency: int = Field(128, ge=1)
     standard_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
     worker_max_memory_per_child_kb: int = 300_000
     prepare_time_limit_s: int = 300  # soft: the chunk fails with the reason (hard: +10 %)
@@ -171,22 +178,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _throttle_ranges(self) -> Settings:
-        rate = (
-            self.throttle_rate_floor_per_s,
-            self.throttle_rate_start_per_s,
-            self.throttle_rate_ceiling_per_s,
-        )
         inflight = (
             self.throttle_inflight_floor,
             self.throttle_inflight_start,
             self.throttle_inflight_ceiling,
         )
-        if list(rate) != sorted(rate) or list(inflight) != sorted(inflight):
-            raise ValueError(
-                "AUDIENCESYNC_THROTTLE_RATE_* and _INFLIGHT_* need floor <= start <= ceiling"
-            )
-        if self.throttle_usage_target_pct >= self.throttle_usage_cut_pct:
-            raise ValueError("AUDIENCESYNC_THROTTLE_USAGE_TARGET_PCT must be below _USAGE_CUT_PCT")
+        if list(inflight) != sorted(inflight):
+            raise ValueError("AUDIENCESYNC_THROTTLE_INFLIGHT_* need floor <= start <= ceiling")
         return self
 
     @property

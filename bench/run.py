@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from audiencesync.cli import devstack
+from audiencesync.settings import Settings
 from bench.contenders import Outcome, run_audiencesync, run_lean, run_sdk
 from bench.data import write_maids_csv
 from bench.measure import CpuMeter, PeakSampler, redis_commands
@@ -172,7 +173,12 @@ def main() -> None:
     parser.add_argument("--big", action="store_true", help="add a 40,000,000-ID run")
     parser.add_argument("--latency-ms", type=float, default=200)
     parser.add_argument("--jitter-ms", type=float, default=100)
-    parser.add_argument("--critical-threads", type=int, default=64)
+    parser.add_argument(
+        "--critical-threads",
+        type=int,
+        default=Settings().critical_concurrency,
+        help="threads of the critical worker (default: the deployment's default)",
+    )
     parser.add_argument("--standard-procs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--skip-sdk", action="store_true")
     parser.add_argument("--skip-lean", action="store_true")
@@ -181,7 +187,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a setting for the workers and the producer, e.g. throttle_rate_start_per_s=1000",
+        help="a setting for the workers and the producer, e.g. throttle_rate_per_s=1000",
     )
     parser.add_argument(
         "--trace", action="store_true", help="the gate's timeline of each audiencesync run"
@@ -213,8 +219,12 @@ def main() -> None:
     }
     (RESULTS / "latest.json").write_text(json.dumps(record, indent=2, default=str))
     (RESULTS / f"bench-{stamp}.json").write_text(json.dumps(record, indent=2, default=str))
-    chart(results, RESULTS / "latest.png", title)
-    print(f"\nwrote {RESULTS / 'latest.json'} and {RESULTS / 'latest.png'}")
+    try:
+        chart(results, RESULTS / "latest.png", title)
+    except ImportError:  # matplotlib is optional: the table and JSON are the figures
+        print(f"\nwrote {RESULTS / 'latest.json'} (no chart: matplotlib is not installed)")
+    else:
+        print(f"\nwrote {RESULTS / 'latest.json'} and {RESULTS / 'latest.png'}")
 
 
 if __name__ == "__main__":

@@ -42,9 +42,9 @@ def details(name: str, ours: dict) -> list[str]:
         f"    Redis commands per call: {sum(commands.values()):.0f} ({top}, ...)",
     ]
     if "timeline" in ours:
-        lines.append("    gate per second: s calls deferrals rate limit blocked")
+        lines.append("    gate per second: s calls deferrals usage% limit blocked")
         lines += [
-            f"    {t['s']:>3} {t['calls']:>4} {t['deferrals']:>4} {t['rate']:>6.2f} "
+            f"    {t['s']:>3} {t['calls']:>4} {t['deferrals']:>4} {t['usage']:>6.0f} "
             f"{t['limit']:>3} {t['blocked']}"
             for t in ours["timeline"]
         ]

@@ -1,7 +1,7 @@
 """Benchmark: fleet-wide throttling against the sandbox, with real processes.
 
     python -m bench.throttle [--ids 1000000] [--repeat 3] [--out bench/results/throttle.json]
-                             [--only rate|load|window|score] [--trace]
+                             [--only rate|load|window|score|pace] [--trace]
 
 A. The ad account allows 10 upload calls/s (2 s penalty), calls take 75-125 ms. audiencesync
    (2 critical workers) on a fresh account, then again on the account it has learned, against
@@ -9,18 +9,15 @@ A. The ad account allows 10 upload calls/s (2 s penalty), calls take 75-125 ms. 
 B. No hard limit, but calls take 100 ms plus 300 ms for every other call in flight (a
    destination that slows down under load, so one call at a time is fastest): the latency
    detector (on a new account, then again on the one whose limit it learned) against fixed
-   in-flight limits with the detector off, tuned by hand (1) or not (4). All start at 50
-   calls/s (an account whose rate is known), so concurrency is compared; half the IDs, to keep
-   the whole benchmark near five minutes.
+   in-flight limits with the detector off, tuned by hand (1) or not (4), all at 50 calls/s;
+   half the IDs.
 Every stack is warmed first by a small upload to another ad account (workers run for days in
 production; a first task's imports and connections are no part of a run), and every contender
 runs --repeat times, interleaved; the tables give the median and the range.
 C and D (bench/throttle_budget.py): Meta's deep budgets, a rolling window and a score, each run
-beside the best schedule the model allows.
+beside the best schedule the model allows. E (bench/throttle_pace.py): a change of pace.
 --trace adds each run's per-second timeline (bench/throttle_trace.py).
-Scenario A's share of the limit, two ways: over the whole run, requests / duration / limit
-(audiencesync's duration includes reading the file), and while calling, calls / (the last call's
-arrival - the first's) / limit, from the sandbox's call records, the same for every contender.
+Scenario A's share of the limit: over the whole run, and while calling (sandbox call records).
 """
 
 from __future__ import annotations
@@ -44,6 +41,7 @@ from audiencesync.settings import MAX_CHUNK_IDS, Settings
 from audiencesync.throttle.gate import Gate
 from bench.run import machine
 from bench.throttle_budget import BUDGET_IDS, BUDGETS, budget_tables, run_budgets
+from bench.throttle_pace import pace_tables, run_pace
 from bench.throttle_show import summary, tables
 from bench.throttle_trace import trace_stack
 
@@ -111,7 +109,8 @@ def ours(
         "throttled_calls": stats["throttled"],
         "calls_in_penalty": stats["calls_in_penalty"],
         "soft_episodes": report["throttle"]["soft_episodes"],
-        "adapted_rate_per_s": report["throttle"]["rate_per_s"],
+        "budget_calls_per_window": report["throttle"]["budget_calls_per_window"],
+        "budget_wait_s": report["throttle"]["budget_wait_s"],
         "inflight_limit": report["throttle"]["inflight_limit"],
         "first_call_after_s": round(trace.first_send_s(), 2),
     } | ({"timeline": trace.timeline()} if timeline else {})
@@ -166,7 +165,9 @@ def main() -> None:
     parser.add_argument("--ids", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=Path("bench/results/throttle.json"))
     parser.add_argument("--trace", action="store_true", help="per-second timeline of each run")
-    parser.add_argument("--only", choices=("rate", "load", *BUDGETS), help="one scenario only")
+    parser.add_argument(
+        "--only", choices=("rate", "load", *BUDGETS, "pace"), help="one scenario only"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each contender")
     args = parser.parse_args()
     rng = random.Random(1)
@@ -208,7 +209,7 @@ def main() -> None:
                 work / name,
                 *LOAD_KNOBS,
                 critical_workers=2,
-                throttle_rate_start_per_s="50",
+                throttle_rate_per_s="50",
                 **settings,
             ) as stack:
                 warm_up(stack, warm_csv)
@@ -230,10 +231,17 @@ def main() -> None:
                 fresh=lambda stack, forget: fresh_audience(stack, forget_account=forget),
                 warm_up=lambda stack: warm_up(stack, warm_csv),
             )  # fmt: skip
+        if args.only in (None, "pace"):
+            results["pace"] = run_pace(
+                work, csv, args.repeat,
+                fresh=lambda stack, forget: fresh_audience(stack, forget_account=forget),
+                warm_up=lambda stack: warm_up(stack, warm_csv),
+            )  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode() + "\n")
     print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
-    print("\n".join(tables(results) + budget_tables(results.get("budgets", {}))))
+    budgets, pace = results.get("budgets", {}), results.get("pace", {})
+    print("\n".join(tables(results) + budget_tables(budgets) + pace_tables(pace)))
     print(f"written to {args.out}")
 
 

@@ -1,11 +1,11 @@
 """Where a throttled run's time goes: the gate's state and every call's send time, sampled.
 
 A thread polls the account's gate keys (gate.py) every POLL_S on Redis's clock: the hash gives
-the adapted rate and in-flight limit, the leases sorted set gives each call's send time (a
-lease's score is its send time plus the lease's time to live). `bench.throttle --trace` prints
-the timeline per second of the run: calls sent, rate and limit at the second's end, whether a
-caller waited for a token ("rate") or found every in-flight slot taken ("slots") in the adapt
-interval open then, and the deferrals (the workers' task-retried events: a chunk the gate told to
+Meta's latest usage figure and the load limit, the leases sorted set gives each call's send time
+(a lease's score is its send time plus the lease's time to live). `bench.throttle --trace`
+prints the timeline per second of the run: calls sent, usage and load limit at the second's
+end, whether a caller found every in-flight slot taken ("slots") in the adapt interval open
+then, and the deferrals (the workers' task-retried events: a chunk the gate told to
 come back later; bench.run injects no errors, so every retry there is one).
 """
 
@@ -30,7 +30,7 @@ class Trace:
         self.state_key, _, self.leases_key = Gate.keys(account)
         self.lease_ttl_s = lease_ttl_s
         self.sends: dict[bytes, float] = {}
-        self.states: list[tuple[float, float, int, bytes]] = []  # (time, rate, limit, blocked)
+        self.states: list[tuple[float, float, int, bytes]] = []  # (time, usage, limit, blocked)
         self.retries: list[float] = []  # when each task-retried event was sent
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -66,28 +66,28 @@ class Trace:
             now_s = self._now()
             for lease, score in self.r.zrange(self.leases_key, 0, -1, withscores=True):
                 self.sends.setdefault(lease, score - self.lease_ttl_s)
-            rate, limit, by_rate, by_slots = self.r.hmget(
-                self.state_key, "rate_per_s", "limit", "rate_blocked", "slots_blocked"
+            usage, limit, by_slots = self.r.hmget(
+                self.state_key, "usage_last", "limit", "slots_blocked"
             )
-            if rate is not None:
-                blocked = b"rate " * (by_rate == b"1") + b"slots" * (by_slots == b"1")
-                self.states.append((now_s, float(rate), int(float(limit)), blocked))
+            if usage is not None:
+                blocked = b"slots" * (by_slots == b"1")
+                self.states.append((now_s, float(usage), int(float(limit)), blocked))
 
     def timeline(self) -> list[dict]:
         """Per second since the upload started: calls sent, deferrals, what blocked a caller
-        during it, then rate and limit at its end."""
+        during it, then Meta's usage figure and the load limit at its end."""
         per_second = Counter(int(t - self.started_s) for t in self.sends.values())
         deferred = Counter(int(t - self.started_s) for t in self.retries)
-        rows, state_i, rate, limit = [], 0, 0.0, 0
+        rows, state_i, usage, limit = [], 0, 0.0, 0
         for second in range(max(per_second, default=-1) + 1):
             blocked: set[str] = set()
             while state_i < len(self.states) and self.states[state_i][0] < (
                 self.started_s + second + 1
             ):
-                _, rate, limit, flags = self.states[state_i]
+                _, usage, limit, flags = self.states[state_i]
                 blocked.update(flags.decode().split())
                 state_i += 1
-            rows.append({"s": second, "calls": per_second[second], "rate": round(rate, 2),
+            rows.append({"s": second, "calls": per_second[second], "usage": round(usage, 2),
                          "limit": limit, "deferrals": deferred[second],
                          "blocked": " ".join(sorted(blocked))})  # fmt: skip
         return rows

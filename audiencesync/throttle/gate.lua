@@ -6,9 +6,9 @@
 --       params (JSON), lease id, state ttl_s, then per op:
 --       acquire: max_wait_s, lease_ttl_s        settle: outcome, latency_s ("" = none),
 --                                                       usage_pct, regain_s
--- Answers: acquire {go, wait_s, reason}; settle {cool_wait_s, episode_s, rate_per_s, limit,
--- events...}; peek {rate_per_s, limit, cool_wait_s, soft, inflight}. Numbers come back as
--- strings: Redis would truncate a Lua number to an integer.
+-- Answers: acquire {go, wait_s, reason}; settle {cool_wait_s, episode_s, limit, events...};
+-- peek {limit, cool_wait_s, soft, inflight, pace_s, usage_pct, per_call_pct}. Numbers come
+-- back as strings: Redis would truncate a Lua number to an integer.
 local state_key, latency_key, leases_key = KEYS[1], KEYS[2], KEYS[3]
 local op, p, lease, ttl_s = ARGV[1], cjson.decode(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local now = tonumber(ARGV[2])
@@ -17,29 +17,19 @@ if not now then
   now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 end
 
-local FIELDS = {'rate_per_s', 'next_free_s', 'limit', 'interval_at_s', 'cool_until_s',
-  'strikes', 'throttled_since_s', 'soft', 'calm_intervals', 'calm_needed', 'probing',
-  'ceiling_per_s', 'strained', 'round_lease_s', 'round_limit', 'strain_lease_s', 'usage_last',
-  'booked_until_s', 'calls', 'usage_sum', 'latency_sum_s', 'latency_calls', 'rate_blocked',
-  'slots_blocked'}
+local FIELDS = {'next_free_s', 'limit', 'interval_at_s', 'cool_until_s', 'strikes', 'walls',
+  'spend_since_s', 'wall_s', 'wall_probe_s', 'throttled_since_s', 'soft', 'calm_intervals', 'calm_needed', 'probing', 'pace_s',
+  'usage_last', 'usage_at_s', 'per_call_pct', 'booked_until_s', 'latency_sum_s',
+  'latency_calls', 'slots_blocked', 'inflight_max'}
 
 -- policy.lua (gate.py splices it in here)
 
 -- machine.py
-local s = {rate_per_s = p.rate_start_per_s, next_free_s = now, limit = p.inflight_start,
-  interval_at_s = now, calm_needed = 1}  -- new_state; the others start at 0
+local s = {next_free_s = now, limit = p.inflight_ceiling, interval_at_s = now,
+  calm_needed = 1}  -- new_state; the others start at 0
 for _, name in ipairs(FIELDS) do s[name] = s[name] or 0 end
 local stored = redis.call('HGETALL', state_key)
 for i = 1, #stored, 2 do s[stored[i]] = tonumber(stored[i + 1]) end
--- fit: the settings may have changed since the state was saved
-s.rate_per_s = clamp_rate(s.rate_per_s)
-s.limit = math.min(p.inflight_ceiling, math.max(p.inflight_floor, s.limit))
-
-local function start_interval()
-  s.interval_at_s = now
-  s.calls, s.latency_calls, s.rate_blocked, s.slots_blocked = 0, 0, 0, 0
-  s.usage_sum, s.latency_sum_s = 0, 0
-end
 
 local function latency_samples()
   local samples = {}
@@ -47,43 +37,28 @@ local function latency_samples()
   return samples
 end
 
-local function slow_start(latency_s, lease_s, round_call, events)
-  if s.strained ~= 0 or s.ceiling_per_s ~= 0 then return end
-  local level = call_level(latency_samples(), latency_s)
-  if level == NORMAL then
-    s.rate_per_s = slow_start_rate(s.rate_per_s, latency_s, s.rate_blocked == 1, s.usage_sum)
-  end
-  if level == nil or level == RAISED then return end
-  if s.strain_lease_s ~= 0 and lease_s > s.strain_lease_s then
-    s.strain_lease_s = 0
-    if level == STRAINED then
-      s.strained, s.probing = 1, 0
-      s.calm_needed = next_calm_needed(s.calm_needed, level)
-      if s.soft == 0 then table.insert(events, 'soft_started') end
-      s.soft = 1
-      return
-    end
-  end
-  if not round_call then return end
-  if level == NORMAL then
-    local limit = slow_start_limit(s.limit, s.round_limit)
-    if limit > s.limit then s.probing = 1 end
-    s.limit = limit
-  else
-    s.limit = next_limit(s.round_limit, level, 0, 0, false)
-    s.strain_lease_s = lease_s
+local function inflight_limit(oldest_age_s)
+  local need = pace_limit(p.rate_per_s, s.pace_s, oldest_age_s)
+  return math.max(p.inflight_floor, math.min(s.limit, p.inflight_ceiling, need))
+end
+
+local function note_usage(usage_pct)
+  if usage_pct >= s.usage_last or now - s.usage_at_s >= p.adapt_interval_s then
+    s.per_call_pct = per_call_pct(s.per_call_pct, usage_pct - s.usage_last)
+    s.usage_last, s.usage_at_s = usage_pct, now
   end
 end
 
 local function close_interval(events)
-  if s.calls > 0 then
-    s.rate_per_s = next_rate(s.rate_per_s, s.usage_sum / s.calls, s.usage_last,
-      s.calls / (now - s.interval_at_s), s.rate_blocked == 1, s.ceiling_per_s)
-    if s.ceiling_per_s ~= 0 then s.ceiling_per_s = math.max(s.ceiling_per_s, s.rate_per_s) end
-  end
   local average_s = 0
   if s.latency_calls > 0 then average_s = s.latency_sum_s / s.latency_calls end
   local level = latency_level(latency_samples(), average_s, s.latency_calls)
+  if level == STRAINED and s.inflight_max > 0 and s.inflight_max <= p.inflight_floor then
+    redis.call('DEL', latency_key)  -- the destination's pace changed: the baseline follows
+    s.pace_s, s.limit = 0, p.inflight_ceiling
+    s.calm_intervals, s.calm_needed, s.probing = 0, 1, 0
+    level = NORMAL
+  end
   local soft = s.soft == 1
   if level ~= nil then soft = level == STRAINED or (soft and level == RAISED) end
   if soft ~= (s.soft == 1) then
@@ -95,16 +70,18 @@ local function close_interval(events)
   elseif level ~= nil then
     s.calm_intervals = 0
   end
-  local slow = s.strained == 0 and s.ceiling_per_s == 0  -- the limit grew per call: a probe
-  if level == STRAINED then s.strained = 1 end
-  if (s.probing == 1 or slow) and level ~= nil then
+  if s.probing == 1 and level ~= nil then
     s.calm_needed, s.probing = next_calm_needed(s.calm_needed, level), 0
   end
-  local limit = next_limit(s.limit, level, s.calm_intervals, s.calm_needed,
-    s.slots_blocked == 1 and not slow)
-  if limit > s.limit then s.probing = 1 end
-  s.limit = limit
-  start_interval()
+  local limit = s.limit
+  if level == STRAINED then limit = math.min(s.limit, math.max(s.inflight_max, p.inflight_floor)) end
+  if level == STRAINED or s.limit < p.inflight_ceiling then
+    limit = next_limit(limit, level, s.calm_intervals, s.calm_needed, s.slots_blocked == 1)
+    if limit > s.limit then s.probing = 1 end
+    s.limit = limit
+  end
+  s.interval_at_s = now
+  s.latency_calls, s.slots_blocked, s.inflight_max, s.latency_sum_s = 0, 0, 0, 0
 end
 
 local function save()
@@ -121,34 +98,39 @@ local function fmt(x) return string.format('%.17g', x) end
 
 if op == 'peek' then
   redis.call('ZREMRANGEBYSCORE', leases_key, '-inf', now)
-  return {fmt(s.rate_per_s), fmt(s.limit), fmt(math.max(0, s.cool_until_s - now)),
-    fmt(s.soft), fmt(redis.call('ZCARD', leases_key))}
+  return {fmt(inflight_limit(0)), fmt(math.max(0, s.cool_until_s - now)), fmt(s.soft),
+    fmt(redis.call('ZCARD', leases_key)), fmt(s.pace_s), fmt(s.usage_last), fmt(s.per_call_pct)}
 end
 
 if op == 'acquire' then
   local max_wait_s, lease_ttl_s = tonumber(ARGV[6]), tonumber(ARGV[7])
   local go, wait_s, reason = 0, 0, 'go'
   redis.call('ZREMRANGEBYSCORE', leases_key, '-inf', now)  -- leases of killed workers expire
+  local inflight, oldest_age_s = redis.call('ZCARD', leases_key), 0
+  if inflight > 0 then
+    local oldest = redis.call('ZRANGE', leases_key, 0, 0, 'WITHSCORES')
+    oldest_age_s = now - (tonumber(oldest[2]) - lease_ttl_s)
+  end
+  s.inflight_max = math.max(s.inflight_max, inflight)
+  local fresh = inflight > 0 or (s.walls == 0 and now - s.usage_at_s < stale_s(s.pace_s))
   if now < s.cool_until_s then
     wait_s, reason = s.cool_until_s - now, 'cooldown'
-  elseif redis.call('ZCARD', leases_key) >= s.limit then
+  elseif inflight >= inflight_limit(oldest_age_s) then
     s.slots_blocked = 1
     wait_s, reason = SLOT_POLL_S, 'inflight'
+  elseif fresh and not budget_room(s.usage_last, s.per_call_pct, inflight) then
+    wait_s, reason = SLOT_POLL_S, 'budget'
   else
     wait_s = token_wait_s(s.next_free_s)
-    if wait_s > 0 then s.rate_blocked = 1 end
     if wait_s > max_wait_s then
       local appointment = appointment_s(s.booked_until_s, now + wait_s - max_wait_s)
-      s.booked_until_s = appointment + 1 / s.rate_per_s
+      s.booked_until_s = appointment + 1 / p.rate_per_s
       wait_s, reason = appointment - now, 'rate'
     else
-      s.next_free_s = take_token(s.next_free_s, s.rate_per_s)
+      s.next_free_s = take_token(s.next_free_s, p.rate_per_s)
       go = 1
-      local lease_s = now + wait_s + lease_ttl_s
-      if redis.call('ZCARD', leases_key) + 1 >= s.limit and s.round_lease_s <= now then
-        s.round_lease_s, s.round_limit = lease_s, s.limit  -- slow start's round call
-      end
-      redis.call('ZADD', leases_key, lease_s, lease)
+      s.inflight_max = math.max(s.inflight_max, inflight + 1)
+      redis.call('ZADD', leases_key, now + wait_s + lease_ttl_s, lease)
       redis.call('EXPIRE', leases_key, ttl_s)
     end
   end
@@ -159,23 +141,18 @@ end
 -- settle
 local outcome, latency_s = ARGV[6], tonumber(ARGV[7])
 local usage_pct, regain_s = tonumber(ARGV[8]), tonumber(ARGV[9])
-local lease_s = tonumber(redis.call('ZSCORE', leases_key, lease)) or 0
-local round_call = lease_s ~= 0 and lease_s == s.round_lease_s
-if round_call then s.round_lease_s = 0 end
 redis.call('ZREM', leases_key, lease)
 local events, episode_s = {}, 0
 if outcome == 'throttled' then
+  if s.walls > 0 then s.wall_probe_s = now end
   if now >= s.cool_until_s then
     s.strikes = s.strikes + 1
-    s.ceiling_per_s = s.rate_per_s
-    s.rate_per_s = throttled_rate(s.rate_per_s)
     if s.throttled_since_s == 0 then
       s.throttled_since_s = now
       table.insert(events, 'throttle_started')
     end
   end
   s.cool_until_s = math.max(s.cool_until_s, now + cooldown_s(regain_s, s.strikes))
-  start_interval()
 else
   if outcome == 'ok' then
     if s.throttled_since_s ~= 0 then
@@ -183,23 +160,36 @@ else
       episode_s = now - s.throttled_since_s
       s.throttled_since_s, s.strikes = 0, 0
     end
-    s.calls = s.calls + 1
-    s.usage_sum = s.usage_sum + usage_pct
-    s.usage_last = usage_pct
-    s.ceiling_per_s = near_miss_ceiling(s.ceiling_per_s, s.rate_per_s, usage_pct)
+    note_usage(usage_pct)
     if latency_s then
       redis.call('LPUSH', latency_key, ARGV[7])
       redis.call('LTRIM', latency_key, 0, p.latency_window - 1)
       redis.call('EXPIRE', latency_key, ttl_s)
+      s.pace_s = baseline_s(latency_samples())
       s.latency_sum_s = s.latency_sum_s + latency_s
       s.latency_calls = s.latency_calls + 1
-      slow_start(latency_s, lease_s, round_call, events)
+    end
+    if not at_wall(usage_pct, s.per_call_pct) then
+      if s.walls > 0 then
+        local end_s = now
+        if s.wall_probe_s > 0 then end_s = (s.wall_probe_s + now) / 2 end
+        s.walls, s.wall_s = 0, end_s - s.spend_since_s
+        s.spend_since_s, s.wall_probe_s = 0, 0
+      elseif usage_pct > 0 and s.spend_since_s == 0 then
+        s.spend_since_s = now
+      end
+    elseif now >= s.cool_until_s then
+      s.walls, s.wall_probe_s = s.walls + 1, now
+      local base_s = p.adapt_interval_s
+      if s.walls == 1 and s.wall_s > 0 then
+        base_s = math.max(base_s, s.spend_since_s + s.wall_s - now)
+      end
+      s.cool_until_s = now + cooldown_s(regain_s, s.walls, base_s)
     end
   end
   if now - s.interval_at_s >= p.adapt_interval_s then close_interval(events) end
 end
 save()
-local answer = {fmt(math.max(0, s.cool_until_s - now)), fmt(episode_s), fmt(s.rate_per_s),
-  fmt(s.limit)}
+local answer = {fmt(math.max(0, s.cool_until_s - now)), fmt(episode_s), fmt(inflight_limit(0))}
 for _, event in ipairs(events) do table.insert(answer, event) end
 return answer

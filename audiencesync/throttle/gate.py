@@ -4,7 +4,7 @@ The state lives in Redis, one set of keys per ad account, shared by every worker
 (gate.lua runs each step atomically, on Redis's clock):
 
     as:throttle:{account}           hash: the machine's State (machine.py): rate, bucket,
-                                    cool-down deadline, in-flight limit, the adapt interval
+                                    cool-down deadline, pace, budget, load limit, the interval
     as:throttle:{account}:latency   list: the fleet's latest call latencies (s), newest first
     as:throttle:{account}:leases    sorted set: calls in flight, scored by lease expiry, so a
                                     killed worker's slot frees itself when its lease runs out
@@ -45,8 +45,7 @@ def account_key(meta: dict[str, str]) -> str:
 
 # Params an operator tunes, as settings named throttle_<param>; the rest are constants.
 TUNABLE = (
-    "rate_start_per_s", "rate_floor_per_s", "rate_ceiling_per_s", "rate_increase_per_s",
-    "decrease_factor", "adapt_interval_s", "usage_target_pct", "usage_cut_pct", "cooldown_base_s",
+    "rate_per_s", "decrease_factor", "adapt_interval_s", "usage_target_pct", "cooldown_base_s",
     "cooldown_max_s", "inflight_start", "inflight_floor", "inflight_ceiling", "latency_factor",
 )  # fmt: skip
 
@@ -59,18 +58,24 @@ def params_from(settings: Settings) -> Params:
 class Settled:
     cool_wait_s: float  # > 0: the account is cooling down for this long
     episode_s: float  # a throttling episode ended with this call, after this long
-    rate_per_s: float
     inflight_limit: int
     events: list[str]
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    rate_per_s: float
     inflight_limit: int
     cool_wait_s: float
     soft: bool
     inflight: int
+    pace_s: float  # the destination's baseline latency (0: none known)
+    usage_pct: float  # Meta's latest usage figure
+    per_call_pct: float  # one call's share of the budget (0: not known yet)
+
+    @property
+    def budget_calls(self) -> int:
+        """The budget, in calls per Meta's window, as its usage figures show it (0: unknown)."""
+        return round(100 / self.per_call_pct) if self.per_call_pct else 0
 
 
 class Gate:
@@ -133,12 +138,14 @@ class Gate:
         answer = self._run(
             "settle", account, lease, now_s, outcome, latency, repr(usage_pct), repr(regain_s)
         )
-        cool, episode, rate, limit, *events = answer
-        return Settled(float(cool), float(episode), float(rate), int(float(limit)), events)
+        cool, episode, limit, *events = answer
+        return Settled(float(cool), float(episode), int(float(limit)), events)
 
     def snapshot(self, account: str, now_s: float | None = None) -> Snapshot:
-        rate, limit, cool, soft, inflight = map(float, self._run("peek", account, "", now_s))
-        return Snapshot(rate, int(limit), cool, soft == 1, int(inflight))
+        limit, cool, soft, inflight, pace, usage, per_call = map(
+            float, self._run("peek", account, "", now_s)
+        )
+        return Snapshot(int(limit), cool, soft == 1, int(inflight), pace, usage, per_call)
 
     def forget_process(self, tag: str) -> int:
         """Free the in-flight slots of a process known to be dead (its chunk leases ran out:
@@ -152,12 +159,15 @@ class Gate:
     def reset(self, account: str) -> None:
         self.r.delete(*self.keys(account))
 
-    def enter(self, account: str, *, sleep: Callable[[float], None] = time.sleep) -> str:
-        """A lease to send one call now, after waiting at most max_wait_s in this thread.
+    def enter(
+        self, account: str, *, sleep: Callable[[float], None] = time.sleep
+    ) -> tuple[str, float]:
+        """A lease to send one call now, after waiting at most max_wait_s in this thread, and
+        how long of that wait was for Meta's budget.
 
         Raises Deferred when the wait would be longer: the caller re-enqueues itself.
         """
-        budget_s = self.max_wait_s
+        budget_s, budget_wait_s = self.max_wait_s, 0.0
         while True:
             lease = f"{process_tag()}{secrets.token_hex(8)}"  # freed early if it dies
             decision = self.acquire(account, lease, max_wait_s=budget_s)
@@ -169,8 +179,10 @@ class Gate:
                     if cool_s > 0:
                         self.settle(account, lease, OTHER)
                         raise Deferred(cool_s, "cooldown")
-                return lease
-            if decision.reason != "inflight" or decision.wait_s > budget_s:
-                raise Deferred(decision.wait_s, decision.reason)
-            sleep(decision.wait_s)  # a slot frees when any call ends: ask again soon
+                return lease, budget_wait_s
+            if decision.reason not in ("inflight", "budget") or decision.wait_s > budget_s:
+                raise Deferred(decision.wait_s, decision.reason, budget_wait_s)
+            sleep(decision.wait_s)  # a slot or budget frees when any call ends: ask again soon
             budget_s -= decision.wait_s
+            if decision.reason == "budget":
+                budget_wait_s += decision.wait_s

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import redis
 
-from audiencesync.errors import ThrottledError
+from audiencesync.errors import Deferred, ThrottledError
 from audiencesync.graph import UploadResult
 from audiencesync.store.runs import RunStore
 from audiencesync.throttle import machine
@@ -28,8 +28,21 @@ class Guard:
         self.cool_wait_s = 0.0  # after a throttle answer: how long the account cools down
 
     def enter(self) -> str:
-        """A lease to send now (raises Deferred: re-enqueue, the account is not ready)."""
-        return self.gate.enter(self.account)
+        """A lease to send now (raises Deferred: re-enqueue, the account is not ready). Time
+        spent waiting for Meta's budget (in this thread, or deferred for it or a cool-down) is
+        added to the run's budget_wait_s (summed over calls)."""
+        try:
+            lease, budget_wait_s = self.gate.enter(self.account)
+        except Deferred as deferred:
+            waited_s = deferred.budget_waited_s
+            if deferred.reason in ("budget", "cooldown"):
+                waited_s += deferred.wait_s  # re-enqueued for this long
+            if waited_s:
+                self.store.count(self.run_id, budget_wait_s=waited_s)
+            raise
+        if budget_wait_s:
+            self.store.count(self.run_id, budget_wait_s=budget_wait_s)
+        return lease
 
     def send(self, lease: str, call: Callable[[], Sent], *, sample_latency: bool = True) -> Sent:
         """Make the call; whatever happens, free the lease and feed the outcome to the gate."""
@@ -62,14 +75,14 @@ class Guard:
             if event == machine.THROTTLE_STARTED:
                 self.store.count(run, throttle_events=1)
                 log.warning(
-                    "run=%s throttling started on %s: cooling down %.1fs, rate cut to %.2f/s",
-                    run, account, settled.cool_wait_s, settled.rate_per_s,
+                    "run=%s throttling started on %s: cooling down %.1fs",
+                    run, account, settled.cool_wait_s,
                 )  # fmt: skip
             elif event == machine.THROTTLE_ENDED:
                 self.store.count(run, throttle_cooldown_s=settled.episode_s)
                 log.info(
-                    "run=%s throttling ended on %s after %.1fs; rate %.2f/s",
-                    run, account, settled.episode_s, settled.rate_per_s,
+                    "run=%s throttling ended on %s after %.1fs",
+                    run, account, settled.episode_s,
                 )  # fmt: skip
             elif event == machine.SOFT_STARTED:
                 self.store.count(run, soft_throttle_events=1)

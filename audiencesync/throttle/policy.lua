@@ -1,8 +1,7 @@
 -- The twin of policy.py (same names, same sums), spliced into gate.lua where it says so:
 -- one script, one round trip. It reads `p` (the params) and `now`, which gate.lua sets first.
-local CUT_MILD, CUT_STRONG, EXIT_SHARE, BASELINE_PERCENTILE = 0.9, 0.5, 2 / 3, 0.1
-local SLOT_POLL_S, BOOK_SPAN_S, REGAIN_UNIT_S = 0.05, 1.0, 60
-local SLOW_START_SHARE, CEILING_SHARE, PROBE_SHARE = 0.75, 0.95, 0.01
+local EXIT_SHARE, BASELINE_PERCENTILE = 2 / 3, 0.1
+local SLOT_POLL_S, BOOK_SPAN_S, REGAIN_UNIT_S, WALL_PCT = 0.05, 1.0, 60, 100
 local CALM_INTERVALS, CALM_MAX_INTERVALS = 16, 120
 
 local function token_wait_s(next_free_s)
@@ -17,54 +16,34 @@ local function appointment_s(booked_until_s, earliest_s)
   end
   return earliest_s
 end
-local function usage_factor(usage)
-  if usage < p.usage_cut_pct then return 1 end
-  local share = (usage - p.usage_cut_pct) / (100 - p.usage_cut_pct)
-  return math.max(CUT_STRONG, CUT_MILD - (CUT_MILD - CUT_STRONG) * share)
+local function budget_room(usage, per_call, inflight)
+  return usage + per_call * (inflight + 1) <= p.usage_target_pct
 end
-local function clamp_rate(rate)
-  return math.min(p.rate_ceiling_per_s, math.max(p.rate_floor_per_s, rate))
+local function per_call_pct(known, rise)
+  if rise <= 0 then return known end
+  if known <= 0 then return rise end
+  return math.min(known, rise)
 end
-local function next_rate(rate, usage, last, calls_per_s, blocked, ceiling)
-  if usage >= p.usage_cut_pct then return clamp_rate(rate * usage_factor(usage)) end
-  if usage > p.usage_target_pct then
-    return clamp_rate((rate + rate * p.usage_target_pct / usage) / 2)
-  end
-  if not blocked then return rate end
-  local seen = math.max(usage, last)
-  local projected = seen
-  if calls_per_s > 0 then projected = seen * rate / calls_per_s end
-  local room = math.huge
-  if projected > 0 then room = rate * (p.usage_target_pct / projected - 1) end
-  local step
-  if projected >= SLOW_START_SHARE * p.usage_target_pct then
-    step = math.min(p.rate_increase_per_s, room / 2)
-  elseif ceiling ~= 0 then
-    step = math.min(p.rate_increase_per_s, room)
-  else
-    step = math.min(rate, room / 2)
-  end
-  local grown = rate + math.max(0, step)
-  if ceiling ~= 0 then
-    grown = math.min(grown, math.max(CEILING_SHARE * ceiling,
-      rate + p.rate_increase_per_s * PROBE_SHARE))
-  end
-  return clamp_rate(grown)
+local function at_wall(usage, per_call)
+  return usage + per_call > WALL_PCT or usage >= WALL_PCT
 end
-local function near_miss_ceiling(ceiling, rate, usage)
-  if usage < p.usage_cut_pct or rate <= CEILING_SHARE * ceiling then return ceiling end
-  if ceiling == 0 then return rate end
-  return math.min(ceiling, rate)
+local function stale_s(pace_s)
+  if pace_s > 0 then return 2 * pace_s end
+  return p.adapt_interval_s
 end
-local function throttled_rate(rate) return clamp_rate(rate * p.decrease_factor) end
-local function cooldown_s(regain_s, strikes)
-  local wait_s = p.cooldown_base_s * 2 ^ (strikes - 1)
+local function cooldown_s(regain_s, strikes, base_s)
+  if not base_s or base_s == 0 then base_s = p.cooldown_base_s end
+  local wait_s = base_s * 2 ^ (strikes - 1)
   if regain_s > 0 then wait_s = math.min(math.max(wait_s, regain_s - REGAIN_UNIT_S), regain_s) end
   return math.min(wait_s, p.cooldown_max_s)
 end
 local function baseline_s(samples)
   table.sort(samples)
   return samples[math.floor((#samples - 1) * BASELINE_PERCENTILE) + 1]
+end
+local function pace_limit(rate, pace_s, oldest_age_s)
+  if pace_s > 0 then return math.max(p.inflight_floor, math.ceil(rate * pace_s)) end
+  return math.max(p.inflight_start, math.ceil(rate * oldest_age_s))
 end
 local NORMAL, RAISED, STRAINED = 0, 1, 2
 local function latency_level(samples, average_s, calls)  -- nil: too little evidence
@@ -92,14 +71,4 @@ local function next_calm_needed(calm_needed, level)
   end
   if level == NORMAL then return math.max(1, math.floor(calm_needed / 2)) end
   return calm_needed
-end
-local function call_level(samples, latency_s)
-  return latency_level(samples, latency_s, p.interval_min_samples)
-end
-local function slow_start_limit(limit, round_limit)
-  return math.max(limit, math.min(p.inflight_ceiling, 2 * round_limit))
-end
-local function slow_start_rate(rate, latency_s, blocked, usage_seen)
-  if not blocked or usage_seen > 0 then return rate end
-  return clamp_rate(rate + rate / math.max(1, rate * latency_s))
 end

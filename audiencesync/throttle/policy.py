@@ -1,5 +1,5 @@
-"""The throttle's arithmetic, pure: token bucket, AIMD, usage headers, cool-downs, latency,
-slow start.
+"""The throttle's arithmetic, pure: token bucket, Meta's budget from its usage figures, cool-downs,
+and latency (the destination's pace, and strain under our load).
 
 policy.lua does exactly the same sums inside Redis (spliced into gate.lua, atomically for the
 whole fleet; its functions carry the same names); tests/unit/test_throttle_lua.py checks that the
@@ -11,17 +11,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-CUT_MILD = 0.9  # rate factor when usage reaches usage_cut_pct ...
-CUT_STRONG = 0.5  # ... falling linearly to this at 100 %
-EXIT_SHARE = 2 / 3  # soft throttling ends below this share of the threshold (no flapping)
-BASELINE_PERCENTILE = 0.1  # the baseline latency: a low percentile of the window
-SLOT_POLL_S = 0.05  # no in-flight slot free: ask again this soon (a call ends any moment)
+EXIT_SHARE = 2 / 3  # soft throttling ends below this share of the strain threshold (no flapping)
+BASELINE_PERCENTILE = 0.1  # the baseline latency (the pace): a low percentile of the window
+SLOT_POLL_S = 0.05  # no in-flight slot or budget free: ask again this soon (a call ends any moment)
 BOOK_SPAN_S = 1.0  # appointments for callers told to come back span at most this
 REGAIN_UNIT_S = 60.0  # Meta's estimated_time_to_regain_access counts whole minutes
-SLOW_START_SHARE = 0.75  # below this share of the usage target, no throttle yet: double
-CEILING_SHARE = 0.95  # a learned ceiling (the rate refused last): settle this far under it ...
-PROBE_SHARE = 0.01  # ... and above that probe by this share of the additive step
-CALM_INTERVALS = 16  # after a probe of the in-flight limit caused strain: calm this long ...
+WALL_PCT = 100.0  # Meta refuses calls once a usage figure reaches this
+CALM_INTERVALS = 16  # after a probe of the load limit caused strain: calm this long ...
 CALM_MAX_INTERVALS = 120  # ... doubling per strained probe up to this
 NORMAL, RAISED, STRAINED = 0, 1, 2  # latency levels; RAISED lies between exit and entry
 
@@ -30,14 +26,10 @@ NORMAL, RAISED, STRAINED = 0, 1, 2  # latency levels; RAISED lies between exit a
 class Params:
     """The tunables come from the settings (throttle_<name>; settings.py says what each means)."""
 
-    rate_start_per_s: float
-    rate_floor_per_s: float
-    rate_ceiling_per_s: float
-    rate_increase_per_s: float  # added once per adapt interval while the bucket holds callers
-    decrease_factor: float  # AIMD's multiplicative decrease: rate (80003), in-flight (latency)
+    rate_per_s: float
+    decrease_factor: float  # the load limit's cut when latency strains
     adapt_interval_s: float
-    usage_target_pct: float  # Meta's usage figure the rate is steered to
-    usage_cut_pct: float  # from here the rate is cut hard (usage_factor)
+    usage_target_pct: float  # Meta's usage figure the calls in flight may take it to
     cooldown_base_s: float  # the cool-down's backoff; doubles per refused probe
     cooldown_max_s: float
     inflight_start: int
@@ -50,9 +42,8 @@ class Params:
 
 
 # --- the token bucket -------------------------------------------------------------------------
-# A bucket of one token (no bursts: a burst is how a per-second window gets overrun), kept as
-# the time its next token is free (GCRA's form): a caller may take a token up to max_wait_s
-# ahead, and a later change of rate never moves the turns already handed out.
+# A bucket of one token (no bursts), kept as the time its next token is free (GCRA's form): a
+# caller may take a token up to max_wait_s ahead.
 def token_wait_s(next_free_s: float, now_s: float) -> float:
     return max(0.0, next_free_s - now_s)
 
@@ -73,96 +64,60 @@ def appointment_s(booked_until_s: float, earliest_s: float) -> float:
     return earliest_s
 
 
-# --- AIMD and the usage headers ---------------------------------------------------------------
-def usage_factor(usage_pct: float, p: Params) -> float:
-    """1 below usage_cut_pct; then CUT_MILD falling linearly to CUT_STRONG at 100 %."""
-    if usage_pct < p.usage_cut_pct:
-        return 1.0
-    share = (usage_pct - p.usage_cut_pct) / (100.0 - p.usage_cut_pct)
-    return max(CUT_STRONG, CUT_MILD - (CUT_MILD - CUT_STRONG) * share)
+# --- Meta's budget: usage figures and cool-downs ---------------------------------------------
+def budget_room(usage_pct: float, per_call_pct: float, inflight: int, p: Params) -> bool:
+    """Room in Meta's budget for one more call: the latest usage figure, plus one call's share
+    for each call in flight (not yet counted in that figure) and this one, stays within the
+    usage target."""
+    return usage_pct + per_call_pct * (inflight + 1) <= p.usage_target_pct
 
 
-def clamp_rate(rate_per_s: float, p: Params) -> float:
-    return min(p.rate_ceiling_per_s, max(p.rate_floor_per_s, rate_per_s))
+def per_call_pct(known_pct: float, rise_pct: float) -> float:
+    """One call's share of the budget: the smallest rise of Meta's usage figure from one answer
+    to the next (figures are whole percent: a budget deeper than 100 calls rises by 1)."""
+    if rise_pct <= 0:
+        return known_pct
+    return rise_pct if known_pct <= 0 else min(known_pct, rise_pct)
 
 
-def next_rate(
-    rate_per_s: float,
-    usage_pct: float,
-    last_pct: float,
-    calls_per_s: float,
-    blocked: bool,
-    ceiling_per_s: float,
-    p: Params,
-) -> float:
-    """One adapt interval's verdict from Meta's usage figures (the interval's average and the
-    newest), and the learned ceiling (the rate the last throttle error drew; 0: none yet).
-
-    At usage_cut_pct or above, cut hard; above usage_target_pct, ease down halfway to the rate
-    that would give the target. Below it, grow only while the bucket held callers back, towards
-    the target rate: usage lags our calls (Meta counts over a window), so it is projected to the
-    current rate from the newest figure or the average, whichever is higher. Far below the
-    target, slow start doubles the rate until the first throttle error, then the additive step
-    does; both stop at the target rate, and slow start goes at most halfway there (usage comes
-    in whole calls: early on, one call more or less in Meta's window moves the projection by a
-    fifth). Near the target, the additive step goes at most halfway. Under
-    a learned ceiling settle at CEILING_SHARE of it; beyond that, probe by PROBE_SHARE of the
-    step."""
-    if usage_pct >= p.usage_cut_pct:
-        return clamp_rate(rate_per_s * usage_factor(usage_pct, p), p)
-    if usage_pct > p.usage_target_pct:
-        return clamp_rate((rate_per_s + rate_per_s * p.usage_target_pct / usage_pct) / 2, p)
-    if not blocked:
-        return rate_per_s
-    seen_pct = max(usage_pct, last_pct)
-    projected_pct = seen_pct * rate_per_s / calls_per_s if calls_per_s > 0 else seen_pct
-    room_per_s = (
-        rate_per_s * (p.usage_target_pct / projected_pct - 1) if projected_pct else math.inf
-    )
-    if projected_pct >= SLOW_START_SHARE * p.usage_target_pct:
-        step_per_s = min(p.rate_increase_per_s, room_per_s / 2)  # near the target: careful
-    elif ceiling_per_s:
-        step_per_s = min(p.rate_increase_per_s, room_per_s)  # after a throttle error
-    else:
-        step_per_s = min(rate_per_s, room_per_s / 2)  # slow start
-    grown_per_s = rate_per_s + max(0.0, step_per_s)
-    if ceiling_per_s:
-        probe_per_s = rate_per_s + p.rate_increase_per_s * PROBE_SHARE
-        grown_per_s = min(grown_per_s, max(CEILING_SHARE * ceiling_per_s, probe_per_s))
-    return clamp_rate(grown_per_s, p)
+def at_wall(usage_pct: float, per_call_pct: float) -> bool:
+    """Meta's figure leaves no room for one more call: the next would be refused."""
+    return usage_pct + per_call_pct > WALL_PCT or usage_pct >= WALL_PCT
 
 
-def near_miss_ceiling(
-    ceiling_per_s: float, rate_per_s: float, usage_pct: float, p: Params
-) -> float:
-    """A call that finds usage at usage_cut_pct is a near miss: the rate it went at is a
-    ceiling too, unless it is well under the one known (usage stays high after a refusal)."""
-    if usage_pct < p.usage_cut_pct or rate_per_s <= CEILING_SHARE * ceiling_per_s:
-        return ceiling_per_s
-    return rate_per_s if not ceiling_per_s else min(ceiling_per_s, rate_per_s)
+def stale_s(pace_s: float, p: Params) -> float:
+    """How old a usage figure may be before a call goes to fetch a new one (usage decays): two
+    round trips at the destination's pace, an adapt interval before the pace is known."""
+    return 2 * pace_s if pace_s > 0 else p.adapt_interval_s
 
 
-def throttled_rate(rate_per_s: float, p: Params) -> float:
-    return clamp_rate(rate_per_s * p.decrease_factor, p)
-
-
-def cooldown_s(regain_s: float, strikes: int, p: Params) -> float:
-    """A backoff doubling with each strike, kept within Meta's estimate when it gives one.
+def cooldown_s(regain_s: float, strikes: int, p: Params, base_s: float = 0.0) -> float:
+    """A backoff from base_s (cooldown_base_s if 0) doubling with each strike, kept within
+    Meta's estimate when it gives one.
 
     Meta counts estimated_time_to_regain_access in whole minutes, rounded up: an estimate of N
     minutes means the wall lasts more than N-1 of them, and at most N. So the account waits the
     N-1 minutes for certain, and within the last one probes with the backoff (a refused probe
     brings a fresh estimate) instead of idling a whole minute for a wall of a few seconds."""
-    wait_s = p.cooldown_base_s * 2.0 ** (strikes - 1)
+    wait_s = (base_s or p.cooldown_base_s) * 2.0 ** (strikes - 1)
     if regain_s > 0:
         wait_s = min(max(wait_s, regain_s - REGAIN_UNIT_S), regain_s)
     return min(wait_s, p.cooldown_max_s)
 
 
-# --- latency: soft throttling and the in-flight limit ----------------------------------------
+# --- latency: the pace, and strain under our load ---------------------------------------------
 def baseline_s(samples: list[float]) -> float:
     ordered = sorted(samples)
     return ordered[math.floor((len(ordered) - 1) * BASELINE_PERCENTILE)]
+
+
+def pace_limit(rate_per_s: float, pace_s: float, oldest_age_s: float, p: Params) -> int:
+    """Little's law: the calls in flight the rate needs at the destination's pace (its baseline
+    latency). Before any answer the pace is unknown, but at least the age of the oldest call
+    in flight: the limit grows with it from inflight_start, at the rate."""
+    if pace_s > 0:
+        return max(p.inflight_floor, math.ceil(rate_per_s * pace_s))
+    return max(p.inflight_start, math.ceil(rate_per_s * oldest_age_s))
 
 
 def latency_level(
@@ -171,7 +126,7 @@ def latency_level(
     """How hard the destination strains under our load; None when there is too little evidence.
 
     STRAINED (the interval's average at latency_factor x baseline or more) starts soft
-    throttling and cuts the in-flight limit; soft throttling ends below EXIT_SHARE of that."""
+    throttling and cuts the load limit; soft throttling ends below EXIT_SHARE of that."""
     if p.latency_factor <= 0:
         return NORMAL
     if interval_calls < p.interval_min_samples or len(samples) < p.latency_min_samples:
@@ -187,7 +142,7 @@ def next_limit(
 ) -> int:
     """Cut by decrease_factor when strained; grow (a probe) when callers found every slot
     taken and latency has been normal for calm_needed intervals in a row: double while no
-    probe has strained (calm_needed 1: slow start), else by one."""
+    probe has strained (calm_needed 1), else by one."""
     if level == STRAINED:
         return max(p.inflight_floor, math.floor(limit * p.decrease_factor))
     if blocked and level == NORMAL and calm_intervals >= calm_needed:
@@ -203,32 +158,3 @@ def next_calm_needed(calm_needed: int, level: int | None) -> int:
     if level == NORMAL:
         return max(1, calm_needed // 2)
     return calm_needed
-
-
-# --- slow start: per call, as TCP's per acknowledgement, not per adapt interval ---------------
-def call_level(samples: list[float], latency_s: float, p: Params) -> int | None:
-    """One call's latency judged as an interval's average would be (window permitting)."""
-    return latency_level(samples, latency_s, p.interval_min_samples, p)
-
-
-def calm(samples: list[float], latency_s: float, p: Params) -> bool:
-    return call_level(samples, latency_s, p) == NORMAL
-
-
-def slow_start_limit(limit: int, round_limit: int, p: Params) -> int:
-    """A round of slow start ended calm: double the limit it ran at, as TCP's window grows per
-    round trip. The round's verdict comes from the call that took its last slot, which ran
-    with the round fully loaded (a call that ran alone says nothing of the limit)."""
-    return max(limit, min(p.inflight_ceiling, 2 * round_limit))
-
-
-def slow_start_rate(
-    rate_per_s: float, latency_s: float, blocked: bool, usage_seen_pct: float, p: Params
-) -> float:
-    """A calm call while callers waited for a token adds one call per round trip (1/latency_s,
-    at most doubling the rate): the rate doubles per round trip. Only while this interval's
-    calls report no usage at all, where the projection sets no bound; once Meta reports any,
-    usage lags the calls too much to project per call: the interval's projection decides."""
-    if not blocked or usage_seen_pct > 0:
-        return rate_per_s
-    return clamp_rate(rate_per_s + rate_per_s / max(1.0, rate_per_s * latency_s), p)

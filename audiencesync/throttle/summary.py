@@ -2,6 +2,7 @@
 
 Episodes and cool-down seconds are counted by the worker that saw an episode start or end
 (guard.py), so an episode that spans two runs of one account is counted in the run that saw it.
+The budget is what Meta's usage figures show: one call's share of it, as calls per Meta's window.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ def live_section(account: str, meta: dict[str, str], now: Snapshot) -> dict:
     """What `status` shows of a running run: its episodes so far and the account's state now."""
     return {
         "account": account,
-        "episodes": int(float(meta.get("throttle_events", 0))),
+        "episodes": int(float(meta.get("throttle_events", 0))),  # refusals: 0 expected
         "cooldown_s": round(float(meta.get("throttle_cooldown_s", 0)), 3),
         "soft_episodes": int(float(meta.get("soft_throttle_events", 0))),
-        "rate_per_s": round(now.rate_per_s, 3),
+        "budget_calls_per_window": now.budget_calls,  # 0: Meta has not shown it yet
+        "usage_pct": now.usage_pct,
+        "budget_wait_s": round(float(meta.get("budget_wait_s", 0)), 3),
+        "pace_ms": round(now.pace_s * 1000, 1),
         "inflight_limit": now.inflight_limit,
         "cooling_down_s": round(now.cool_wait_s, 3),
     }
@@ -25,8 +29,8 @@ def live_section(account: str, meta: dict[str, str], now: Snapshot) -> dict:
 def throttle_section(
     account: str, meta: dict[str, str], results: list[dict], report: dict, now: Snapshot
 ) -> dict:
-    """The report's section: the run's episodes and deferrals, its request rate, and the
-    account's adapted rate and in-flight limit when the run ended."""
+    """The report's section: the run's episodes, budget waits and deferrals, its request rate,
+    and the account's budget, pace and in-flight limit when the run ended."""
     section = live_section(account, meta, now)
     del section["cooling_down_s"]
     return {
@@ -37,13 +41,22 @@ def throttle_section(
     }
 
 
+def _budget(section: dict) -> str:
+    calls = section["budget_calls_per_window"]
+    # One call's share is the smallest rise of a whole-percent figure: an upper bound, so the
+    # budget is at least this deep (exactly, for budgets under 100 calls).
+    known = f"at least {calls:,} calls per window" if calls else "not shown yet"
+    return f"budget {known} (usage {section['usage_pct']:.0f}%)"
+
+
 def throttle_line(section: dict) -> str:
     return (
-        f"  throttle on {section['account']}: {section['episodes']} episode(s), cooled down "
+        f"  throttle on {section['account']}: {section['episodes']} block(s), cooled down "
         f"{section['cooldown_s']:.1f}s, {section['soft_episodes']} soft, "
         f"{section['deferrals']:,} deferrals\n"
-        f"  {section['requests_per_s']:.2f} requests/s; adapted rate "
-        f"{section['rate_per_s']:.2f}/s, in-flight limit {section['inflight_limit']}"
+        f"  {_budget(section)}; waited {section['budget_wait_s']:.1f} call-s for it; "
+        f"{section['requests_per_s']:.2f} requests/s; pace {section['pace_ms']:.0f} ms, "
+        f"in-flight limit {section['inflight_limit']}"
     )
 
 
@@ -52,7 +65,7 @@ def live_line(section: dict) -> str:
         f", cooling down {section['cooling_down_s']:.1f}s" if section["cooling_down_s"] else ""
     )
     return (
-        f"throttle on {section['account']}: rate {section['rate_per_s']:.2f}/s, in-flight limit "
-        f"{section['inflight_limit']}{cooling}; {section['episodes']} episode(s) so far "
-        f"(cooled down {section['cooldown_s']:.1f}s), {section['soft_episodes']} soft"
+        f"throttle on {section['account']}: {_budget(section)}, pace {section['pace_ms']:.0f} ms, "
+        f"in-flight limit {section['inflight_limit']}{cooling}; {section['episodes']} block(s) "
+        f"so far (cooled down {section['cooldown_s']:.1f}s), {section['soft_episodes']} soft"
     )

@@ -90,10 +90,10 @@ def test_trace_timeline_counts_calls_deferrals_and_what_blocked_per_second():
     trace.started_s = 100.0
     trace.sends = {b"a": 100.5, b"b": 101.2, b"c": 101.9}
     trace.retries = [101.1, 101.3, 101.4]
-    trace.states = [(100.4, 5.0, 1, b"slots"), (101.5, 10.0, 2, b"rate slots")]
+    trace.states = [(100.4, 5.0, 1, b"slots"), (101.5, 10.0, 2, b"")]
     assert trace.timeline() == [
-        {"s": 0, "calls": 1, "rate": 5.0, "limit": 1, "deferrals": 0, "blocked": "slots"},
-        {"s": 1, "calls": 2, "rate": 10.0, "limit": 2, "deferrals": 3, "blocked": "rate slots"},
+        {"s": 0, "calls": 1, "usage": 5.0, "limit": 1, "deferrals": 0, "blocked": "slots"},
+        {"s": 1, "calls": 2, "usage": 10.0, "limit": 2, "deferrals": 3, "blocked": ""},
     ]
 
 

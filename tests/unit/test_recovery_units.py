@@ -145,7 +145,7 @@ def test_a_dead_process_throttle_slots_are_freed_by_its_tag(r):
 
     gate, account = Gate.from_settings(r, Settings()), "act_rec-dead"
     try:
-        lease = gate.enter(account)
+        lease, _ = gate.enter(account)
         assert lease.startswith(process_tag()) and process_of(new_token()) == process_tag()
         assert gate.snapshot(account).inflight == 1
         assert gate.forget_process("otherhost:1:") == 0

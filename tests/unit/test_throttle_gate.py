@@ -31,7 +31,7 @@ def new_gate(r, lease_ttl_s: float = 70.0, **params) -> tuple[Gate, str]:
 
 
 def test_enter_sleeps_a_short_wait_and_defers_a_long_one(r):
-    gate, account = new_gate(r, rate_start_per_s=4.0, inflight_start=8)
+    gate, account = new_gate(r, rate_per_s=4.0, inflight_start=8)
     slept: list[float] = []
     gate.enter(account, sleep=slept.append)
     gate.enter(account, sleep=slept.append)  # the next token is 0.25 s away: sleep, then go
@@ -43,9 +43,9 @@ def test_enter_sleeps_a_short_wait_and_defers_a_long_one(r):
 
 
 def test_a_throttle_answer_meanwhile_defers_a_caller_who_slept_for_its_turn(r):
-    gate, account = new_gate(r, rate_start_per_s=4.0, inflight_start=2)
+    gate, account = new_gate(r, rate_per_s=4.0, inflight_start=2)
     gate.enter(account)
-    refused = gate.enter(account)  # a call that will come back refused
+    refused, _ = gate.enter(account)  # a call that will come back refused
 
     def meanwhile(wait_s: float) -> None:
         gate.settle(account, refused, machine.THROTTLED, regain_s=0.0)
@@ -57,12 +57,12 @@ def test_a_throttle_answer_meanwhile_defers_a_caller_who_slept_for_its_turn(r):
 
 
 def test_a_killed_workers_slot_comes_back_when_its_lease_expires(r):
-    gate, account = new_gate(r, lease_ttl_s=0.3, inflight_start=1, rate_start_per_s=100)
+    gate, account = new_gate(r, lease_ttl_s=0.3, inflight_start=1, inflight_ceiling=1)
     gate.enter(account)  # ... and never settled: the worker died
     with pytest.raises(Deferred) as deferred:
         gate.enter(account, sleep=lambda s: None)
     assert deferred.value.reason == "inflight"
-    lease = gate.enter(account, sleep=time.sleep)  # waits out the lease
+    lease, _ = gate.enter(account, sleep=time.sleep)  # waits out the lease
     assert lease and gate.snapshot(account).inflight == 1
 
 
@@ -70,7 +70,7 @@ def test_guard_reports_an_episode_once_logs_it_and_counts_it_for_the_run(r, capl
     store = RunStore(r)
     run_id = f"run-{secrets.token_hex(3)}"
     store.create_run(run_id, {"audience_id": "42", "started_at": 0})
-    gate, account = new_gate(r, rate_start_per_s=100, cooldown_base_s=0.2)
+    gate, account = new_gate(r, rate_per_s=100, cooldown_base_s=0.2)
     guard = Guard(gate, store, run_id, account)
     caplog.set_level(logging.INFO, logger="audiencesync.throttle")
 
@@ -94,6 +94,25 @@ def test_guard_reports_an_episode_once_logs_it_and_counts_it_for_the_run(r, capl
     assert gate.snapshot(account).inflight == 0
 
 
+def test_time_waiting_for_metas_budget_is_counted_for_the_run(r):
+    """A figure of 80 % at 10 % a call leaves room for one call in flight, no more: the caller
+    polls, then is deferred, and the run's budget_wait_s says how long it waited."""
+    store = RunStore(r)
+    run_id = f"run-{secrets.token_hex(3)}"
+    store.create_run(run_id, {"audience_id": "42", "started_at": 0})
+    gate, account = new_gate(r, inflight_start=8)
+    for usage in (10.0, 20.0, 80.0):
+        lease, _ = gate.enter(account)
+        gate.settle(account, lease, machine.OK, latency_s=0.1, usage_pct=usage)
+    gate.enter(account)  # 80 + 10 <= 95: this one goes and stays in flight
+    with pytest.raises(Deferred) as deferred:
+        Guard(gate, store, run_id, account).enter()
+    assert deferred.value.reason == "budget"
+    snap = gate.snapshot(account)
+    assert (snap.budget_calls, snap.usage_pct) == (10, 80.0)
+    assert float(store.meta(run_id)["budget_wait_s"]) >= gate.max_wait_s
+
+
 def _fails():
     raise TransientError("boom")
 
@@ -115,11 +134,9 @@ def test_every_gate_countdown_stays_below_the_visibility_timeout():
 
 def test_settings_refuse_inconsistent_throttle_ranges():
     with pytest.raises(ValueError, match="floor <= start <= ceiling"):
-        Settings(throttle_rate_start_per_s=200)
-    with pytest.raises(ValueError, match="floor <= start <= ceiling"):
         Settings(throttle_inflight_floor=10)
-    with pytest.raises(ValueError, match="TARGET_PCT must be below"):
-        Settings(throttle_usage_target_pct=95)
+    with pytest.raises(ValueError, match="less than 100"):
+        Settings(throttle_usage_target_pct=100)
 
 
 def enter_once_cooled(guard: Guard, timeout_s: float = 10.0):

@@ -32,18 +32,17 @@ class Model:
     def acquire(self, lease: str, now_s: float, max_wait_s: float) -> machine.Decision:
         s = self._state(now_s)
         self.leases = {k: v for k, v in self.leases.items() if v > now_s}
-        decision = machine.acquire(
-            s, len(self.leases), now_s, max_wait_s, self.p, lease_ttl_s=LEASE_TTL_S
-        )
+        oldest_age_s = now_s - (min(self.leases.values()) - LEASE_TTL_S) if self.leases else 0.0
+        decision = machine.acquire(s, len(self.leases), oldest_age_s, now_s, max_wait_s, self.p)
         if decision.go:
             self.leases[lease] = now_s + decision.wait_s + LEASE_TTL_S
         return decision
 
     def settle(self, lease, outcome, latency_s, usage_pct, regain_s, now_s):
         s = self._state(now_s)
-        lease_s = self.leases.pop(lease, 0.0)
+        self.leases.pop(lease, None)
         signal = (outcome, latency_s, usage_pct, regain_s)
-        return machine.settle(s, self.samples, *signal, now_s, self.p, lease_s=lease_s)
+        return machine.settle(s, self.samples, *signal, now_s, self.p)
 
 
 def run_both(r: redis.Redis, p, seed: int, steps: int) -> dict[str, int]:
@@ -53,7 +52,7 @@ def run_both(r: redis.Redis, p, seed: int, steps: int) -> dict[str, int]:
     gate.reset(account)
     model = Model(p)
     now_s, held = 1_000.0, []
-    seen = {"go": 0, "events": set(), "reasons": set(), "slow_start": set()}
+    seen = {"go": 0, "events": set(), "reasons": set(), "limit": set()}
     for step in range(steps):
         slow = (step // 60) % 2  # latency regimes: the soft-throttle verdict flips both ways
         now_s += rng.choice([0.0, 0.01, 0.02, 0.05, 0.05, 0.1, 0.3, 1.5])
@@ -72,8 +71,8 @@ def run_both(r: redis.Redis, p, seed: int, steps: int) -> dict[str, int]:
             lease = held.pop(rng.randrange(len(held)))
             outcome = rng.choices([machine.OK, machine.THROTTLED, machine.OTHER], [30, 1, 2])[0]
             latency_s = rng.choice([None, rng.uniform(0.05, 0.1) * (1 + slow * rng.uniform(2, 6))])
-            # Meta reports no usage at first: the rate's per-call slow start applies.
-            usage_pct = rng.uniform(0, 100) if step >= 120 else 0.0
+            # Meta reports no usage at first; then whole percent, rising and falling.
+            usage_pct = float(rng.randint(0, 100 if step % 97 < 20 else 60)) if step >= 120 else 0.0
             regain_s = rng.choice([0.0, 0.0, 5.0])
             before = dataclasses.replace(model.state) if model.state else None
             want_events, want_episode = model.settle(
@@ -91,20 +90,19 @@ def run_both(r: redis.Redis, p, seed: int, steps: int) -> dict[str, int]:
             assert got.events == want_events, step
             assert got.episode_s == pytest.approx(want_episode, rel=1e-9, abs=1e-9)
             seen["events"].update(got.events)
-            if before and model.state.interval_at_s == before.interval_at_s:  # within one
-                if model.state.limit > before.limit:
-                    seen["slow_start"].add("limit")
-                if model.state.rate_per_s > before.rate_per_s:
-                    seen["slow_start"].add("rate")
-                if model.state.strained > before.strained:
-                    seen["slow_start"].add("ended")  # by strained rounds
+            if before and model.state.limit != before.limit:
+                seen["limit"].add("cut" if model.state.limit < before.limit else "grown")
+            if model.state.walls:
+                seen["limit"].add("wall")
+            if before and before.pace_s and not model.state.pace_s:
+                seen["limit"].add("pace changed")
         stored = {k.decode(): float(v) for k, v in r.hgetall(Gate.keys(account)[0]).items()}
         assert stored == pytest.approx(dataclasses.asdict(model.state), rel=1e-12, abs=1e-12), step
         latencies = [float(v) for v in r.lrange(Gate.keys(account)[1], 0, -1)]
         assert latencies == model.samples
     snap = gate.snapshot(account, now_s=now_s)
-    assert snap.rate_per_s == pytest.approx(model.state.rate_per_s)
-    assert snap.inflight_limit == model.state.limit
+    assert (snap.pace_s, snap.usage_pct) == (model.state.pace_s, model.state.usage_last)
+    assert snap.inflight_limit == machine.inflight_limit(model.state, 0.0, p)
     assert snap.inflight == len([v for v in model.leases.values() if v > now_s])
     return seen
 
@@ -117,23 +115,24 @@ def test_lua_and_python_agree_on_random_traffic(redis_url):
             base,
             latency_min_samples=5,
             inflight_start=2,
-            rate_start_per_s=20,
+            rate_per_s=20,
             adapt_interval_s=2.0,
         ),
-        dataclasses.replace(base, rate_start_per_s=2, rate_floor_per_s=1, adapt_interval_s=0.3),
-        dataclasses.replace(base, adapt_interval_s=30.0),  # slow start's rounds, unhurried
+        dataclasses.replace(base, rate_per_s=2, adapt_interval_s=0.3),
+        dataclasses.replace(base, inflight_ceiling=8, usage_target_pct=60.0),
     ]
     r = redis.Redis.from_url(redis_url)
-    seen: dict[str, set] = {"events": set(), "reasons": set(), "slow_start": set()}
+    seen: dict[str, set] = {"events": set(), "reasons": set(), "limit": set()}
     for seed in range(6):
         walk = run_both(r, variants[seed % len(variants)], seed, steps=400)
         assert walk["go"] > 20
         seen["events"] |= walk["events"]
         seen["reasons"] |= walk["reasons"]
-        seen["slow_start"] |= walk["slow_start"]
+        seen["limit"] |= walk["limit"]
     # The walks went through every branch worth comparing.
-    assert seen["reasons"] == {"go", "cooldown", "rate", "inflight"}
-    assert seen["slow_start"] == {"limit", "rate", "ended"}  # per call, within an interval
+    assert seen["reasons"] == {"go", "cooldown", "rate", "inflight", "budget"}
+    # The load limit at interval verdicts, a cool-down at the wall, a change of pace.
+    assert seen["limit"] == {"cut", "grown", "wall", "pace changed"}
     assert seen["events"] == {
         machine.THROTTLE_STARTED,
         machine.THROTTLE_ENDED,

@@ -37,14 +37,20 @@ def test_report_section_adds_up_the_runs_throttling():
     results = [chunk(0, deferrals=3, deferred_s=1.5), chunk(1, requests=2, throttled=1)]
     report = build_report("r1", RunMeta.parse(META), results, finished_at=104.0)
     report["requests"] += 1  # the session's closing call
-    now = Snapshot(rate_per_s=8.25, inflight_limit=3, cool_wait_s=0.0, soft=False, inflight=0)
-    section = throttle_section("act_77", META, results, report, now)
+    now = Snapshot(
+        inflight_limit=3, cool_wait_s=0.0, soft=False, inflight=0, pace_s=1.62,
+        usage_pct=41.0, per_call_pct=0.5,
+    )  # fmt: skip
+    section = throttle_section("act_77", META | {"budget_wait_s": "2.25"}, results, report, now)
     assert section == {
         "account": "act_77",
         "episodes": 2,
         "cooldown_s": 5.5,
         "soft_episodes": 1,
-        "rate_per_s": 8.25,
+        "budget_calls_per_window": 200,  # 0.5 % a call
+        "usage_pct": 41.0,
+        "budget_wait_s": 2.25,
+        "pace_ms": 1620.0,
         "inflight_limit": 3,
         "deferrals": 3,
         "deferred_s": 1.5,
@@ -52,8 +58,9 @@ def test_report_section_adds_up_the_runs_throttling():
     }
     report["throttle"] = section
     assert (
-        "  throttle on act_77: 2 episode(s), cooled down 5.5s, 1 soft, 3 deferrals\n"
-        "  1.00 requests/s; adapted rate 8.25/s, in-flight limit 3"
+        "  throttle on act_77: 2 block(s), cooled down 5.5s, 1 soft, 3 deferrals\n"
+        "  budget at least 200 calls per window (usage 41%); waited 2.2 call-s for it; "
+        "1.00 requests/s; pace 1620 ms, in-flight limit 3"
     ) in format_report(report)
 
 
@@ -66,11 +73,11 @@ def test_status_of_a_live_run_shows_the_accounts_throttle(redis_url):
     )
     assert human.returncode == 0, human.stderr
     assert (
-        "throttle on act_77: rate 5.00/s, in-flight limit 1; 2 episode(s) so far "
-        "(cooled down 5.5s), 1 soft"
+        "throttle on act_77: budget not shown yet (usage 0%), pace 0 ms, in-flight limit 8; "
+        "2 block(s) so far (cooled down 5.5s), 1 soft"
     ) in human.stdout
     as_json = subprocess.run(
         devstack.cli_command("status", "live-1", "--json"), env=env, capture_output=True
     )
     throttle = orjson.loads(as_json.stdout)["throttle"]
-    assert throttle["rate_per_s"] == 5.0 and throttle["cooling_down_s"] == 0
+    assert throttle["budget_calls_per_window"] == 0 and throttle["cooling_down_s"] == 0
