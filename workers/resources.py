@@ -12,9 +12,10 @@ import threading
 from audiencesync.graph import GraphClient
 from audiencesync.recovery.leases import Leases
 from audiencesync.settings import get_settings
+from audiencesync.store.locks import connect
 from audiencesync.store.meta import RunMeta
 from audiencesync.store.replace import ReplaceTurns, hold_ttl_s
-from audiencesync.store.runs import RunStore, connect
+from audiencesync.store.runs import RunStore
 from audiencesync.throttle.gate import Gate, account_key
 from audiencesync.throttle.guard import Guard
 

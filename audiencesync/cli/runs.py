@@ -13,7 +13,8 @@ import redis
 
 from audiencesync.errors import ConfigError, RedisUnavailable
 from audiencesync.settings import Settings
-from audiencesync.store.runs import RunStore, connect
+from audiencesync.store.locks import connect
+from audiencesync.store.runs import RunStore
 
 if TYPE_CHECKING:
     from producers.pipeline import RunRequest

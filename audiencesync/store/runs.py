@@ -12,8 +12,8 @@
     as:run:{id}:wake            a nudge for a producer waiting for room in the staging window
     as:run:{id}:closer:{op}     one entry already sent, re-sent to close that op's session
     as:run:{id}:report          the final report (JSON)
-    as:run:{id}:replace:*       a replace run's turn and batch_seqs (replace.py)
-    as:lock:audience:{name}     the run id holding a declared audience (SET NX, with a TTL)
+    as:run:{id}:replace:*       a replace run's batch-1 slot and batch_seqs (replace.py)
+    as:lock:audience:{name}     the run holding a declared audience (SET NX, a TTL; locks.py)
     as:leases                   sorted set "{id}/{n}" -> deadline: who vouches for chunk n, until
     as:run:{id}:holder          hash chunk -> token of the process working on it (recovery/leases)
     as:reap:{what}              a reaper's claim on a lapsed lease or a run (SET NX, short TTL)
@@ -29,23 +29,16 @@ import zlib
 
 import orjson
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from audiencesync.errors import ConfigError
 from audiencesync.recovery.leases import LEASES
 from audiencesync.recovery.leases import member as lease_member
 from audiencesync.settings import Settings
 from audiencesync.store import lua
+from audiencesync.store.locks import AudienceLocks
 from audiencesync.store.meta import OPS, RunMeta
 
 CANCEL_REASON = "cancelled by an operator (audiencesync cancel)"
-
-
-def connect(url: str, **kwargs) -> redis.Redis:
-    """A client that rides out a Redis restart or failover: each command is retried for ~30 s."""
-    retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=20)
-    return redis.Redis.from_url(url, retry=retry, **kwargs)
 
 
 def encode_raw(values: list[str]) -> bytes:
@@ -55,7 +48,7 @@ def encode_raw(values: list[str]) -> bytes:
     return blob
 
 
-class RunStore:
+class RunStore(AudienceLocks):
     @classmethod
     def from_settings(cls, client: redis.Redis, settings: Settings) -> RunStore:
         return cls(
@@ -138,25 +131,6 @@ class RunStore:
 
     def recent(self, limit: int) -> list[str]:
         return [v.decode() for v in self.r.zrevrange("as:runs", 0, limit - 1)]
-
-    # --- one run at a time per declared audience ----------------------------------------------
-    @staticmethod
-    def lock_key(audience_name: str) -> str:
-        return f"as:lock:audience:{audience_name}"
-
-    def take_audience_lock(self, audience_name: str, run_id: str, ttl_s: int) -> str | None:
-        """None if taken now; otherwise the run id that holds it."""
-        key = self.lock_key(audience_name)
-        if self.r.set(key, run_id, nx=True, ex=ttl_s):
-            return None
-        holder = self.r.get(key)
-        return holder.decode() if holder else "(just released)"
-
-    def refresh_audience_lock(self, audience_name: str, run_id: str, ttl_s: int) -> bool:
-        return bool(self._refresh(keys=[self.lock_key(audience_name)], args=[run_id, ttl_s]))
-
-    def release_audience_lock(self, audience_name: str, run_id: str) -> bool:
-        return bool(self._release(keys=[self.lock_key(audience_name)], args=[run_id]))
 
     def begin_attempt(self, run_id: str, *, rereading: bool, **fields: str | int | float) -> int:
         """Start another attempt at a run (resume): earlier producers are fenced off, the old

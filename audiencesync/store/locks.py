@@ -1,0 +1,42 @@
+"""Client and locks beside the run store: a Redis client that rides out restarts, and one run at
+a time per declared audience (`as:lock:audience:{name}`, runs.py has the whole key layout)."""
+
+from __future__ import annotations
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.commands.core import Script
+from redis.retry import Retry
+
+
+def connect(url: str, **kwargs) -> redis.Redis:
+    """A client that rides out a Redis restart or failover: each command is retried for ~30 s."""
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=20)
+    return redis.Redis.from_url(url, retry=retry, **kwargs)
+
+
+class AudienceLocks:
+    """One run at a time per declared audience (and per mirrored audience): SET NX with a TTL
+    its producer refreshes; only its holder releases it (the scripts are RunStore's)."""
+
+    r: redis.Redis
+    _refresh: Script
+    _release: Script
+
+    @staticmethod
+    def lock_key(audience_name: str) -> str:
+        return f"as:lock:audience:{audience_name}"
+
+    def take_audience_lock(self, audience_name: str, run_id: str, ttl_s: int) -> str | None:
+        """None if taken now; otherwise the run id that holds it."""
+        key = self.lock_key(audience_name)
+        if self.r.set(key, run_id, nx=True, ex=ttl_s):
+            return None
+        holder = self.r.get(key)
+        return holder.decode() if holder else "(just released)"
+
+    def refresh_audience_lock(self, audience_name: str, run_id: str, ttl_s: int) -> bool:
+        return bool(self._refresh(keys=[self.lock_key(audience_name)], args=[run_id, ttl_s]))
+
+    def release_audience_lock(self, audience_name: str, run_id: str) -> bool:
+        return bool(self._release(keys=[self.lock_key(audience_name)], args=[run_id]))
