@@ -58,18 +58,15 @@ def run_demo(ids: int, latency_ms: float) -> int:
         procs.append(sandbox)
         say(f"sandbox Graph API at {graph_url} ({latency_ms:.0f} ms latency + jitter)")
         env = devstack.stack_env(redis_url, graph_url)
-        cores = str(os.cpu_count() or 2)
-        procs += [
+        procs += [  # one worker per queue, as the defaults deploy them
             devstack.start_worker(
-                "standard",
+                queue,
                 env,
-                concurrency=int(cores),
-                name="standard",
-                log=workdir / "standard.log",
-            ),
-            devstack.start_worker(
-                "critical", env, concurrency=64, name="critical", log=workdir / "critical.log"
-            ),
+                concurrency=devstack.default_concurrency(queue),
+                name=queue,
+                log=workdir / f"{queue}.log",
+            )
+            for queue in ("standard", "critical")
         ]
         os.environ.update(env)  # this process is the producer: same settings as the workers
         from audiencesync.settings import get_settings

@@ -19,9 +19,17 @@ import orjson
 import redis
 
 from audiencesync.errors import ConfigError
+from audiencesync.settings import Settings
 
 SANDBOX_TOKEN = "sandbox-token"
-CONCURRENCY = {"standard": 2, "critical": 16}  # a private stack's workers
+
+
+def default_concurrency(queue: str) -> int:
+    """A worker's concurrency as the deployment's defaults set it: what a user runs."""
+    defaults = Settings()
+    return {"standard": defaults.standard_concurrency, "critical": defaults.critical_concurrency}[
+        queue
+    ]
 
 
 def free_port() -> int:
@@ -195,7 +203,11 @@ def private_stack(
         }
         workers = [
             start_worker(
-                queue, env, concurrency=CONCURRENCY[queue], name=name, log=workdir / f"{name}.log"
+                queue,
+                env,
+                concurrency=default_concurrency(queue),
+                name=name,
+                log=workdir / f"{name}.log",
             )
             for name, queue in queues.items()
         ]
