@@ -12,7 +12,7 @@ import logging
 import time
 
 from audiencesync.domain.modes import MIRROR
-from audiencesync.domain.report import build_report
+from audiencesync.domain.report import build_report, finish_timing
 from audiencesync.errors import GraphError
 from audiencesync.graph.destination import refusal
 from audiencesync.metrics import METRICS
@@ -81,6 +81,7 @@ def finalize(
         report["requests"] += kwargs["close_sent"]
         report["retries"] += max(kwargs["close_calls"] - 1, 0)
         record_close(report, error, meta)
+        finish_timing(report, meta, time.time())
     try:  # throttle figures and metrics are extras: the report is saved whatever they do
         report["throttle"] = throttle_section(
             guard.account, meta.raw, outcomes, report, guard.gate.snapshot(guard.account)

@@ -73,8 +73,6 @@ def build_report(run_id: str, meta: RunMeta, results: list[dict], finished_at: f
     ids_read = meta.ids_read
     accounted = totals["uploaded"] + sum(rejected.values()) + totals["duplicates"]
     accounted += totals["ids_failed"]
-    started_at = meta.started_at
-    duration_s = max(finished_at - started_at, 1e-9)
     report = {
         "run_id": run_id,
         "audience_id": meta.audience_id or None,
@@ -100,17 +98,24 @@ def build_report(run_id: str, meta: RunMeta, results: list[dict], finished_at: f
         "num_invalid_entries": totals["num_invalid_entries"],
         "invalid_samples": samples,
         "session_closed": False,
-        "started_at": _iso(started_at),
-        "finished_at": _iso(finished_at),
-        "duration_s": round(duration_s, 3),
-        "ids_per_s": round(ids_read / duration_s, 1),
+        "started_at": _iso(meta.started_at),
     }
+    finish_timing(report, meta, finished_at)
     if report["mode"] == MIRROR:
         apply_mirror(report, meta, results)
     report["status"], report["message"] = _verdict(report, meta)
     if report["mode"] == "replace":
         apply_replace(report, meta, results)
     return report
+
+
+def finish_timing(report: dict, meta: RunMeta, finished_at: float) -> None:
+    """When the run ended and its pace; set again once the sessions are closed, so the closing
+    calls count in the run's time as they do in the user's wait."""
+    duration_s = max(finished_at - meta.started_at, 1e-9)
+    report["finished_at"] = _iso(finished_at)
+    report["duration_s"] = round(duration_s, 3)
+    report["ids_per_s"] = round(report["ids_read"] / duration_s, 1)
 
 
 def _verdict(report: dict, meta: RunMeta) -> tuple[str, str]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
+
 from e2e_helpers import assert_exact, dirty_rows, expected, run_upload, write_csv
 
 from audiencesync.settings import Settings
@@ -30,6 +33,12 @@ def test_dirty_csv_lands_exactly(stack, tmp_path):
     # Every upload call but the closing one carried new entries: the sandbox saw what we counted.
     assert sum(c["entries"] for c in calls) == report["ids_uploaded"] + 1
     assert report["session_closed"] and calls[-1]["last_batch_flag"] is True
+    # The run's time covers its closing call, as the user's wait does. The sandbox's clock is
+    # CLOCK_MONOTONIC, one clock for every process on this host: moved onto the wall clock here.
+    wall_minus_monotonic_s = time.time() - time.monotonic()
+    close_answered_at = calls[-1]["answered_s"] + wall_minus_monotonic_s
+    finished_at = datetime.fromisoformat(report["finished_at"]).timestamp()
+    assert finished_at >= close_answered_at - 0.002  # finished_at is in whole milliseconds
 
 
 def test_parquet_lands_exactly(stack, tmp_path):
