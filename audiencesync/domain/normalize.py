@@ -156,8 +156,8 @@ def prepare_chunk(
             reason = mixed if other.fullmatch(value) else invalid_reason(value)
             rejected[reason] += 1
             kept = samples.setdefault(reason, []) if reason in SAMPLED else None
-            if kept is not None and len(kept) < MAX_SAMPLES:
-                kept.append(sample(raw))
+            if kept is not None and len(kept) < MAX_SAMPLES and (cut := sample(raw)) not in kept:
+                kept.append(cut)  # distinct: three copies of one value say less than three
     opted_out = OPTED_OUT_ID if kind == RAW else OPTED_OUT_HASH
     chunk = _drop_opted_out_and_duplicates(valid, rejected, hash_ids and kind == RAW, opted_out)
     chunk.samples = samples

@@ -26,12 +26,13 @@ _MAID_INSIDE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-f
 def merge_samples(
     parts: Iterable[Mapping[str, list[str]]], limit: int = MAX_SAMPLES
 ) -> dict[str, list[str]]:
-    """Per reason, the first `limit` samples of `parts` (chunk results, in chunk order)."""
+    """Per reason, the first `limit` distinct samples of `parts` (chunk results, in order)."""
     merged: dict[str, list[str]] = {}
     for part in parts:
         for reason, values in part.items():
             kept = merged.setdefault(reason, [])
-            kept.extend(values[: limit - len(kept)])
+            kept.extend(v for v in dict.fromkeys(values) if v not in kept)
+            del kept[limit:]
     return dict(sorted(merged.items()))
 
 

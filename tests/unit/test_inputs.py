@@ -166,7 +166,7 @@ def test_validation_counts_as_the_run_would_and_gates_on_the_share(tmp_path: Pat
     found = validate(open_source(path, settings=SETTINGS), chunk_size=4)
     assert found.ids_read == 15
     assert found.rejected == {"blank": 3, INVALID_FORMAT: 3, MIXED_HASHED: 3}
-    assert found.samples == {INVALID_FORMAT: ["junk", "junk", "junk"]}
+    assert found.samples == {INVALID_FORMAT: ["junk"]}  # distinct samples
     spec = SourceSpec(path)
     assert check_rejected(spec, SETTINGS, 60).rejected_pct == 60
     with pytest.raises(ConfigError, match=r"nothing was sent: 9 of 15 values \(60.0%\)"):
