@@ -85,7 +85,7 @@ def get_leases() -> Leases:
 
 def get_guard(run_id: str, meta: RunMeta) -> Guard:
     """The throttle guard for one call of a run, keyed by the run's ad account."""
-    return Guard(get_gate(), get_store(), run_id, account_key(meta.raw))
+    return Guard(get_gate(), get_store(), run_id, account_key(meta.ad_account_id, meta.audience_id))
 
 
 def close_all() -> None:
