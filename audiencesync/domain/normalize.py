@@ -31,7 +31,6 @@ NOT_UTF8 = "not_utf8"
 OPTED_OUT = "opted_out"
 MIXED_HASHED = "mixed_hashed"  # a SHA-256 hash in a run of raw MAIDs
 MIXED_RAW = "mixed_raw"  # a raw MAID in a run of hashed ones
-REASONS = (BLANK, INVALID_FORMAT, NOT_UTF8, OPTED_OUT, MIXED_HASHED, MIXED_RAW)
 # Up to MAX_SAMPLES values per reason are kept, cut to SAMPLE_CHARS: only for these reasons,
 # whose values are not IDs (a mixed_* value is one, and is never shown).
 SAMPLED = (INVALID_FORMAT, NOT_UTF8)
