@@ -104,4 +104,4 @@ def trace_stack(redis_url: str, env: dict[str, str]) -> Trace:
     }
     settings = Settings(**given)
     lease_ttl_s = settings.http_timeout_s + settings.throttle_max_wait_s + LEASE_MARGIN_S
-    return Trace(redis_url, account_key({"ad_account_id": settings.ad_account_id}), lease_ttl_s)
+    return Trace(redis_url, account_key(settings.ad_account_id, ""), lease_ttl_s)

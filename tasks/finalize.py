@@ -84,7 +84,7 @@ def finalize(
         finish_timing(report, meta, time.time())
     try:  # throttle figures and metrics are extras: the report is saved whatever they do
         report["throttle"] = throttle_section(
-            guard.account, meta.raw, outcomes, report, guard.gate.snapshot(guard.account)
+            guard.account, meta, outcomes, report, guard.gate.snapshot(guard.account)
         )
         METRICS.record_run(meta.audience_name or meta.audience_id, report, outcomes)
     except Exception:

@@ -85,12 +85,4 @@ def get_leases() -> Leases:
 
 def get_guard(run_id: str, meta: RunMeta) -> Guard:
     """The throttle guard for one call of a run, keyed by the run's ad account."""
-    return Guard(get_gate(), get_store(), run_id, account_key(meta.raw))
-
-
-def close_all() -> None:
-    global _graph
-    with _lock:
-        if _graph is not None:
-            _graph.close()
-            _graph = None
+    return Guard(get_gate(), get_store(), run_id, account_key(meta.ad_account_id, meta.audience_id))

@@ -211,9 +211,9 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         from audiencesync.throttle.gate import Gate, account_key
         from audiencesync.throttle.summary import live_line, live_section
 
-        account = account_key(meta.raw)
+        account = account_key(meta.ad_account_id, meta.audience_id)
         throttle = live_section(
-            account, meta.raw, Gate.from_settings(store.r, settings).snapshot(account)
+            account, meta, Gate.from_settings(store.r, settings).snapshot(account)
         )
         if args.json:
             print(orjson.dumps({"run_id": args.run_id, **meta.raw, "throttle": throttle}).decode())

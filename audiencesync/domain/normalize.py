@@ -31,12 +31,16 @@ NOT_UTF8 = "not_utf8"
 OPTED_OUT = "opted_out"
 MIXED_HASHED = "mixed_hashed"  # a SHA-256 hash in a run of raw MAIDs
 MIXED_RAW = "mixed_raw"  # a raw MAID in a run of hashed ones
-REASONS = (BLANK, INVALID_FORMAT, NOT_UTF8, OPTED_OUT, MIXED_HASHED, MIXED_RAW)
 # Up to MAX_SAMPLES values per reason are kept, cut to SAMPLE_CHARS: only for these reasons,
 # whose values are not IDs (a mixed_* value is one, and is never shown).
 SAMPLED = (INVALID_FORMAT, NOT_UTF8)
 MAX_SAMPLES = 3
 SAMPLE_CHARS = 40
+# An ID inside a rejected value ("1;AEBE52E7-...;US": a wrong delimiter) is masked in its sample,
+# hex digits as x: the sample still shows the shape, never the ID (raw, hyphenless or hashed).
+_ID_INSIDE = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32,}", re.IGNORECASE
+)
 
 
 @dataclass
@@ -68,8 +72,10 @@ def id_kind(raw_values: list[str]) -> str | None:
 
 
 def sample(raw: str) -> str:
-    """A rejected value as a report may show it: trimmed, cut, undecodable bytes escaped."""
-    cut = raw.strip()[:SAMPLE_CHARS]
+    """A rejected value as a report may show it: IDs inside masked, trimmed, cut, undecodable
+    bytes escaped."""
+    masked = _ID_INSIDE.sub(lambda m: re.sub(r"[0-9a-fA-F]", "x", m.group()), raw.strip())
+    cut = masked[:SAMPLE_CHARS]
     return cut.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 

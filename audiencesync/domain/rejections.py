@@ -2,7 +2,8 @@
 most of a source is rejected.
 
 Samples are kept only for reasons whose values are not IDs (normalize.SAMPLED), at most
-MAX_SAMPLES per reason, each cut to SAMPLE_CHARS: a report stays small and shows no MAID.
+MAX_SAMPLES per reason, each cut to SAMPLE_CHARS, an ID inside one masked: a report stays
+small and shows no MAID.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from audiencesync.domain.normalize import (
 )
 
 _DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
-_HEX32 = re.compile(r"[0-9a-fA-F]{32}")
-_MAID_INSIDE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-")
+# Samples show an ID inside a value with its hex digits masked as x (normalize.sample).
+_HEX32 = re.compile(r"[0-9a-fx]{32}", re.IGNORECASE)
+_MAID_INSIDE = re.compile(r"[0-9a-fx]{8}-[0-9a-fx]{4}-[0-9a-fx]{4}-[0-9a-fx]{4}-", re.IGNORECASE)
 
 
 def merge_samples(

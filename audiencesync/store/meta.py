@@ -91,6 +91,7 @@ class RunMeta:
     throttle_events: float = 0.0
     throttle_cooldown_s: float = 0.0
     soft_throttle_events: float = 0.0
+    budget_wait_s: float = 0.0  # call-seconds spent waiting for Meta's budget (guard.py)
     # the hash as Redis holds it: for `status --json`, the source spec, and the throttle's figures
     raw: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 

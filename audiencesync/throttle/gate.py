@@ -38,9 +38,10 @@ LUA = (_HERE / "gate.lua").read_text().replace(_SPLICE, (_HERE / "policy.lua").r
 LEASE_MARGIN_S = 5.0  # beyond the HTTP timeout, before a silent lease counts as dead
 
 
-def account_key(meta: dict[str, str]) -> str:
-    account = meta.get("ad_account_id", "").removeprefix("act_")
-    return f"act_{account}" if account else f"aud_{meta['audience_id']}"
+def account_key(ad_account_id: str, audience_id: str) -> str:
+    """The throttle's key: the ad account, else the audience's own id."""
+    account = ad_account_id.removeprefix("act_")
+    return f"act_{account}" if account else f"aud_{audience_id}"
 
 
 # Params an operator tunes, as settings named throttle_<param>; the rest are constants.

@@ -7,19 +7,20 @@ The budget is what Meta's usage figures show: one call's share of it, as calls p
 
 from __future__ import annotations
 
+from audiencesync.store.meta import RunMeta
 from audiencesync.throttle.gate import Snapshot
 
 
-def live_section(account: str, meta: dict[str, str], now: Snapshot) -> dict:
+def live_section(account: str, meta: RunMeta, now: Snapshot) -> dict:
     """What `status` shows of a running run: its episodes so far and the account's state now."""
     return {
         "account": account,
-        "episodes": int(float(meta.get("throttle_events", 0))),  # refusals: 0 expected
-        "cooldown_s": round(float(meta.get("throttle_cooldown_s", 0)), 3),
-        "soft_episodes": int(float(meta.get("soft_throttle_events", 0))),
+        "episodes": int(meta.throttle_events),  # refusals: 0 expected
+        "cooldown_s": round(meta.throttle_cooldown_s, 3),
+        "soft_episodes": int(meta.soft_throttle_events),
         "budget_calls_per_window": now.budget_calls,  # 0: Meta has not shown it yet
         "usage_pct": now.usage_pct,
-        "budget_wait_s": round(float(meta.get("budget_wait_s", 0)), 3),
+        "budget_wait_s": round(meta.budget_wait_s, 3),
         "pace_ms": round(now.pace_s * 1000, 1),
         "inflight_limit": now.inflight_limit,
         "cooling_down_s": round(now.cool_wait_s, 3),
@@ -27,7 +28,7 @@ def live_section(account: str, meta: dict[str, str], now: Snapshot) -> dict:
 
 
 def throttle_section(
-    account: str, meta: dict[str, str], results: list[dict], report: dict, now: Snapshot
+    account: str, meta: RunMeta, results: list[dict], report: dict, now: Snapshot
 ) -> dict:
     """The report's section: the run's episodes, budget waits and deferrals, its request rate,
     and the account's budget, pace and in-flight limit when the run ended."""

@@ -78,6 +78,20 @@ def test_samples_are_bounded_cut_and_escaped():
     assert chunk.samples[NOT_UTF8] == ["caf\\xff"]
 
 
+def test_samples_mask_an_id_inside_a_value_and_still_name_the_cause():
+    values = [f"u1;{MAID.upper()};US", MAID.replace("-", ""), f"id={HASH}"]
+    chunk = prepare_chunk(values)
+    shown = chunk.samples[INVALID_FORMAT]
+    assert shown[0] == "u1;xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx;" and len(shown) == 3
+    assert not any(part in s.lower() for s in shown for part in [*MAID.split("-"), HASH[:8]])
+    assert "semicolon" in likely_cause(chunk.rejected, chunk.samples)
+    assert "without hyphens" in likely_cause({INVALID_FORMAT: 1}, {INVALID_FORMAT: shown[1:2]})
+    assert "among other text" in likely_cause(
+        {INVALID_FORMAT: 1},
+        {INVALID_FORMAT: [prepare_chunk([f"id={MAID}"]).samples[INVALID_FORMAT][0]]},
+    )
+
+
 def test_report_merges_samples_across_chunks_bounded():
     results = [
         chunk_result(n, 2, rejected={INVALID_FORMAT: 2}, rejected_samples={INVALID_FORMAT: s})

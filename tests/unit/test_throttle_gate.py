@@ -118,8 +118,8 @@ def _fails():
 
 
 def test_account_key_prefers_the_ad_account():
-    assert account_key({"ad_account_id": "act_77", "audience_id": "9"}) == "act_77"
-    assert account_key({"ad_account_id": "", "audience_id": "9"}) == "aud_9"
+    assert account_key("act_77", "9") == "act_77"
+    assert account_key("", "9") == "aud_9"
 
 
 def test_every_gate_countdown_stays_below_the_visibility_timeout():

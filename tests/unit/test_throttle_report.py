@@ -41,7 +41,9 @@ def test_report_section_adds_up_the_runs_throttling():
         inflight_limit=3, cool_wait_s=0.0, soft=False, inflight=0, pace_s=1.62,
         usage_pct=41.0, per_call_pct=0.5,
     )  # fmt: skip
-    section = throttle_section("act_77", META | {"budget_wait_s": "2.25"}, results, report, now)
+    section = throttle_section(
+        "act_77", RunMeta.parse(META | {"budget_wait_s": "2.25"}), results, report, now
+    )
     assert section == {
         "account": "act_77",
         "episodes": 2,
