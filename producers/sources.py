@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO, Protocol
 
+from audiencesync.domain.normalize import mask_ids
 from audiencesync.errors import SourceError
 
 MAX_VALUE_CHARS = 256  # longer values are invalid anyway; cutting bounds memory and Redis
@@ -64,8 +65,9 @@ def rows_progress(done: bool, rows_read: int, total_rows: int | None) -> float |
 
 
 def one_line(exc: BaseException, limit_chars: int = 300) -> str:
-    """An exception's message on one line, bounded (third-party messages can span many lines)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    """An exception's message on one line, bounded (third-party messages can span many lines),
+    any ID in it masked: a parser's message may quote the row it failed on."""
+    text = mask_ids(" ".join(str(exc).split())) or type(exc).__name__
     return text if len(text) <= limit_chars else text[: limit_chars - 3] + "..."
 
 

@@ -71,11 +71,15 @@ def id_kind(raw_values: list[str]) -> str | None:
     return None if raw == hashed == 0 else HASHED if hashed > raw else RAW
 
 
+def mask_ids(text: str) -> str:
+    """`text` with every ID in it (raw, hyphenless or hashed) masked, hex digits as x."""
+    return _ID_INSIDE.sub(lambda m: re.sub(r"[0-9a-fA-F]", "x", m.group()), text)
+
+
 def sample(raw: str) -> str:
     """A rejected value as a report may show it: IDs inside masked, trimmed, cut, undecodable
     bytes escaped."""
-    masked = _ID_INSIDE.sub(lambda m: re.sub(r"[0-9a-fA-F]", "x", m.group()), raw.strip())
-    cut = masked[:SAMPLE_CHARS]
+    cut = mask_ids(raw.strip())[:SAMPLE_CHARS]
     return cut.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 

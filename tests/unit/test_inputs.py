@@ -198,3 +198,10 @@ def test_declared_audiences_take_the_new_keys():
     _, errors = parse_audiences(text.replace("= 5", "= 150").replace("= true", '= "yes"'))
     assert any("max_rejected_pct must be" in e for e in errors)
     assert any("no_header must be true or false" in e for e in errors)
+
+
+def test_a_source_error_quoting_a_row_never_shows_the_id_in_it():
+    from producers.sources import one_line
+
+    text = one_line(ValueError(f"could not parse row 7: 'u1,{MAID},US'"))
+    assert MAID not in text and "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" in text
