@@ -2,9 +2,10 @@
 
 No beat and no single point: each worker looks every `lease_s / 6` for chunk leases past their
 deadline (audiencesync/recovery/leases.py); the first reaper to claim one acts on it, once:
-- the chunk has its outcome, or its run reported: the lease is dropped;
-- its message is held unacknowledged (its worker died, a retry's countdown with it): handed
-  back to its queue now, as the broker would after its visibility timeout;
+- its run reported, or the chunk has its outcome and no message: the lease is dropped;
+- its message is held unacknowledged (its worker died, a retry's countdown with it, or after
+  the outcome, before the chord counted it): handed back to its queue now, as the broker would
+  after its visibility timeout;
 - its message waits in a queue (no worker free, or none running): the lease is extended;
 - its message is nowhere (lost between a worker taking it and recording it, or a task that
   died without an outcome): the chunk is published again on its own, and once the run has every
@@ -63,10 +64,14 @@ def _reap_chunk(
 ) -> str:
     key, until = (run_id, chunk), now + settings.lease_s
     ids = store.r.hget(store.key(run_id, "inflight"), chunk)
-    if ids is None or store.outcome(run_id, chunk) is not None or store.report(run_id):
-        leases.drop(run_id, chunk)  # finished, or never staged, or its run already reported
+    held = messages.delivered(key)
+    finished = ids is None or store.outcome(run_id, chunk) is not None  # or never staged
+    if store.report(run_id) or (finished and not held):
+        leases.drop(run_id, chunk)
         return "dropped"
-    if held := messages.delivered(key):
+    # A finished chunk's message still held: its worker died before Celery counted it in the
+    # chord. Handed back, it returns its outcome from the ledger and the chord counts it.
+    if held:
         holder = store.r.hget(holders_key(run_id), chunk)
         if holder:  # it died working on it: its throttle slots are free from now on
             get_gate().forget_process(process_of(holder.decode()))

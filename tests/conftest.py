@@ -46,6 +46,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failed test whose stack can describe itself (DefaultStack.diagnosis: its runs' state,
+    the command's stderr, the workers' log tails) prints that with the failure."""
+    report = yield
+    if report.failed and call.when == "call":
+        for value in getattr(item, "funcargs", {}).values():
+            if callable(describe := getattr(value, "diagnosis", None)):
+                report.sections.append(("stack diagnosis", describe()))
+    return report
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if "redis" in _state:
         devstack.stop(_state["redis"])

@@ -8,8 +8,10 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
+from diagnosis import diagnosis
 from private_stack import PrivateStack
 from tcp_proxy import Proxy
 
@@ -22,18 +24,23 @@ CONCURRENCY = {"standard": DEFAULTS.standard_concurrency, "critical": DEFAULTS.c
 
 @dataclass
 class WaitingRun:
-    """`audiencesync upload ... --wait --json` as a process, its stderr read as it comes."""
+    """`audiencesync upload ... --wait --json` as a process, its stderr read as it comes (and
+    kept in `log`)."""
 
     proc: subprocess.Popen
     run_id: str
+    log: Path
     err: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         threading.Thread(target=self._read_err, daemon=True).start()
 
     def _read_err(self) -> None:
-        for line in self.proc.stderr:
-            self.err.append(line)
+        with open(self.log, "a") as log:
+            for line in self.proc.stderr:
+                self.err.append(line)
+                log.write(line)
+                log.flush()
 
     def said(self, text: str) -> bool:
         return any(text in line for line in self.err)
@@ -47,6 +54,9 @@ class WaitingRun:
 
 @dataclass
 class DefaultStack(PrivateStack):
+    runs: list[str] = field(default_factory=list)  # the current test's
+    test_began: float = 0.0
+
     def start(self) -> DefaultStack:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.procs["redis"], self.redis_url = devstack.start_redis(
@@ -65,9 +75,14 @@ class DefaultStack(PrivateStack):
         return self
 
     def ensure(self) -> None:
+        """Ready for the next test (whose failure diagnosis() describes)."""
+        self.runs, self.test_began = [], time.time()
         if self.proxy.down:  # a test that failed mid-outage
             self.proxy.start()
         super().ensure()
+
+    def diagnosis(self) -> str:
+        return diagnosis(self.redis_url, self.runs, self.logs, self.test_began)
 
     def start_worker(self, queue: str) -> str:
         self._serial += 1
@@ -95,7 +110,8 @@ class DefaultStack(PrivateStack):
     def upload_waiting(self, path, rows: list[str], audience: str) -> WaitingRun:
         """PrivateStack.upload, its stderr read as it comes (what `--wait` says meanwhile)."""
         run = self.upload(path, rows, audience)
-        return WaitingRun(run.proc, run.run_id)
+        self.runs.append(run.run_id)
+        return WaitingRun(run.proc, run.run_id, self.logs / f"upload-{run.run_id}.log")
 
     def wait_for(self, check, timeout_s: float, what: str) -> float:
         """Poll until check() holds; returns when it did."""

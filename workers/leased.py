@@ -2,8 +2,8 @@
 
 A chunk task (prepare, upload) takes its chunk's lease when it starts (heartbeat.py renews it
 while it runs), hands it back as queued past its countdown when it retries or defers, and drops
-it when the chunk has its outcome (upload). A duplicate delivery of an upload finds the lease
-held by a live worker and waits for it instead of sending too.
+it once the chunk has its outcome and Celery has counted it in the chord (upload). A duplicate
+delivery of an upload finds the lease held by a live worker and waits for it instead of sending.
 
 Countdowns longer than `countdown_hop_s` are waited out in hops: the task comes back after at
 most one hop, sees it is not due, and goes again (renewing its lease). So no message is held
@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from celery import Task
+from celery import Task, states
 from celery.exceptions import Retry
 
 from audiencesync.recovery import heartbeat
@@ -75,8 +75,23 @@ class LeasedTask(Task):
                 heartbeat.release(get_leases(), *key, token, time.time())
             raise
         if key is not None and token is not None:
-            if self.finishes_chunk:
-                heartbeat.finish(get_leases(), *key)
+            if self.finishes_chunk:  # let go in after_return, once the chord counted it
+                self.request.chunk_lease = token
             else:  # on to its next task (the chain's upload), queued meanwhile
                 heartbeat.release(get_leases(), *key, token, time.time() + lease_s)
         return result
+
+    def after_return(self, status, retval, task_id, args, kwargs, einfo) -> None:
+        """A chunk's last task lets go of its lease only once Celery has stored its result and
+        counted it in the chord (publishing finalize after the last chunk): a worker killed
+        before that leaves a lease that runs out, and a reaper hands the message back; dropped
+        earlier, the chunk would be done in the ledger but missing from the chord, whose body
+        would then wait for the broker's visibility timeout."""
+        token = getattr(self.request, "chunk_lease", None)
+        if token is None or self.run_arg is None:  # handed back already (a retry), or none
+            return
+        key = (args[self.run_arg], args[self.run_arg + 1])
+        if status == states.SUCCESS:
+            heartbeat.finish(get_leases(), *key)
+        else:  # its result could not be stored: a reaper re-drives it now
+            heartbeat.release(get_leases(), *key, token, time.time())

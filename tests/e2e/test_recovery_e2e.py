@@ -5,6 +5,7 @@ them); the only time asserted is the guarantee itself (90 s), far above what the
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import pytest
@@ -19,12 +20,15 @@ GUARANTEE_S = 90  # the issue's bound, from the restart (or the loss) to the run
 
 
 @pytest.fixture(scope="module")
-def default_stack(workdir):
-    stack = DefaultStack(workdir / "defaults")
+def default_stack(tmp_path_factory):
+    # Under pytest's temporary directory, kept after the session: a failure's logs stay to read
+    # (its diagnosis prints their tails); Redis's data is removed.
+    stack = DefaultStack(tmp_path_factory.mktemp("defaults"))
     try:
         yield stack.start()
     finally:
         stack.stop_all()
+        shutil.rmtree(stack.workdir / "redis", ignore_errors=True)
 
 
 @pytest.fixture
