@@ -184,7 +184,10 @@ class PrivateStack:
 
 @contextlib.contextmanager
 def private_stack(
-    workdir: Path, *sandbox_knobs: str, critical_workers: int = 1, **settings: str
+    workdir: Path,
+    *sandbox_knobs: str,
+    critical_workers: int = 1,
+    **settings: str,
 ) -> Iterator[PrivateStack]:
     """redis-server, the sandbox (with these CLI knobs), one standard worker and
     critical_workers critical workers, all with these settings; stopped on exit."""
@@ -205,7 +208,8 @@ def private_stack(
             start_worker(
                 queue,
                 env,
-                concurrency=default_concurrency(queue),
+                concurrency=int(settings.get(f"{queue}_concurrency", 0))
+                or default_concurrency(queue),
                 name=name,
                 log=workdir / f"{name}.log",
             )
