@@ -188,6 +188,12 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def redis_connections(self) -> int:
+        """A worker's Redis pools' size: room for every thread of its largest pool, plus its
+        own threads (heartbeat, reaper). redis-py's default, 100, refuses the 101st at once."""
+        return max(self.critical_concurrency, self.standard_concurrency, 64) + 16
+
+    @property
     def prepare_hard_limit_s(self) -> int:
         """The backstop after the soft limit: the pool kills the process, no outcome recorded."""
         return self.prepare_time_limit_s + max(1, self.prepare_time_limit_s // 10)

@@ -47,6 +47,9 @@ def celery_config(settings: Settings) -> dict:
             "unacked_restore_throttle": 1,
         },
         "result_backend_transport_options": visibility,
+        # Upload threads store results and count chords at once: redis-py's default pool (100)
+        # would refuse some of 128 threads.
+        "redis_max_connections": settings.redis_connections,
         "visibility_timeout": settings.visibility_timeout_s,
         "broker_connection_retry_on_startup": True,
         # Producers ride out a Redis restart (~30 s), like every other Redis client here.

@@ -40,7 +40,11 @@ def get_store() -> RunStore:
     with _lock:
         if _store is None:
             settings = get_settings()
-            client = connect(settings.redis_url, health_check_interval=30)
+            client = connect(
+                settings.redis_url,
+                max_connections=settings.redis_connections,
+                health_check_interval=30,
+            )
             _store = RunStore.from_settings(client, settings)
         return _store
 

@@ -8,11 +8,20 @@ from redis.backoff import ExponentialBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
 
+POOL_WAIT_S = 30  # a thread finding every pooled connection busy waits this long for one
 
-def connect(url: str, **kwargs) -> redis.Redis:
-    """A client that rides out a Redis restart or failover: each command is retried for ~30 s."""
+
+def connect(url: str, *, max_connections: int | None = None, **kwargs) -> redis.Redis:
+    """A client that rides out a Redis restart or failover: each command is retried for ~30 s.
+    With `max_connections` (a worker's threads share it), a thread finding them all busy waits
+    for one, where redis-py's default pool refuses it at once ("Too many connections")."""
     retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=20)
-    return redis.Redis.from_url(url, retry=retry, **kwargs)
+    if max_connections is None:
+        return redis.Redis.from_url(url, retry=retry, **kwargs)
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=POOL_WAIT_S, retry=retry, **kwargs
+    )
+    return redis.Redis(connection_pool=pool)
 
 
 class AudienceLocks:
