@@ -3,9 +3,10 @@ cutover near the end of Meta's window (the decisions are domain/replace_window.p
 the I/O, for upload). Not a task.
 
 `next_batch` says how a chunk goes now: a replace batch (its batch_seq assigned once, so a retry
-re-sends it), an add once the session is closed or over, or come back later (Deferred) while
-batch 1 is on its way or a cutover's close is. At a cutover the chunk that gets there first
-closes the session with what Meta has (`close_now`) and sends its own IDs as an add.
+re-sends it), an add once the session is closed or over, or come back later (Deferred) while a
+cutover's close is on its way, or batch 1 still is after a wait in the thread. At a cutover the
+chunk that gets there first closes the session with what Meta has (`close_now`) and sends its
+own IDs as an add.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from audiencesync.domain.modes import MAX_REPLACE
 from audiencesync.domain.replace_window import Route, SessionTimes, Window, route
 from audiencesync.errors import Deferred, GraphError, PermanentGraphError, RetryableGraphError
 from audiencesync.settings import Settings, get_settings
@@ -25,7 +27,10 @@ from workers.resources import get_turns
 log = logging.getLogger("audiencesync.replace")
 Closer = Callable[[dict], None]  # sends the closing batch's session fields through the gate
 WAIT_S = 0.25  # a chunk waiting for batch 1 or for the cutover's close looks again after this
-MAX_REPLACE = 100_000_000  # Meta cannot replace an audience of this many people or more
+# A chunk waits for batch 1's acceptance in its thread (blocked on Redis, no polling) this long,
+# a Meta round trip or two: all go the moment it is accepted, with no message re-enqueued every
+# WAIT_S. Longer (batch 1 is retried): deferred, which frees the thread for other runs' chunks.
+FIRST_WAIT_S = 3.0
 # 2650 subcodes (graph-api-facts.md, "Sessions")
 IN_PROGRESS, TOO_BIG, TIMED_OUT, FINISHED = 1870145, 1870144, 1870158, 1870159
 
@@ -61,18 +66,13 @@ def refusal_message(exc: GraphError) -> str | None:
             f"Meta refused the replace: its session was already finished ({exc}); run the "
             "replace again (a new run opens a new session)"
         )
-    if exc.subcode == TOO_BIG:
-        return too_big_message(None)
+    if exc.subcode == TOO_BIG:  # the upload's preflight found no count, or a scheduled run
+        return (
+            f"Meta refused the replace: it cannot replace an audience of {MAX_REPLACE:,} people "
+            f"or more ({exc}); the audience is unchanged: use --mode mirror (adds and removes "
+            "only what changed), or remove and add"
+        )
     return None
-
-
-def too_big_message(size: int | None) -> str:
-    people = f"has about {size:,} people: " if size else ""
-    return (
-        f"the audience {people}Meta cannot replace an audience of {MAX_REPLACE:,} people or "
-        "more (2650/1870144); nothing was sent: use --mode mirror (adds and removes only what "
-        "changed), or remove and add"
-    )
 
 
 def get_replace() -> ReplaceSession:
@@ -94,7 +94,7 @@ class ReplaceSession:
         step = route(times, self.window, now)
         if step is Route.FIRST:
             taken = self.turns.first(run_id, chunk)
-            if taken == WAIT:
+            if taken == WAIT and not self.turns.wait_open(run_id, FIRST_WAIT_S):
                 raise Deferred(WAIT_S, "batch 1 of the replace goes first, alone")
             if taken == FIRST:
                 return Batch("replace", session | {"batch_seq": 1}, first=True)
@@ -118,8 +118,8 @@ class ReplaceSession:
 
     def accepted(self, run_id: str, batch: Batch, call_s: float) -> None:
         """A replace batch was accepted: batch 1 opens the session; every call paces it."""
-        if batch.first:
-            self.turns.mark(run_id, "replace_opened_at", time.time())
+        if batch.first and self.turns.mark(run_id, "replace_opened_at", time.time()):
+            self.turns.open(run_id)
         self.turns.note_call_s(run_id, call_s)
 
     def ended_by_meta(self, run_id: str, subcode: int | None) -> None:

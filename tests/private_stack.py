@@ -193,7 +193,9 @@ class PrivateStack(SandboxViews):
     def signal_worker(self, name: str, sig: int) -> None:
         os.killpg(self.procs[name].pid, sig)
 
-    def kill_holding(self, name: str, task: str, deadline_s: float = 30) -> dict[str, float]:
+    def kill_holding(
+        self, name: str, task: str, deadline_s: float = 30, full: int | None = None
+    ) -> dict[str, float]:
         """SIGKILL worker `name` (all its processes) while it holds as many `task` messages,
         delivered and not acknowledged, as it may prefetch; returns their delivery tags and
         delivery times.
@@ -201,8 +203,9 @@ class PrivateStack(SandboxViews):
         The worker is frozen (SIGSTOP) while its messages are read, so what is read is what it
         dies with. Holding its full prefetch, it cannot be between taking a message off the
         queue and recording it as unacknowledged (two steps in kombu): a kill in that instant
-        loses the message, and only the watchdog and `resume` recover that chunk."""
-        full = CONCURRENCY[name.split("-")[0]]
+        loses the message, and only the watchdog and `resume` recover that chunk. `full`: as
+        many as exist, when fewer than its prefetch can."""
+        full = full or CONCURRENCY[name.split("-")[0]]
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
             self.signal_worker(name, signal.SIGSTOP)

@@ -12,6 +12,8 @@ and remembered, so its retries re-send the same one.
     as:run:{id}:replace:seqs    hash chunk -> its batch_seq ("close" -> the closing batch's;
                                 "first" -> the chunk that holds seq 1)
     as:run:{id}:replace:closer  the chunk closing the session at a cutover (lease)
+    as:run:{id}:replace:opened  a token pushed when batch 1 is accepted: chunks waiting for it
+                                block on it (BLPOP) and pass it on, so all wake at once
 
 and in the run meta (as:run:{id}; RunMeta's replace_* fields) the session's times and flags,
 each written once (HSETNX): batch 1's first send (Meta's 90 minutes start no earlier), its
@@ -67,6 +69,22 @@ class ReplaceTurns:
     def sent(self, run_id: str) -> int:
         """batch_seqs assigned so far."""
         return int(self.r.get(self.key(run_id, "seq")) or 0)
+
+    def open(self, run_id: str) -> None:
+        """Batch 1 was accepted: wake the chunks waiting for it (`wait_open`)."""
+        key = self.key(run_id, "opened")
+        self.r.pipeline(transaction=False).rpush(key, 1).expire(key, self.run_ttl_s).execute()
+
+    def wait_open(self, run_id: str, timeout_s: float) -> bool:
+        """Block (no polling) until batch 1 was accepted, at most timeout_s; True if it was.
+        The token is pushed back at once, so every waiter wakes, and later ones do not wait."""
+        # below the client's socket timeout (redis-py's default is 5 s), which would cut it off
+        socket_s = self.r.connection_pool.connection_kwargs.get("socket_timeout") or timeout_s + 1
+        wait_s = max(min(timeout_s, socket_s - 1), 0.01)
+        if self.r.blpop([self.key(run_id, "opened")], timeout=wait_s) is None:
+            return False
+        self.open(run_id)
+        return True
 
     def take_close(self, run_id: str, chunk: int) -> bool:
         """The lease on closing the session at a cutover: one chunk at a time sends the close."""

@@ -15,7 +15,10 @@ def test_a_worker_killed_sending_batch_1_does_not_stall_the_replace(private, tmp
     new = maids(4_000, seed=96)
     run = private.upload(tmp_path / "new.csv", new, audience, mode="replace")
     private.wait_meta(run.run_id, lambda m: "replace_first_sent_at" in m)
-    held = private.kill_holding(private.workers("critical")[0], "audiencesync.upload")
+    # While batch 1 is on its way, three chunks' uploads exist in this stack (seen; the rest
+    # are staged, not yet published): batch 1's and two waiting for it in their threads. All
+    # held: none can be between the queue and the worker's record of it.
+    held = private.kill_holding(private.workers("critical")[0], "audiencesync.upload", full=3)
     assert "replace_opened_at" not in private.store().meta(run.run_id)  # batch 1 unanswered
     private.configure_sandbox(latency_ms=0)
     private.start_worker("critical")

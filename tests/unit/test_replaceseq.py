@@ -89,3 +89,20 @@ def test_session_times_are_written_once_and_the_slowest_call_is_kept(turns, run_
         turns.note_call_s(run_id, call_s)
     meta = turns.r.hgetall(turns.meta_key(run_id))
     assert meta[b"replace_cutover_at"] == b"10.0" and meta[b"replace_call_s"] == b"1.75"
+
+
+def test_chunks_waiting_for_batch_1_all_wake_when_it_is_accepted(turns, run_id):
+    assert not turns.wait_open(run_id, 0.05)  # not accepted yet: the wait times out
+    woke: list[bool] = []
+    waiters = [
+        threading.Thread(target=lambda: woke.append(turns.wait_open(run_id, 3.0)))
+        for _ in range(20)
+    ]
+    for waiter in waiters:
+        waiter.start()
+    turns.open(run_id)
+    for waiter in waiters:
+        waiter.join(timeout=60)
+    assert woke == [True] * 20
+    assert turns.wait_open(run_id, 0.05)  # a chunk arriving later does not wait
+    assert turns.r.ttl(turns.key(run_id, "opened")) > 0  # gone with the run
