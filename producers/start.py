@@ -12,9 +12,11 @@ from dataclasses import replace
 
 from celery.result import AsyncResult
 
-from audiencesync.domain.modes import MIRROR
+from audiencesync.domain.modes import MIRROR, too_big_to_replace
+from audiencesync.errors import ConfigError
 from audiencesync.graph.destination import destination
 from audiencesync.settings import Settings
+from audiencesync.store.meta import Mode
 from audiencesync.store.runs import RunStore
 from producers.mirror import MirrorRun
 from producers.pipeline import RunRequest, create_run, produce
@@ -29,13 +31,16 @@ def planned_run(
     request: RunRequest,
     run_id: str,
     *,
-    audience: dict | None = None,  # Meta's answer about it (preflight): a mirror run checks it
+    audience: dict | None = None,  # Meta's answer about it (preflight): its size is checked
     resync: bool = False,  # a mirror run that replaces the audience with the whole source
 ) -> Iterator[Publish]:
     """`with planned_run(...) as publish:` the run exists in Redis; `publish()` streams it.
 
     The source stays open (and a mirror run's lock held) until the block ends. The run records
     the Graph API these settings point at: workers pointed elsewhere refuse its chunks."""
+    replaces = request.mode == Mode.REPLACE or (request.mode == MIRROR and resync)
+    if replaces and (refused := too_big_to_replace(audience)):  # no run: nothing is sent
+        raise ConfigError(refused)
     request = replace(request, destination=destination(settings))
     source = request.source.open(settings)
     try:

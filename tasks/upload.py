@@ -30,12 +30,10 @@ from audiencesync.store.meta import Mode, RunMeta
 from tasks import sending
 from tasks.closing import send_close
 from tasks.replacing import (
-    MAX_REPLACE,
     Batch,
     get_replace,
     refusal_message,
     session_over,
-    too_big_message,
 )
 from workers.app import app
 from workers.leased import LeasedTask
@@ -118,9 +116,6 @@ def _upload(
             sending.defer(task, wait.wait_s, calls, retry)
         op, session = Mode(batch.op), batch.session
         result["sent_as"] = op
-        if batch.first and not calls["requests"] and (refused := _too_big(meta)):
-            store.abort(run_id, refused)
-            return fail(refused)
 
     def admitted() -> None:
         calls["requests"] += 1
@@ -189,12 +184,3 @@ def _close(guard, store, run_id: str, meta: RunMeta, batch: dict) -> None:
     """Send a replace session's closing batch at a cutover: one entry of the source."""
     session = {"session_id": meta.session_id, **batch}
     send_close(guard, meta.audience_id, Mode.REPLACE, session, store.closer(run_id, Mode.REPLACE))
-
-
-def _too_big(meta: RunMeta) -> str | None:
-    """Meta cannot replace an audience of 100M people or more: refuse before sending."""
-    try:
-        size = int(get_graph().get_audience(meta.audience_id)["approximate_count_lower_bound"])
-    except (GraphError, KeyError, ValueError, TypeError):
-        return None  # unknown: Meta refuses batch 1 itself then (1870144)
-    return too_big_message(size) if size >= MAX_REPLACE else None

@@ -44,6 +44,23 @@ def _removals_from(meta: RunMeta) -> int:
     return meta.removals_from
 
 
+MAX_REPLACE = 100_000_000  # Meta cannot replace an audience of this many people or more
+
+
+def too_big_to_replace(audience: dict | None) -> str | None:
+    """What to do when Meta's answer about the audience (the upload's preflight) shows it too
+    big to replace (Meta would refuse batch 1 with 2650/1870144); None when it is not, or the
+    count is unknown (Meta's refusal then stops the run at batch 1)."""
+    size = (audience or {}).get("approximate_count_lower_bound")
+    if not isinstance(size, int) or size < MAX_REPLACE:
+        return None
+    return (
+        f"the audience has about {size:,} people: Meta cannot replace an audience of "
+        f"{MAX_REPLACE:,} people or more (2650/1870144); nothing was sent: use --mode mirror "
+        "(adds and removes only what changed), or remove and add"
+    )
+
+
 def is_sequential(meta: RunMeta) -> bool:
     """A replace run: batch 1 goes first and alone (Meta opens the session on it)."""
     return meta.mode == Mode.REPLACE

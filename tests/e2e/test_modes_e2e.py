@@ -139,7 +139,7 @@ def test_replace_retries_re_send_the_same_batch_and_the_result_is_exact(
     sandbox_knobs(transient_rate=0.4)
     new = maids(3_000, seed=78)
     report = run_upload(stack, csv_source(tmp_path, new), audience, "replace", chunk_size=250)
-    assert report["status"] == "completed", report
+    assert report["status"] == "completed", (report["message"], report["failure_reasons"])
     assert stack.members(audience) == set(new)
     calls = replace_calls(stack, audience)
     assert report["retries"] > 0 and report["requests"] == len(calls)
@@ -150,7 +150,9 @@ def test_replace_retries_re_send_the_same_batch_and_the_result_is_exact(
     assert {c["batch_seq"] for c in calls if c["last_batch_flag"]} == {13}
 
 
-def test_a_replace_of_an_audience_meta_cannot_replace_is_refused_before_sending(stack, tmp_path):
+def test_a_replace_of_an_audience_meta_cannot_replace_stops_at_metas_answer_to_batch_1(
+    stack, tmp_path
+):
     audience = stack.new_audience()
     response = httpx.post(
         f"{stack.graph_url}/_sandbox/audiences/{audience}", json={"approximate_count": 10**8}
@@ -158,11 +160,29 @@ def test_a_replace_of_an_audience_meta_cannot_replace_is_refused_before_sending(
     response.raise_for_status()
     report = run_upload(stack, csv_source(tmp_path, maids(1_000, 81)), audience, "replace")
     assert report["status"] == "failed" and report["ids_uploaded"] == 0
-    assert (
-        "100,000,000 people or more" in report["message"] and "--mode mirror" in report["message"]
-    )
-    assert replace_calls(stack, audience) == []  # nothing sent
+    message = report["message"]
+    assert "100,000,000 people or more" in message and "1870144" in message
+    assert "unchanged" in message and "--mode mirror" in message
+    # Meta's answer to batch 1 stops the run: no other batch goes, the audience is untouched
+    assert [(c["batch_seq"], c["status"]) for c in replace_calls(stack, audience)] == [(1, 400)]
+    assert stack.members(audience) == set()
     assert report["unaccounted"] == 0 and report["ids_failed"] == 1_000
+
+
+def test_the_upload_command_refuses_to_replace_an_audience_too_big_before_any_call(stack, tmp_path):
+    """The upload's preflight read of the audience gives its size: no run, nothing sent."""
+    audience = stack.new_audience()
+    response = httpx.post(
+        f"{stack.graph_url}/_sandbox/audiences/{audience}", json={"approximate_count": 10**8}
+    )
+    response.raise_for_status()
+    write_csv(tmp_path / "ids.csv", maids(500, 85))
+    args = ("upload", str(tmp_path / "ids.csv"), "--audience-id", audience, "--wait")
+    for mode in (("--mode", "replace"), ("--mode", "mirror", "--resync")):
+        done = cli(stack.env | {"AUDIENCESYNC_STATE_DIR": str(tmp_path / "state")}, *args, *mode)
+        assert done.returncode == 1 and not done.stdout.strip()  # no run id: no run
+        assert "100,000,000 people or more" in done.stderr and "nothing was sent" in done.stderr
+    assert replace_calls(stack, audience) == []
 
 
 def test_a_replace_while_another_is_in_progress_says_to_wait_for_it(stack, tmp_path):
@@ -184,7 +204,7 @@ def test_a_replace_while_another_is_in_progress_says_to_wait_for_it(stack, tmp_p
 
 def test_resume_finishes_a_replace_run_in_its_mode(stack, tmp_path):
     """Chunks staged by a producer that died before publishing them: resume sends them as
-    replace batches, in order, and closes the session."""
+    replace batches (batch 1 first) and closes the session."""
     audience, _ = audience_of(stack, tmp_path, 200, seed=79)
     new = maids(1_500, seed=80)
     store = RunStore(redis.Redis.from_url(stack.redis_url))
@@ -197,7 +217,7 @@ def test_resume_finishes_a_replace_run_in_its_mode(stack, tmp_path):
     report = orjson.loads(done.stdout.splitlines()[-1])
     assert report["mode"] == "replace" and report["session_closed"]
     assert stack.members(audience) == set(new)
-    calls = replace_calls(stack, audience)
-    assert [(c["batch_seq"], c["last_batch_flag"]) for c in calls] == [
-        (1, False), (2, False), (3, False), (4, True)
-    ]  # fmt: skip
+    sent = [(c["batch_seq"], c["last_batch_flag"]) for c in replace_calls(stack, audience)]
+    # batch 1 alone first, the other two in parallel (either may arrive first), the close last
+    assert sent[0] == (1, False) and sorted(sent[1:3]) == [(2, False), (3, False)]
+    assert sent[3:] == [(4, True)]

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from audiencesync.cli.display import format_report
-from audiencesync.domain.modes import MODES, chunk_op, is_sequential, unclosed_message
+from audiencesync.domain.modes import (
+    MODES,
+    chunk_op,
+    is_sequential,
+    too_big_to_replace,
+    unclosed_message,
+)
 from audiencesync.domain.report import build_report, chunk_result
 from audiencesync.graph.client import EDGE_BY_MODE
 from audiencesync.store.meta import RunMeta
@@ -72,3 +78,11 @@ def test_an_unclosed_session_is_worded_by_mode():
     replace = unclosed_message(RunMeta.parse({"mode": "replace"}), "x", 5_000)
     assert "refused the replace session's close (x)" in replace
     assert "all 5,000 IDs sent, so it will hold the whole source then" in replace
+
+
+def test_an_audience_of_100m_or_more_is_too_big_to_replace_and_an_unknown_size_is_not():
+    assert too_big_to_replace({"approximate_count_lower_bound": 99_999_999}) is None
+    message = too_big_to_replace({"approximate_count_lower_bound": 100_000_000})
+    assert message and "100,000,000 people" in message and "--mode mirror" in message
+    assert too_big_to_replace(None) is None  # no answer: Meta's refusal of batch 1 decides
+    assert too_big_to_replace({"approximate_count_lower_bound": -1}) is None
