@@ -13,11 +13,12 @@ import logging
 from audiencesync.domain.audiences import Audience, find_audience
 from audiencesync.errors import ConfigError
 from audiencesync.settings import Settings
+from audiencesync.store.meta import Mode
 from audiencesync.store.runs import RunStore
 from producers.lock import kept_alive
 from producers.pipeline import RunRequest, new_run_id
 from producers.spec import SourceSpec
-from producers.start import planned_run
+from producers.start import planned_run, read_audience
 from producers.validate import check_rejected
 
 log = logging.getLogger("audiencesync.scheduled")
@@ -66,6 +67,13 @@ def _produce(store: RunStore, settings: Settings, audience: Audience, run_id: st
         ad_account_id=settings.ad_account_id,  # shares the account's throttle with every run
         source=spec,  # so `resume` can read the rest of a run whose producer died
     )
-    with planned_run(store, settings, request, run_id) as publish:
+    answer = None  # Meta's answer about the audience: a replace checks its size first
+    if audience.mode == Mode.REPLACE:
+        answer = read_audience(
+            settings,
+            audience.audience_id,
+            lambda line: log.warning("audience=%s %s", audience.name, line),
+        )
+    with planned_run(store, settings, request, run_id, audience=answer) as publish:
         log.info("audience=%s run=%s started", audience.name, run_id)
         publish()

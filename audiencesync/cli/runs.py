@@ -45,29 +45,15 @@ def require_token(settings: Settings) -> None:
 
 
 def preflight(settings: Settings, audience_id: str) -> dict | None:
-    """One cheap call before reading the source: a bad token or audience costs one call, not
-    a run. An unreachable destination is left to the uploads' retries (and reported)."""
-    from audiencesync.errors import PermanentGraphError, RetryableGraphError, TokenError
-    from audiencesync.graph import GraphClient
+    """Meta's answer about the audience, before reading the source (producers/start.py)."""
+    from producers.start import read_audience
 
     require_token(settings)
-    client = GraphClient(settings)
-    try:
-        return client.get_audience(audience_id)  # a mirror run compares its size
-    except TokenError as exc:
-        raise ConfigError(
-            f"the access token was rejected ({exc}): set a valid AUDIENCESYNC_ACCESS_TOKEN"
-        ) from None
-    except PermanentGraphError as exc:
-        raise ConfigError(
-            f"audience {audience_id} cannot be used ({exc}): check --audience-id and that the "
-            "token's user may manage it"
-        ) from None
-    except RetryableGraphError as exc:
-        print(f"audiencesync: warning: {exc}; starting anyway, uploads will retry", file=sys.stderr)
-        return None
-    finally:
-        client.close()
+    return read_audience(
+        settings,
+        audience_id,
+        lambda line: print(f"audiencesync: warning: {line}", file=sys.stderr),
+    )
 
 
 def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:

@@ -92,7 +92,7 @@ def test_bad_rows_are_counted_as_rejected_and_the_run_completes(stack, tmp_path,
         ),
         (  # Meta's own message, then what to do
             lambda p, a: [str(p / "a.csv"), "--audience-id", "999999"],
-            ["audience 999999 cannot be used", "does not exist", "check --audience-id"],
+            ["audience 999999 cannot be used", "does not exist", "(--audience-id, or audience_id"],
         ),
     ],
     ids=["missing-file", "directory", "empty-file", "missing-column", "unknown-audience"],

@@ -6,10 +6,11 @@ from __future__ import annotations
 import hashlib
 import random
 
+import httpx
 import orjson
 import pytest
 import redis
-from e2e_helpers import cli, maids
+from e2e_helpers import cli, maids, write_csv
 from run_helpers import poll, runs_of, store
 
 from audiencesync.domain.normalize import MIXED_RAW
@@ -106,3 +107,30 @@ def test_a_declared_max_rejected_pct_stops_a_scheduled_run_before_it_exists(
     assert runs_of(stack, name) == [] and stack.calls(audience) == []
     lock = store(stack).r.get(store(stack).lock_key(name))
     assert lock is None  # released: the next tick may run it once the source is fixed
+
+
+def test_a_scheduled_replace_of_an_audience_too_big_to_replace_is_not_started(
+    stack, producer, tmp_path
+):
+    """Meta cannot replace an audience of 100M people or more: the producer reads its size
+    first, as the upload command does, and sends nothing."""
+    from tasks.start_run import start_run
+    from workers.app import QUEUE_PRODUCER
+
+    _, audiences_file, producer_log = producer
+    write_csv(tmp_path / "ids.csv", maids(300, seed=65))
+    audience = stack.new_audience()
+    resized = httpx.post(
+        f"{stack.graph_url}/_sandbox/audiences/{audience}", json={"approximate_count": 10**8}
+    )
+    resized.raise_for_status()
+    name = f"huge-{audience}"
+    audiences_file.write_text(
+        f'[audiences.{name}]\naudience_id = "{audience}"\nfile = "{tmp_path / "ids.csv"}"\n'
+        'every_s = 3600\nmode = "replace"\n'
+    )
+    start_run.apply_async(args=[name], queue=QUEUE_PRODUCER)
+    line = f"audience={name} not started: the audience has about 100,000,000 people"
+    poll(lambda: line in producer_log.read_text(), 60, "the producer's one-line refusal")
+    assert "nothing was sent" in producer_log.read_text()
+    assert runs_of(stack, name) == [] and stack.calls(audience) == []
