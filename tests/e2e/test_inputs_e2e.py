@@ -83,27 +83,31 @@ def test_max_rejected_pct_fails_before_anything_is_sent(stack, tmp_path):
     assert "semicolon" in report["message"]
 
 
+def refused_declared_run(producer, name: str, declared: str, refusal: str) -> None:
+    """Declare audience `name` (its TOML body), start it on the producer worker, and wait for
+    the producer's one-line refusal: `audience=NAME not started: <refusal>`."""
+    from tasks.start_run import start_run
+    from workers.app import QUEUE_PRODUCER
+
+    _, audiences_file, producer_log = producer
+    audiences_file.write_text(f"[audiences.{name}]\nevery_s = 3600\n{declared}")
+    start_run.apply_async(args=[name], queue=QUEUE_PRODUCER)
+    line = f"audience={name} not started: {refusal}"
+    poll(lambda: line in producer_log.read_text(), 60, "the producer's one-line refusal")
+
+
 def test_a_declared_max_rejected_pct_stops_a_scheduled_run_before_it_exists(
     stack,
     producer,
     tmp_path,
 ):
-    from tasks.start_run import start_run
-    from workers.app import QUEUE_PRODUCER
-
-    _, audiences_file, producer_log = producer
     rows = [m if i % 5 > 2 else f"u{i};{m}" for i, m in enumerate(maids(1_000, seed=64))]
     path = tmp_path / "half.csv"
     path.write_text("maid\n" + "\n".join(rows) + "\n")
     audience = stack.new_audience()
     name = f"gated-{audience}"
-    audiences_file.write_text(
-        f'[audiences.{name}]\naudience_id = "{audience}"\nfile = "{path}"\nevery_s = 3600\n'
-        "max_rejected_pct = 10\n"
-    )
-    start_run.apply_async(args=[name], queue=QUEUE_PRODUCER)
-    line = f"audience={name} not started: nothing was sent: 600 of 1000 values (60.0%)"
-    poll(lambda: line in producer_log.read_text(), 60, "the producer's one-line refusal")
+    declared = f'audience_id = "{audience}"\nfile = "{path}"\nmax_rejected_pct = 10\n'
+    refused_declared_run(producer, name, declared, "nothing was sent: 600 of 1000 values (60.0%)")
     assert runs_of(stack, name) == [] and stack.calls(audience) == []
     lock = store(stack).r.get(store(stack).lock_key(name))
     assert lock is None  # released: the next tick may run it once the source is fixed
@@ -114,10 +118,6 @@ def test_a_scheduled_replace_of_an_audience_too_big_to_replace_is_not_started(
 ):
     """Meta cannot replace an audience of 100M people or more: the producer reads its size
     first, as the upload command does, and sends nothing."""
-    from tasks.start_run import start_run
-    from workers.app import QUEUE_PRODUCER
-
-    _, audiences_file, producer_log = producer
     write_csv(tmp_path / "ids.csv", maids(300, seed=65))
     audience = stack.new_audience()
     resized = httpx.post(
@@ -125,12 +125,9 @@ def test_a_scheduled_replace_of_an_audience_too_big_to_replace_is_not_started(
     )
     resized.raise_for_status()
     name = f"huge-{audience}"
-    audiences_file.write_text(
-        f'[audiences.{name}]\naudience_id = "{audience}"\nfile = "{tmp_path / "ids.csv"}"\n'
-        'every_s = 3600\nmode = "replace"\n'
+    declared = f'audience_id = "{audience}"\nfile = "{tmp_path / "ids.csv"}"\nmode = "replace"\n'
+    refused_declared_run(
+        producer, name, declared, "the audience has about 100,000,000 people: Meta cannot"
     )
-    start_run.apply_async(args=[name], queue=QUEUE_PRODUCER)
-    line = f"audience={name} not started: the audience has about 100,000,000 people"
-    poll(lambda: line in producer_log.read_text(), 60, "the producer's one-line refusal")
-    assert "nothing was sent" in producer_log.read_text()
+    assert "nothing was sent" in producer[2].read_text()
     assert runs_of(stack, name) == [] and stack.calls(audience) == []
