@@ -13,8 +13,6 @@ a first add, not counted, warms the stack up (the file in the page cache, the wo
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import tempfile
 from datetime import UTC, datetime
@@ -26,6 +24,7 @@ from audiencesync.cli import devstack
 from audiencesync.graph import GraphClient
 from audiencesync.settings import Settings
 from bench.data import write_maids_csv
+from bench.run import machine
 
 KNOBS = ("--latency-ms", "1500", "--jitter-ms", "400")
 TARGET_RATIO = 1.3  # a replace takes at most this many times an add of the same IDs
@@ -77,7 +76,7 @@ def main() -> None:
     print(f"median add {median['add']:.1f} s, replace {median['replace']:.1f} s: {ratio}x")
     result = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "machine": machine(),
         "sandbox": " ".join(KNOBS),
         "median_duration_s": median,
         "replace_over_add": ratio,
