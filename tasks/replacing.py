@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from audiencesync.domain.modes import MAX_REPLACE
+from audiencesync.domain.modes import MAX_REPLACE, TOO_BIG_HINT
 from audiencesync.domain.replace_window import Route, SessionTimes, Window, route
 from audiencesync.errors import Deferred, GraphError, PermanentGraphError, RetryableGraphError
 from audiencesync.settings import Settings, get_settings
@@ -69,8 +69,7 @@ def refusal_message(exc: GraphError) -> str | None:
     if exc.subcode == TOO_BIG:  # the upload's preflight found no count, or a scheduled run
         return (
             f"Meta refused the replace: it cannot replace an audience of {MAX_REPLACE:,} people "
-            f"or more ({exc}); the audience is unchanged: use --mode mirror (adds and removes "
-            "only what changed), or remove and add"
+            f"or more ({exc}); the audience is unchanged: {TOO_BIG_HINT}"
         )
     return None
 

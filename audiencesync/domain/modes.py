@@ -45,6 +45,7 @@ def _removals_from(meta: RunMeta) -> int:
 
 
 MAX_REPLACE = 100_000_000  # Meta cannot replace an audience of this many people or more
+TOO_BIG_HINT = "use --mode mirror (adds and removes only what changed), or remove and add"
 
 
 def too_big_to_replace(audience: dict | None) -> str | None:
@@ -56,8 +57,7 @@ def too_big_to_replace(audience: dict | None) -> str | None:
         return None
     return (
         f"the audience has about {size:,} people: Meta cannot replace an audience of "
-        f"{MAX_REPLACE:,} people or more (2650/1870144); nothing was sent: use --mode mirror "
-        "(adds and removes only what changed), or remove and add"
+        f"{MAX_REPLACE:,} people or more (2650/1870144); nothing was sent: {TOO_BIG_HINT}"
     )
 
 
