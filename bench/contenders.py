@@ -110,7 +110,7 @@ def run_audiencesync(
 ) -> Outcome:
     """`audiencesync upload --wait --json [OPTIONS]` with the workers already running (`wrap`:
     a profiler's command line to run it under)."""
-    started = time.perf_counter()
+    started = time.monotonic()  # the sandbox's call records use the same clock
     proc = subprocess.Popen(
         [
             *wrap,
@@ -125,7 +125,7 @@ def run_audiencesync(
     stdout = proc.stdout.read() if proc.stdout else b""
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    wall_s = time.perf_counter() - started
+    wall_s = time.monotonic() - started
     if proc.returncode != 0:
         raise RuntimeError(f"audiencesync upload failed: {stdout[-500:]!r}")
     report = orjson.loads(next(ln for ln in reversed(stdout.splitlines()) if ln[:1] == b"{"))
@@ -136,6 +136,7 @@ def run_audiencesync(
         report["requests"],
         {
             "report": report,
+            "started_monotonic_s": started,
             "producer_peak_rss_mb": usage.ru_maxrss / 1024,
             "producer_cpu_s": usage.ru_utime + usage.ru_stime,
         },

@@ -35,7 +35,8 @@ def details(name: str, ours: dict) -> list[str]:
     commands = ours["redis_commands_per_chunk"]
     top = ", ".join(f"{cmd} {n}" for cmd, n in list(commands.items())[:8])
     lines = [
-        f"  {name}:",
+        f"  {name}: first call at {ours['first_call_s']:.2f} s, "
+        f"last answer at {ours['last_answer_s']:.2f} s",
         f"    peak RSS: producer {ours['producer_peak_rss_mb']:.0f} MB, {rss}; "
         f"Redis peak used_memory {ours['redis_peak_used_memory_mb']:.1f} MB",
         f"    CPU ms per 10,000-ID call: {cpu}",

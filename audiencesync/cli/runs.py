@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -56,6 +57,30 @@ def preflight(settings: Settings, audience_id: str) -> dict | None:
     )
 
 
+def preflight_soon(settings: Settings, audience_id: str) -> Callable[[], dict | None]:
+    """preflight() in a daemon thread, so Meta answers while the producer's modules load (a
+    round trip of 1-2 s before the first upload otherwise). Call the result for the answer (or
+    the error); a command that fails first exits without waiting for it."""
+    outcome: list = []
+
+    def ask() -> None:
+        try:
+            outcome.append(preflight(settings, audience_id))
+        except BaseException as exc:  # re-raised in the command's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=ask, name="preflight", daemon=True)
+    thread.start()
+
+    def answer() -> dict | None:
+        thread.join()
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+    return answer
+
+
 def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
     from producers.pipeline import RunRequest
     from producers.spec import SourceSpec
@@ -99,11 +124,12 @@ def upload(
     resync: bool = False,
 ) -> int:
     """Start a run (its id on stdout); with `wait`, show its progress and print its report."""
+    answer = preflight_soon(settings, request.audience_id)
     from producers.pipeline import new_run_id
     from producers.start import planned_run
 
     store = connect_store(settings)
-    audience = preflight(settings, request.audience_id)
+    audience = answer()
     if max_rejected_pct is not None:  # before the run exists: nothing is sent on failure
         from producers.validate import check_rejected
 
@@ -160,8 +186,10 @@ def drive(
 
 
 def wait_for_report(
-    store: RunStore, run_id: str, poll_s: float = 0.25, timeout_s: float | None = None
+    store: RunStore, run_id: str, poll_s: float = 1.0, timeout_s: float | None = None
 ) -> dict:
+    """The run's report, the moment finalize saves it; meanwhile, every poll_s, the deadline
+    and the workers the run needs are looked at."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     warned: list[str] = []
     next_look = 0.0
@@ -171,7 +199,7 @@ def wait_for_report(
         if time.monotonic() >= next_look:  # said once per queue while none is live, not more
             warned = warn_missing_workers(store, warned)
             next_look = time.monotonic() + store.lease_s / 6
-        time.sleep(poll_s)
+        store.wait_finished(run_id, poll_s)
     return report
 
 

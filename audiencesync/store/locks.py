@@ -1,5 +1,6 @@
-"""Client and locks beside the run store: a Redis client that rides out restarts, and one run at
-a time per declared audience (`as:lock:audience:{name}`, runs.py has the whole key layout)."""
+"""Client, latches and locks beside the run store: a Redis client that rides out restarts, a
+latch to block on instead of polling, and one run at a time per declared audience
+(`as:lock:audience:{name}`, runs.py has the whole key layout)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,22 @@ def connect(url: str, *, max_connections: int | None = None, **kwargs) -> redis.
         url, max_connections=max_connections, timeout=POOL_WAIT_S, retry=retry, **kwargs
     )
     return redis.Redis(connection_pool=pool)
+
+
+def open_latch(r: redis.Redis, key: str, ttl_s: int) -> None:
+    """Open the latch at `key`: every waiter (`wait_latch`) wakes, and later ones do not wait."""
+    r.pipeline(transaction=False).rpush(key, 1).expire(key, ttl_s).execute()
+
+
+def wait_latch(r: redis.Redis, key: str, timeout_s: float, ttl_s: int) -> bool:
+    """Block (no polling) until the latch at `key` is open, at most timeout_s; True if it is.
+    The token is pushed back at once, so every waiter wakes."""
+    # below the client's socket timeout (redis-py's default is 5 s), which would cut it off
+    socket_s = r.connection_pool.connection_kwargs.get("socket_timeout") or timeout_s + 1
+    if r.blpop([key], timeout=max(min(timeout_s, socket_s - 1), 0.01)) is None:
+        return False
+    open_latch(r, key, ttl_s)
+    return True
 
 
 class AudienceLocks:

@@ -26,6 +26,7 @@ import redis
 
 from audiencesync.settings import Settings
 from audiencesync.store import lua
+from audiencesync.store.locks import open_latch, wait_latch
 
 CLOSE = "close"  # the closing batch's slot in the seqs hash
 FIRST, WAIT, OPEN = 1, 0, 2  # what first() answers
@@ -72,19 +73,11 @@ class ReplaceTurns:
 
     def open(self, run_id: str) -> None:
         """Batch 1 was accepted: wake the chunks waiting for it (`wait_open`)."""
-        key = self.key(run_id, "opened")
-        self.r.pipeline(transaction=False).rpush(key, 1).expire(key, self.run_ttl_s).execute()
+        open_latch(self.r, self.key(run_id, "opened"), self.run_ttl_s)
 
     def wait_open(self, run_id: str, timeout_s: float) -> bool:
-        """Block (no polling) until batch 1 was accepted, at most timeout_s; True if it was.
-        The token is pushed back at once, so every waiter wakes, and later ones do not wait."""
-        # below the client's socket timeout (redis-py's default is 5 s), which would cut it off
-        socket_s = self.r.connection_pool.connection_kwargs.get("socket_timeout") or timeout_s + 1
-        wait_s = max(min(timeout_s, socket_s - 1), 0.01)
-        if self.r.blpop([self.key(run_id, "opened")], timeout=wait_s) is None:
-            return False
-        self.open(run_id)
-        return True
+        """Block (no polling) until batch 1 was accepted, at most timeout_s; True if it was."""
+        return wait_latch(self.r, self.key(run_id, "opened"), timeout_s, self.run_ttl_s)
 
     def take_close(self, run_id: str, chunk: int) -> bool:
         """The lease on closing the session at a cutover: one chunk at a time sends the close."""

@@ -12,6 +12,7 @@
     as:run:{id}:wake            a nudge for a producer waiting for room in the staging window
     as:run:{id}:closer:{op}     one entry already sent, re-sent to close that op's session
     as:run:{id}:report          the final report (JSON)
+    as:run:{id}:finished        a latch opened with the report: `wait_finished` blocks on it
     as:run:{id}:replace:*       a replace run's batch-1 slot and batch_seqs (replace.py)
     as:lock:audience:{name}     the run holding a declared audience (SET NX, a TTL; locks.py)
     as:leases                   sorted set "{id}/{n}" -> deadline: who vouches for chunk n, until
@@ -35,7 +36,7 @@ from audiencesync.recovery.leases import LEASES
 from audiencesync.recovery.leases import member as lease_member
 from audiencesync.settings import Settings
 from audiencesync.store import lua
-from audiencesync.store.locks import AudienceLocks
+from audiencesync.store.locks import AudienceLocks, open_latch, wait_latch
 from audiencesync.store.meta import OPS, RunMeta
 
 CANCEL_REASON = "cancelled by an operator (audiencesync cancel)"
@@ -133,11 +134,10 @@ class RunStore(AudienceLocks):
         return [v.decode() for v in self.r.zrevrange("as:runs", 0, limit - 1)]
 
     def begin_attempt(self, run_id: str, *, rereading: bool, **fields: str | int | float) -> int:
-        """Start another attempt at a run (resume): earlier producers are fenced off, the old
-        report is dropped, and finalize reports again; a rejected token or a failed source is
-        forgotten only by an attempt that reads the source again. A cancel is always forgotten
-        (resuming is the operator taking it back); `resumed_after_cancel` stays, for the
-        report to say what the cancel dropped. Returns the attempt number."""
+        """Start another attempt at a run (resume); returns its number. Earlier producers are
+        fenced off, the old report is dropped; a rejected token or a failed source is forgotten
+        only by an attempt that reads the source again, a cancel always (the report says what
+        it dropped: `resumed_after_cancel`)."""
         cancelled = self.r.hget(self.key(run_id), "cancelled") is not None
         pipe = self.r.pipeline()
         pipe.hincrby(self.key(run_id), "attempt", 1)
@@ -148,13 +148,12 @@ class RunStore(AudienceLocks):
         if cancelled:
             pipe.hdel(self.key(run_id), "aborted", "cancelled")
             pipe.hset(self.key(run_id), "resumed_after_cancel", 1)
-        pipe.delete(self.key(run_id, "report"))
+        pipe.delete(self.key(run_id, "report"), self.key(run_id, "finished"))
         return int(pipe.execute()[0])
 
     def mark_stalled(self, now: float, stall_after_s: float) -> list[str]:
-        """Mark running runs with no progress for stall_after_s as `stalled`; returns their ids.
-
-        A stalled run goes back to `running` when one of its chunks finishes."""
+        """Mark running runs with no progress for stall_after_s as `stalled`; returns their ids
+        (one goes back to `running` when one of its chunks finishes)."""
         self.r.zremrangebyscore("as:runs", "-inf", now - self.ttl_s)  # their state has expired
         stalled = []
         for raw_id, _ in self.r.zscan_iter("as:runs"):
@@ -173,8 +172,7 @@ class RunStore(AudienceLocks):
         self.r.zadd(LEASES, {lease_member(run_id, chunk): time.time() + self.lease_s}, nx=True)
         return True
 
-    def inflight(self, run_id: str) -> dict[int, int]:
-        """Chunks staged and not finished: chunk number -> IDs in it."""
+    def inflight(self, run_id: str) -> dict[int, int]:  # staged, not finished: chunk -> IDs
         return {int(k): int(v) for k, v in self.r.hgetall(self.key(run_id, "inflight")).items()}
 
     def staged_count(self, run_id: str) -> int:
@@ -241,10 +239,12 @@ class RunStore(AudienceLocks):
         closers = [self.key(run_id, "closer", op) for op in OPS]
         pipe.delete(self.key(run_id, "wake"), *closers)
         pipe.execute()
+        open_latch(self.r, self.key(run_id, "finished"), self.ttl_s)
+
+    def wait_finished(self, run_id: str, timeout_s: float) -> bool:
+        """Block until the run's report is saved, at most timeout_s (no polling)."""
+        return wait_latch(self.r, self.key(run_id, "finished"), timeout_s, self.ttl_s)
 
     def report(self, run_id: str) -> dict | None:
         blob = self.r.get(self.key(run_id, "report"))
         return None if blob is None else orjson.loads(blob)
-
-    def exists(self, run_id: str) -> bool:
-        return bool(self.r.exists(self.key(run_id)))

@@ -182,7 +182,7 @@ def test_a_failure_while_diffing_is_one_line_and_leaves_no_trace(tmp_path, redis
     }[failing]
     with pytest.raises(AudienceSyncError, match=re.escape(says)), run:
         run.plan(Source())
-    assert not store.exists("diff-fails")
+    assert store.run("diff-fails") is None
     assert not (state_dir / "44").exists() or list((state_dir / "44").iterdir()) == []
     assert store.take_audience_lock("mirror:44", "r2", 300) is None
     store.release_audience_lock("mirror:44", "r2")

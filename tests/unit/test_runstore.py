@@ -4,6 +4,7 @@ counting each chunk once whatever redelivery happens, the watchdog's compare-and
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 
 import pytest
@@ -87,3 +88,21 @@ def test_begin_attempt_drops_the_report_and_only_a_new_read_forgets_source_error
     assert "aborted" not in meta and "source_error" not in meta
     assert (meta["status"], meta["producer_done"], meta["session_id"]) == ("running", "0", "7")
     assert store.report(run_id) is None
+
+
+def test_a_waiter_wakes_when_the_report_is_saved_and_a_resume_closes_the_latch(store, run_id):
+    assert not store.wait_finished(run_id, 0.05)  # no report yet: the wait times out
+    woke: list[bool] = []
+    waiters = [
+        threading.Thread(target=lambda: woke.append(store.wait_finished(run_id, 3.0)))
+        for _ in range(3)  # two `upload --wait` and a `status`-like reader: all wake
+    ]
+    for waiter in waiters:
+        waiter.start()
+    store.save_report(run_id, {"status": "completed"})
+    for waiter in waiters:
+        waiter.join(timeout=60)
+    assert woke == [True] * 3
+    assert store.r.ttl(store.key(run_id, "finished")) > 0  # gone with the run
+    store.begin_attempt(run_id, rereading=False)  # resume: its waiters wait for the new report
+    assert not store.wait_finished(run_id, 0.05)
