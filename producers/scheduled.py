@@ -17,8 +17,9 @@ from audiencesync.store.meta import Mode
 from audiencesync.store.runs import RunStore
 from producers.lock import kept_alive
 from producers.pipeline import RunRequest, new_run_id
+from producers.preflight import read_audience
 from producers.spec import SourceSpec
-from producers.start import planned_run, read_audience
+from producers.start import planned_run
 from producers.validate import check_rejected
 
 log = logging.getLogger("audiencesync.scheduled")

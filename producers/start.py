@@ -1,5 +1,6 @@
 """Start a run: the one path from a request to a published run, for the CLI and schedules.
 
+(Meta's answer about the audience first: producers/preflight.py)
 open the request's source -> record the run (a mirror run first reads its whole source and
 diffs it, under the audience's mirror lock) -> the caller announces it -> publish the chord
 """
@@ -13,40 +14,14 @@ from dataclasses import replace
 from celery.result import AsyncResult
 
 from audiencesync.domain.modes import MIRROR, too_big_to_replace
-from audiencesync.errors import ConfigError, PermanentGraphError, RetryableGraphError, TokenError
-from audiencesync.graph import GraphClient
+from audiencesync.errors import ConfigError
 from audiencesync.graph.destination import destination
 from audiencesync.settings import Settings
 from audiencesync.store.meta import Mode
 from audiencesync.store.runs import RunStore
-from producers.mirror import MirrorRun
 from producers.pipeline import RunRequest, create_run, produce
 
 Publish = Callable[[], AsyncResult | None]
-
-
-def read_audience(settings: Settings, audience_id: str, warn: Callable[[str], None]) -> dict | None:
-    """One cheap call before reading the source: a bad token or audience costs one call, not a
-    run, and the answer's size guards a replace (and a mirror run). An unreachable destination
-    is `warn`ed of and left to the uploads' retries (None)."""
-    client = GraphClient(settings)
-    try:
-        return client.get_audience(audience_id)
-    except TokenError as exc:
-        raise ConfigError(
-            f"the access token was rejected ({exc}): set a valid AUDIENCESYNC_ACCESS_TOKEN"
-        ) from None
-    except PermanentGraphError as exc:
-        raise ConfigError(
-            f"audience {audience_id} cannot be used ({exc}): check the audience id "
-            "(--audience-id, or audience_id in the audiences file) and that the token's user may "
-            "manage it"
-        ) from None
-    except RetryableGraphError as exc:
-        warn(f"{exc}; starting anyway, uploads will retry")
-        return None
-    finally:
-        client.close()
 
 
 @contextmanager
@@ -70,6 +45,8 @@ def planned_run(
     source = request.source.open(settings)
     try:
         if request.mode == MIRROR:
+            from producers.mirror import MirrorRun  # numpy and the snapshot: mirror runs only
+
             with MirrorRun(
                 store, settings, request, run_id, audience=audience, resync=resync
             ) as run:

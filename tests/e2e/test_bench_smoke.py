@@ -64,6 +64,8 @@ def test_table_shows_both_audiencesync_rows_with_their_own_figures():
     def ours(name: str, wall_s: float, rss_mb: float) -> dict:
         extra = {
             "producer_peak_rss_mb": 100.0,
+            "first_call_s": wall_s / 8,
+            "last_answer_s": wall_s - 0.1,
             "peak_rss_mb": {"worker critical": rss_mb},
             "redis_peak_used_memory_mb": 20.0,
             "cpu_ms_per_chunk": {"producer": 5.0},
@@ -81,6 +83,7 @@ def test_table_shows_both_audiencesync_rows_with_their_own_figures():
     assert "125,000" in new_row and "250,000" in learned_row
     assert sum("worker critical 222 MB" in ln for ln in lines) == 1
     assert sum("worker critical 227 MB" in ln for ln in lines) == 1
+    assert sum("first call at 1.00 s, last answer at 7.90 s" in ln for ln in lines) == 1
 
 
 def test_trace_timeline_counts_calls_deferrals_and_what_blocked_per_second():
