@@ -175,7 +175,7 @@ else
         if s.wall_probe_s > 0 then end_s = (s.wall_probe_s + now) / 2 end
         s.walls, s.wall_s = 0, end_s - s.spend_since_s
         s.spend_since_s, s.wall_probe_s = 0, 0
-      elseif usage_pct > 0 and s.spend_since_s == 0 then
+      elseif spending_starts(usage_pct, s.per_call_pct, s.spend_since_s) then
         s.spend_since_s = now
       end
     elseif now >= s.cool_until_s then

@@ -127,13 +127,13 @@ def settle(
             s.pace_s = policy.baseline_s(samples)
             s.latency_sum_s += latency_s
             s.latency_calls += 1
-        if not policy.at_wall(usage_pct, s.per_call_pct):
+        if not policy.at_wall(usage_pct, s.per_call_pct, p):
             if s.walls:  # what was spent since spend_since_s has aged out: a window's span,
                 # ending between the last probe that found the wall and now
                 end_s = (s.wall_probe_s + now_s) / 2 if s.wall_probe_s else now_s
                 s.walls, s.wall_s = 0, end_s - s.spend_since_s
                 s.spend_since_s = s.wall_probe_s = 0.0
-            elif usage_pct > 0 and not s.spend_since_s:
+            elif policy.spending_starts(usage_pct, s.per_call_pct, s.spend_since_s):
                 s.spend_since_s = now_s
         elif now_s >= s.cool_until_s:  # admitted, but the next would not be: wait, then probe
             s.walls, s.wall_probe_s = s.walls + 1, now_s

@@ -17,6 +17,7 @@ SLOT_POLL_S = 0.05  # no in-flight slot or budget free: ask again this soon (a c
 BOOK_SPAN_S = 1.0  # appointments for callers told to come back span at most this
 REGAIN_UNIT_S = 60.0  # Meta's estimated_time_to_regain_access counts whole minutes
 WALL_PCT = 100.0  # Meta refuses calls once a usage figure reaches this
+EMPTY_PCT = 10.0  # a figure this low (or one call's share): the window starts again from now
 CALM_INTERVALS = 16  # after a probe of the load limit caused strain: calm this long ...
 CALM_MAX_INTERVALS = 120  # ... doubling per strained probe up to this
 NORMAL, RAISED, STRAINED = 0, 1, 2  # latency levels; RAISED lies between exit and entry
@@ -80,9 +81,22 @@ def per_call_pct(known_pct: float, rise_pct: float) -> float:
     return rise_pct if known_pct <= 0 else min(known_pct, rise_pct)
 
 
-def at_wall(usage_pct: float, per_call_pct: float) -> bool:
-    """Meta's figure leaves no room for one more call: the next would be refused."""
-    return usage_pct + per_call_pct > WALL_PCT or usage_pct >= WALL_PCT
+def at_wall(usage_pct: float, per_call_pct: float, p: Params) -> bool:
+    """Meta's figure leaves no room for one more call: the next would be refused. Where the
+    margin above the usage target holds a call (a budget of 20 calls or more), the target is
+    the wall: the margin is kept for the probes that find the window free again (each counts
+    in it), not spent by calls fetching a fresher figure."""
+    wall_pct = WALL_PCT
+    if 0 < per_call_pct <= WALL_PCT - p.usage_target_pct:
+        wall_pct = p.usage_target_pct
+    return usage_pct + per_call_pct > wall_pct or usage_pct >= wall_pct
+
+
+def spending_starts(usage_pct: float, per_call_pct: float, spend_since_s: float) -> bool:
+    """The span of Meta's window is measured from the first answer that shows usage; a window
+    found (nearly) empty again starts it anew (the run after a drained window, or the first
+    answers with a usage header at all)."""
+    return usage_pct > 0 and (not spend_since_s or usage_pct <= max(per_call_pct, EMPTY_PCT))
 
 
 def stale_s(pace_s: float, p: Params) -> float:

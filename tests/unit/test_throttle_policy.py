@@ -184,6 +184,16 @@ def test_an_answer_at_the_wall_cools_the_account_down_then_one_call_probes():
     assert s.cool_until_s == pytest.approx(23.3)  # ... so the next wall ends 3.3 s after it
 
 
+def test_the_usage_target_is_the_wall_when_its_margin_holds_a_call():
+    """A deep budget (1 % a call): calls stop at the target, and the 5 % above it is kept for
+    the probes that find the window free again. A shallow one (10 % a call) cannot spare a
+    call: its wall stays at Meta's 100 %."""
+    assert not policy.at_wall(94, 1, P) and policy.at_wall(95, 1, P)
+    assert not policy.at_wall(90, 10, P) and policy.at_wall(91, 10, P)
+    assert not policy.at_wall(95, 0, P)  # one call's share not known yet: Meta's wall
+    assert policy.at_wall(100, 0, P)
+
+
 def test_budget_room_from_metas_usage_figure_and_one_calls_share():
     p = dataclasses.replace(P, rate_per_s=100, inflight_start=64)
     s, samples = machine.new_state(0.0, p), []
@@ -197,3 +207,22 @@ def test_budget_room_from_metas_usage_figure_and_one_calls_share():
     assert machine.acquire(s, 0, 0.0, 1.2, 0.5, p).go
     assert policy.per_call_pct(1.0, -5.0) == 1.0  # a fall (usage decays) teaches nothing
     assert policy.per_call_pct(0.0, 3.0) == 3.0 and policy.per_call_pct(3.0, 1.0) == 1.0
+
+
+def test_a_window_found_empty_again_restarts_the_span_the_next_wall_waits_for():
+    """The next run on an account: its first answers show a window holding next to nothing,
+    so the learned span counts from them, not from the last run's spending (else the first
+    probe comes early, fails, and the doubling after it overshoots)."""
+    p = dataclasses.replace(P, usage_target_pct=95.0)
+    s, samples = machine.new_state(0.0, p), []
+    s.wall_s, s.spend_since_s, s.per_call_pct = 30.0, 100.0, 1.0  # learned; spent from 100.0
+    machine.settle(s, samples, machine.OK, 0.2, 0, 0.0, 110.0, p)  # no usage header yet
+    assert s.spend_since_s == 100.0
+    machine.settle(s, samples, machine.OK, 0.2, 3, 0.0, 110.5, p)  # a window holding 3 %
+    assert s.spend_since_s == 110.5
+    machine.settle(s, samples, machine.OK, 0.2, 60, 0.0, 111.5, p)  # the burst goes on
+    assert s.spend_since_s == 110.5
+    machine.settle(s, samples, machine.OK, 0.2, 95, 0.0, 112.0, p)  # at the target: the wall
+    assert s.walls == 1 and s.cool_until_s == pytest.approx(140.5)  # 30 s from 110.5
+    assert policy.spending_starts(10, 1, 100.0) and not policy.spending_starts(11, 1, 100.0)
+    assert policy.spending_starts(20, 20, 100.0)  # a window of 5 calls holding one
