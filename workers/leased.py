@@ -50,7 +50,20 @@ class LeasedTask(Task):
         if countdown is not None and countdown > hop_s:
             kwargs[DUE_AT] = time.time() + countdown
             countdown = hop_s
+        # Hand the lease back before the retry is published: a short countdown can start it
+        # in another thread at once, and finding the lease still held it would take itself for
+        # a duplicate and wait a third of a lease (a chunk 10 s late, now and then).
+        self._hand_back(countdown if countdown is not None else countdown_s(eta))
         return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
+
+    def _hand_back(self, countdown: float) -> None:
+        token = getattr(self.request, "lease_token", None)
+        if token is None or self.run_arg is None:
+            return
+        key = (self.request.args[self.run_arg], self.request.args[self.run_arg + 1])
+        until = time.time() + countdown + get_settings().lease_s
+        heartbeat.release(get_leases(), *key, token, until)
+        self.request.lease_token = None
 
     def __call__(self, *args, **kwargs):
         due_at = kwargs.pop(DUE_AT, None)
@@ -64,10 +77,11 @@ class LeasedTask(Task):
                 token = heartbeat.hold(get_leases(), *key, lease_s)
                 if token is None and self.waits_for_holder:
                     raise self.retry(args=args, kwargs=kwargs, countdown=lease_s / 3)
+                self.request.lease_token = token  # handed back by retry()
             result = self.run(*args, **kwargs)
         except Retry as exc:
-            if key is not None:
-                until = time.time() + countdown_s(exc.when) + lease_s
+            if key is not None and (token is None or self.request.lease_token is not None):
+                until = time.time() + countdown_s(exc.when) + lease_s  # not handed back yet
                 heartbeat.release(get_leases(), *key, token, until)
             raise
         except BaseException:
