@@ -92,8 +92,8 @@ class Settings(BaseSettings):
     throttle_usage_target_pct: float = Field(95.0, gt=0, lt=100)
     throttle_cooldown_base_s: float = Field(2.0, gt=0)  # when Meta gives no estimate; doubles
     throttle_cooldown_max_s: float = Field(900.0, gt=0)
-    # Concurrent calls per account, fleet-wide: rate x twice the destination's pace (its
-    # baseline latency, a low percentile). Before any answer: inflight_start, growing with the
+    # Concurrent calls per account, fleet-wide: rate x the destination's pace (its baseline
+    # latency, a low percentile). Before any answer: inflight_start, growing with the
     # oldest call's age. The ceiling: what 1-2 s calls need for a fleet's 100 calls/s (40M IDs
     # a minute: ~70 calls/s).
     throttle_inflight_start: int = Field(8, ge=1)

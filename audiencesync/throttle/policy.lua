@@ -47,10 +47,7 @@ local function baseline_s(samples)
   return samples[math.floor((#samples - 1) * BASELINE_PERCENTILE) + 1]
 end
 local function pace_limit(rate, pace_s, oldest_age_s)
-  if pace_s > 0 then
-    local spread = math.max(1, EXIT_SHARE * p.latency_factor)
-    return math.max(p.inflight_floor, math.ceil(rate * pace_s * spread))
-  end
+  if pace_s > 0 then return math.max(p.inflight_floor, math.ceil(rate * pace_s)) end
   return math.max(p.inflight_start, math.ceil(rate * oldest_age_s))
 end
 local NORMAL, RAISED, STRAINED = 0, 1, 2

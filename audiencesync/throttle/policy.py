@@ -126,14 +126,11 @@ def baseline_s(samples: list[float]) -> float:
 
 
 def pace_limit(rate_per_s: float, pace_s: float, oldest_age_s: float, p: Params) -> int:
-    """Little's law: the calls in flight the rate needs at the destination's pace. The pace is
-    a low percentile, and latency up to the strain rule's normal band (below EXIT_SHARE x
-    latency_factor x the pace: twice it by default) is ordinary spread, so the rate must hold
-    through it. Before any answer the pace is unknown, but at least the age of the oldest call
+    """Little's law: the calls in flight the rate needs at the destination's pace (its baseline
+    latency). Before any answer the pace is unknown, but at least the age of the oldest call
     in flight: the limit grows with it from inflight_start, at the rate."""
     if pace_s > 0:
-        spread = max(1.0, EXIT_SHARE * p.latency_factor)
-        return max(p.inflight_floor, math.ceil(rate_per_s * pace_s * spread))
+        return max(p.inflight_floor, math.ceil(rate_per_s * pace_s))
     return max(p.inflight_start, math.ceil(rate_per_s * oldest_age_s))
 
 
