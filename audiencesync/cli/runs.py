@@ -46,7 +46,7 @@ def require_token(settings: Settings) -> None:
 
 
 def preflight(settings: Settings, audience_id: str) -> dict | None:
-    """Meta's answer about the audience, before reading the source (producers/start.py)."""
+    """Meta's answer about the audience, before reading the source (producers/preflight.py)."""
     from producers.preflight import read_audience
 
     require_token(settings)
