@@ -93,8 +93,8 @@ class Settings(BaseSettings):
     throttle_cooldown_base_s: float = Field(2.0, gt=0)  # when Meta gives no estimate; doubles
     throttle_cooldown_max_s: float = Field(900.0, gt=0)
     # Concurrent calls per account, fleet-wide: rate x the destination's pace (its baseline
-    # latency, a low percentile). Before any answer: inflight_start, growing with the
-    # oldest call's age. The ceiling: what 1-2 s calls need for a fleet's 100 calls/s (40M IDs
+    # latency, a low percentile). Before any answer: inflight_start (0.25 s), then growing with
+    # the oldest call's age. The ceiling: what 1-2 s calls need for a fleet's 100 calls/s (40M IDs
     # a minute: ~70 calls/s).
     throttle_inflight_start: int = Field(8, ge=1)
     throttle_inflight_floor: int = Field(1, ge=1)

@@ -3,6 +3,7 @@
 local EXIT_SHARE, BASELINE_PERCENTILE = 2 / 3, 0.1
 local SLOT_POLL_S, BOOK_SPAN_S, REGAIN_UNIT_S, WALL_PCT, EMPTY_PCT = 0.05, 1.0, 60, 100, 10
 local CALM_INTERVALS, CALM_MAX_INTERVALS = 16, 120
+local FIRST_ANSWER_S = 0.25
 
 local function token_wait_s(next_free_s)
   return math.max(0, next_free_s - now)
@@ -48,7 +49,7 @@ local function baseline_s(samples)
 end
 local function pace_limit(rate, pace_s, oldest_age_s)
   if pace_s > 0 then return math.max(p.inflight_floor, math.ceil(rate * pace_s)) end
-  return math.max(p.inflight_start, math.ceil(rate * oldest_age_s))
+  return math.max(p.inflight_start, math.ceil(rate * (oldest_age_s - FIRST_ANSWER_S)))
 end
 local NORMAL, RAISED, STRAINED = 0, 1, 2
 local function latency_level(samples, average_s, calls)  -- nil: too little evidence

@@ -18,6 +18,7 @@ BOOK_SPAN_S = 1.0  # appointments for callers told to come back span at most thi
 REGAIN_UNIT_S = 60.0  # Meta's estimated_time_to_regain_access counts whole minutes
 WALL_PCT = 100.0  # Meta refuses calls once a usage figure reaches this
 EMPTY_PCT = 10.0  # a figure this low (or one call's share): the window starts again from now
+FIRST_ANSWER_S = 0.25  # before any answer, inflight_start calls wait this long for one (pace_limit)
 CALM_INTERVALS = 16  # after a probe of the load limit caused strain: calm this long ...
 CALM_MAX_INTERVALS = 120  # ... doubling per strained probe up to this
 NORMAL, RAISED, STRAINED = 0, 1, 2  # latency levels; RAISED lies between exit and entry
@@ -128,10 +129,13 @@ def baseline_s(samples: list[float]) -> float:
 def pace_limit(rate_per_s: float, pace_s: float, oldest_age_s: float, p: Params) -> int:
     """Little's law: the calls in flight the rate needs at the destination's pace (its baseline
     latency). Before any answer the pace is unknown, but at least the age of the oldest call
-    in flight: the limit grows with it from inflight_start, at the rate."""
+    in flight: the limit grows with it at the rate, from inflight_start, once the oldest has
+    waited FIRST_ANSWER_S. A nearby destination answers sooner, and its first answer shows a
+    budget too shallow for what a blind start sends (the lab's 10 calls a second) before it is
+    overrun; at Meta's 1-2 s a call the wait costs a quarter second once."""
     if pace_s > 0:
         return max(p.inflight_floor, math.ceil(rate_per_s * pace_s))
-    return max(p.inflight_start, math.ceil(rate_per_s * oldest_age_s))
+    return max(p.inflight_start, math.ceil(rate_per_s * (oldest_age_s - FIRST_ANSWER_S)))
 
 
 def latency_level(

@@ -215,3 +215,17 @@ def test_a_window_found_empty_again_restarts_the_span_the_next_wall_waits_for():
     assert s.walls == 1 and s.cool_until_s == pytest.approx(140.5)  # 30 s from 110.5
     assert policy.spending_starts(10, 1, 100.0) and not policy.spending_starts(11, 1, 100.0)
     assert policy.spending_starts(20, 20, 100.0)  # a window of 5 calls holding one
+
+
+def test_before_any_answer_the_first_calls_wait_a_while_for_one_then_the_limit_grows():
+    p = dataclasses.replace(P, rate_per_s=100, inflight_start=8, inflight_ceiling=128)
+    wait_s = policy.FIRST_ANSWER_S
+    # A nearby destination answers within the wait: no more than inflight_start go blind
+    # (the lab's bucket of 10 calls a second is read from the first answer, not overrun).
+    assert policy.pace_limit(100, 0.0, 0.12, p) == 8
+    assert policy.pace_limit(100, 0.0, wait_s, p) == 8
+    # A far one (Meta: 1-2 s a call): the pace is at least the oldest call's age.
+    assert policy.pace_limit(100, 0.0, wait_s + 0.5, p) == 50
+    assert policy.pace_limit(100, 1.5, 0.0, p) == 150  # the pace known: Little's law
+    s = machine.new_state(0.0, p)
+    assert machine.inflight_limit(s, wait_s + 1.5, p) == 128  # within the ceiling
