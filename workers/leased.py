@@ -57,12 +57,13 @@ class LeasedTask(Task):
         return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
 
     def _hand_back(self, countdown: float) -> None:
-        token = getattr(self.request, "lease_token", None)
-        if token is None or self.run_arg is None:
+        """The chunk's lease, queued past the countdown: released if this execution held it,
+        else set while nobody holds it (a duplicate waiting for its holder, a countdown hop)."""
+        if self.run_arg is None:
             return
         key = (self.request.args[self.run_arg], self.request.args[self.run_arg + 1])
         until = time.time() + countdown + get_settings().lease_s
-        heartbeat.release(get_leases(), *key, token, until)
+        heartbeat.release(get_leases(), *key, getattr(self.request, "lease_token", None), until)
         self.request.lease_token = None
 
     def __call__(self, *args, **kwargs):
@@ -79,11 +80,8 @@ class LeasedTask(Task):
                     raise self.retry(args=args, kwargs=kwargs, countdown=lease_s / 3)
                 self.request.lease_token = token  # handed back by retry()
             result = self.run(*args, **kwargs)
-        except Retry as exc:
-            if key is not None and (token is None or self.request.lease_token is not None):
-                until = time.time() + countdown_s(exc.when) + lease_s  # not handed back yet
-                heartbeat.release(get_leases(), *key, token, until)
-            raise
+        except Retry:
+            raise  # retry() handed the lease back
         except BaseException:
             if key is not None and token is not None:  # no outcome: a reaper re-drives it
                 heartbeat.release(get_leases(), *key, token, time.time())

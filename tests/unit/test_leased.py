@@ -47,3 +47,31 @@ def test_a_retry_hands_the_lease_back_before_its_message_can_run(leases, monkeyp
         upload.pop_request()
     assert holder_when_published == [b""]  # queued, held by nobody: the retry may take it
     assert leases.take(run_id, chunk, "another:1:x", deadline=1e12, now=0)  # and does
+
+
+def test_a_duplicate_delivery_waits_for_the_live_holder_and_leaves_its_lease(leases, monkeypatch):
+    run_id, chunk = f"leased-{secrets.token_hex(4)}", 4
+    assert leases.take(run_id, chunk, "holder:1:x", deadline=1e12, now=0)
+    countdowns: list[float] = []
+
+    def publish(self, args=None, kwargs=None, exc=None, throw=True, eta=None, countdown=None,
+                *rest, **options):  # fmt: skip
+        countdowns.append(countdown)
+        raise Retry("waiting", when=countdown)
+
+    monkeypatch.setattr(Task, "retry", publish)
+    app = Celery("leased-test", set_as_current=False)
+    ran: list[int] = []
+
+    @app.task(bind=True, base=leased.LeasedTask, run_arg=0, waits_for_holder=True)
+    def upload(self, run_id: str, chunk: int) -> None:
+        ran.append(chunk)
+
+    upload.push_request(args=(run_id, chunk), kwargs={})
+    try:
+        with pytest.raises(Retry):
+            upload(run_id, chunk)
+    finally:
+        upload.pop_request()
+    assert ran == [] and len(countdowns) == 1 and countdowns[0] > 0  # it comes back later
+    assert leases.r.hget(holders_key(run_id), chunk) == b"holder:1:x"  # still the holder's
