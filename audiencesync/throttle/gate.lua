@@ -18,7 +18,7 @@ if not now then
 end
 
 local FIELDS = {'next_free_s', 'limit', 'interval_at_s', 'cool_until_s', 'strikes', 'walls',
-  'spend_since_s', 'wall_s', 'wall_probe_s', 'throttled_since_s', 'soft', 'calm_intervals', 'calm_needed', 'probing', 'pace_s',
+  'wall_since_s', 'wall_s', 'wall_probe_s', 'throttled_since_s', 'soft', 'calm_intervals', 'calm_needed', 'probing', 'pace_s',
   'usage_last', 'usage_at_s', 'per_call_pct', 'booked_until_s', 'latency_sum_s',
   'latency_calls', 'slots_blocked', 'inflight_max'}
 
@@ -171,18 +171,16 @@ else
     end
     if not at_wall(usage_pct, s.per_call_pct) then
       if s.walls > 0 then
-        local end_s = now
-        if s.wall_probe_s > 0 then end_s = (s.wall_probe_s + now) / 2 end
-        s.walls, s.wall_s = 0, end_s - s.spend_since_s
-        s.spend_since_s, s.wall_probe_s = 0, 0
-      elseif spending_starts(usage_pct, s.per_call_pct, s.spend_since_s) then
-        s.spend_since_s = now
+        if found_on_time(s.wall_probe_s, s.cool_until_s, s.pace_s) then
+          s.wall_s = (s.wall_probe_s + now) / 2 - s.wall_since_s
+        end
+        s.walls, s.wall_since_s, s.wall_probe_s = 0, 0, 0
       end
     elseif now >= s.cool_until_s then
       s.walls, s.wall_probe_s = s.walls + 1, now
       local base_s = p.adapt_interval_s
-      if s.walls == 1 and s.wall_s > 0 then
-        base_s = math.max(base_s, s.spend_since_s + s.wall_s - now)
+      if s.walls == 1 then
+        s.wall_since_s, base_s = now, math.max(base_s, s.wall_s)
       end
       s.cool_until_s = now + cooldown_s(regain_s, s.walls, base_s)
     end

@@ -30,8 +30,8 @@ class State:
     cool_until_s: float = 0.0
     strikes: int = 0  # refusals since the last success, each after a cool-down
     walls: int = 0  # answers at the wall in a row (policy.at_wall), each after a cool-down
-    spend_since_s: float = 0.0  # the first answer to show usage since the last wall (0: none)
-    wall_s: float = 0.0  # from then to room again, last time (0: none seen): a window's span
+    wall_since_s: float = 0.0  # the answer that found the wall, this time (0: not at it)
+    wall_s: float = 0.0  # from then to room again, last time (0: none seen)
     wall_probe_s: float = 0.0  # the last answer (or refusal) that found the wall still there
     throttled_since_s: float = 0.0  # 0: not throttled
     soft: int = 0  # 1 while latency says the destination is straining
@@ -128,18 +128,16 @@ def settle(
             s.latency_sum_s += latency_s
             s.latency_calls += 1
         if not policy.at_wall(usage_pct, s.per_call_pct, p):
-            if s.walls:  # what was spent since spend_since_s has aged out: a window's span,
-                # ending between the last probe that found the wall and now
-                end_s = (s.wall_probe_s + now_s) / 2 if s.wall_probe_s else now_s
-                s.walls, s.wall_s = 0, end_s - s.spend_since_s
-                s.spend_since_s = s.wall_probe_s = 0.0
-            elif policy.spending_starts(usage_pct, s.per_call_pct, s.spend_since_s):
-                s.spend_since_s = now_s
+            if s.walls:  # room again: the wall ended between the last probe that found it
+                # and now (learned only when a probe found it, not the next run an hour later)
+                if policy.found_on_time(s.wall_probe_s, s.cool_until_s, now_s, s.pace_s, p):
+                    s.wall_s = (s.wall_probe_s + now_s) / 2 - s.wall_since_s
+                s.walls, s.wall_since_s, s.wall_probe_s = 0, 0.0, 0.0
         elif now_s >= s.cool_until_s:  # admitted, but the next would not be: wait, then probe
             s.walls, s.wall_probe_s = s.walls + 1, now_s
             base_s = p.adapt_interval_s
-            if s.walls == 1 and s.wall_s:  # as long as the last wall took, from the spending
-                base_s = max(base_s, s.spend_since_s + s.wall_s - now_s)
+            if s.walls == 1:  # as long as the last wall lasted
+                s.wall_since_s, base_s = now_s, max(base_s, s.wall_s)
             s.cool_until_s = now_s + policy.cooldown_s(regain_s, s.walls, p, base_s)
     if now_s - s.interval_at_s >= p.adapt_interval_s:
         events += _close_interval(s, samples, now_s, p)

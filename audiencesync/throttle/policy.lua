@@ -1,7 +1,7 @@
 -- The twin of policy.py (same names, same sums), spliced into gate.lua where it says so:
 -- one script, one round trip. It reads `p` (the params) and `now`, which gate.lua sets first.
 local EXIT_SHARE, BASELINE_PERCENTILE = 2 / 3, 0.1
-local SLOT_POLL_S, BOOK_SPAN_S, REGAIN_UNIT_S, WALL_PCT, EMPTY_PCT = 0.05, 1.0, 60, 100, 10
+local SLOT_POLL_S, BOOK_SPAN_S, REGAIN_UNIT_S, WALL_PCT = 0.05, 1.0, 60, 100
 local CALM_INTERVALS, CALM_MAX_INTERVALS = 16, 120
 local FIRST_ANSWER_S = 0.25
 
@@ -30,12 +30,13 @@ local function at_wall(usage, per_call)
   if per_call > 0 and per_call <= WALL_PCT - p.usage_target_pct then wall = p.usage_target_pct end
   return usage + per_call > wall or usage >= wall
 end
-local function spending_starts(usage, per_call, spend_since_s)
-  return usage > 0 and (spend_since_s == 0 or usage <= math.max(per_call, EMPTY_PCT))
-end
 local function stale_s(pace_s)
   if pace_s > 0 then return 2 * pace_s end
   return p.adapt_interval_s
+end
+local function found_on_time(wall_probe_s, cool_until_s, pace_s)
+  local slack_s = (cool_until_s - wall_probe_s) + p.adapt_interval_s + stale_s(pace_s)
+  return now - cool_until_s <= slack_s
 end
 local function cooldown_s(regain_s, strikes, base_s)
   if not base_s or base_s == 0 then base_s = p.cooldown_base_s end

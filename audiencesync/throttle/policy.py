@@ -17,7 +17,6 @@ SLOT_POLL_S = 0.05  # no in-flight slot or budget free: ask again this soon (a c
 BOOK_SPAN_S = 1.0  # appointments for callers told to come back span at most this
 REGAIN_UNIT_S = 60.0  # Meta's estimated_time_to_regain_access counts whole minutes
 WALL_PCT = 100.0  # Meta refuses calls once a usage figure reaches this
-EMPTY_PCT = 10.0  # a figure this low (or one call's share): the window starts again from now
 FIRST_ANSWER_S = 0.25  # before any answer, inflight_start calls wait this long for one (pace_limit)
 CALM_INTERVALS = 16  # after a probe of the load limit caused strain: calm this long ...
 CALM_MAX_INTERVALS = 120  # ... doubling per strained probe up to this
@@ -93,11 +92,14 @@ def at_wall(usage_pct: float, per_call_pct: float, p: Params) -> bool:
     return usage_pct + per_call_pct > wall_pct or usage_pct >= wall_pct
 
 
-def spending_starts(usage_pct: float, per_call_pct: float, spend_since_s: float) -> bool:
-    """The span of Meta's window is measured from the first answer that shows usage; a window
-    found (nearly) empty again starts it anew (the run after a drained window, or the first
-    answers with a usage header at all)."""
-    return usage_pct > 0 and (not spend_since_s or usage_pct <= max(per_call_pct, EMPTY_PCT))
+def found_on_time(wall_probe_s: float, cool_until_s: float, now_s: float, pace_s: float,
+                  p: Params) -> bool:  # fmt: skip
+    """Room found by a probe sent as the cool-down ended (callers were waiting), so the wall
+    ended between the last probe and now: a length to learn. Not by a call made long after
+    (the next run, an hour later), which tells nothing of when the wall ended. Late by up to
+    the cool-down again (a deferral's jitter), an adapt interval and a round trip."""
+    slack_s = (cool_until_s - wall_probe_s) + p.adapt_interval_s + stale_s(pace_s, p)
+    return now_s - cool_until_s <= slack_s
 
 
 def stale_s(pace_s: float, p: Params) -> float:

@@ -165,12 +165,12 @@ def test_an_answer_at_the_wall_cools_the_account_down_then_one_call_probes():
     assert (s.walls, s.cool_until_s) == (2, 8.2)
     machine.settle(s, samples, machine.OK, 0.2, 80, 0.0, 8.4, P)
     assert s.walls == 0 and machine.acquire(s, 0, 0.0, 8.5, 0.5, P).go
-    # From the first answer that showed usage (4.0) to room again, which came between the
-    # last probe that found the wall (6.2) and now (8.4): the window's span ...
-    assert s.wall_s == pytest.approx(3.3) and s.spend_since_s == 0
-    machine.settle(s, samples, machine.OK, 0.2, 10, 0.0, 20.0, P)  # spending starts again
+    # From the answer that found the wall (5.0) to room again, which came between the last
+    # probe that found the wall (6.2) and now (8.4): how long the wall lasted ...
+    assert s.wall_s == pytest.approx(2.3) and s.wall_since_s == 0
+    machine.settle(s, samples, machine.OK, 0.2, 10, 0.0, 20.0, P)  # spending again
     machine.settle(s, samples, machine.OK, 0.2, 100, 0.0, 21.0, P)
-    assert s.cool_until_s == pytest.approx(23.3)  # ... so the next wall ends 3.3 s after it
+    assert s.cool_until_s == pytest.approx(23.3)  # ... so the next one is waited out as long
 
 
 def test_the_usage_target_is_the_wall_when_its_margin_holds_a_call():
@@ -198,23 +198,39 @@ def test_budget_room_from_metas_usage_figure_and_one_calls_share():
     assert policy.per_call_pct(0.0, 3.0) == 3.0 and policy.per_call_pct(3.0, 1.0) == 1.0
 
 
-def test_a_window_found_empty_again_restarts_the_span_the_next_wall_waits_for():
-    """The next run on an account: its first answers show a window holding next to nothing,
-    so the learned span counts from them, not from the last run's spending (else the first
-    probe comes early, fails, and the doubling after it overshoots)."""
+def test_a_score_paced_near_its_target_learns_how_long_its_wall_lasted_not_the_run():
+    """A decaying score: the gate spends room as it frees, the figure near the target for many
+    seconds, then an answer touches the wall and a probe a second later finds room. What the
+    next wall waits is that second, not the run so far (measured from the run's first answer,
+    it made the next wall wait 14 s: a run 1.46x the best schedule now and then)."""
     p = dataclasses.replace(P, usage_target_pct=95.0)
     s, samples = machine.new_state(0.0, p), []
-    s.wall_s, s.spend_since_s, s.per_call_pct = 30.0, 100.0, 1.0  # learned; spent from 100.0
-    machine.settle(s, samples, machine.OK, 0.2, 0, 0.0, 110.0, p)  # no usage header yet
-    assert s.spend_since_s == 100.0
-    machine.settle(s, samples, machine.OK, 0.2, 3, 0.0, 110.5, p)  # a window holding 3 %
-    assert s.spend_since_s == 110.5
-    machine.settle(s, samples, machine.OK, 0.2, 60, 0.0, 111.5, p)  # the burst goes on
-    assert s.spend_since_s == 110.5
-    machine.settle(s, samples, machine.OK, 0.2, 95, 0.0, 112.0, p)  # at the target: the wall
-    assert s.walls == 1 and s.cool_until_s == pytest.approx(140.5)  # 30 s from 110.5
-    assert policy.spending_starts(10, 1, 100.0) and not policy.spending_starts(11, 1, 100.0)
-    assert policy.spending_starts(20, 20, 100.0)  # a window of 5 calls holding one
+    machine.settle(s, samples, machine.OK, 0.2, 2, 0.0, 100.0, p)  # the run's first answer
+    machine.settle(s, samples, machine.OK, 0.2, 3, 0.0, 100.1, p)  # one call's share: 1 %
+    for t in range(1, 15):  # room frees and is spent, the figure below the wall
+        machine.settle(s, samples, machine.OK, 0.2, 90 + t % 4, 0.0, 100.0 + t, p)
+    machine.settle(s, samples, machine.OK, 0.2, 95, 0.0, 114.8, p)  # the wall
+    assert s.cool_until_s == pytest.approx(115.8)  # an adapt interval: nothing learned yet
+    machine.settle(s, samples, machine.OK, 0.2, 90, 0.0, 116.0, p)  # the probe finds room
+    assert s.walls == 0 and s.wall_s == pytest.approx(0.6)  # (114.8 + 116.0) / 2 - 114.8
+    machine.settle(s, samples, machine.OK, 0.2, 95, 0.0, 117.0, p)  # the next wall
+    assert s.cool_until_s == pytest.approx(118.0)  # an interval (more than the 0.6 s learned)
+
+
+def test_room_found_long_after_the_wall_teaches_nothing():
+    """A run ended at the wall; the next comes an hour later and finds room: when the wall
+    ended is unknown, so what was learned before stays (it was about to become 30 min)."""
+    p = dataclasses.replace(P, usage_target_pct=95.0)
+    s, samples = machine.new_state(0.0, p), []
+    s.wall_s, s.per_call_pct = 28.0, 1.0
+    machine.settle(s, samples, machine.OK, 0.2, 40, 0.0, 100.0, p)
+    machine.settle(s, samples, machine.OK, 0.2, 95, 0.0, 102.0, p)  # the wall: wait 28 s
+    assert s.walls == 1 and s.cool_until_s == pytest.approx(130.0)
+    machine.settle(s, samples, machine.OK, 0.2, 20, 0.0, 3700.0, p)  # the next run's answer
+    assert s.walls == 0 and s.wall_s == 28.0
+    assert policy.found_on_time(102.0, 130.0, 130.5, 0.2, p)  # the probe sent as it ended
+    assert policy.found_on_time(102.0, 130.0, 158.0, 0.2, p)  # late by a deferral's jitter
+    assert not policy.found_on_time(102.0, 130.0, 3700.0, 0.2, p)
 
 
 def test_before_any_answer_the_first_calls_wait_a_while_for_one_then_the_limit_grows():
