@@ -21,6 +21,16 @@ def leases(redis_url: str, monkeypatch) -> Leases:
     return leases
 
 
+def retried(task, run_id: str, chunk: int) -> None:
+    """Run the task as a worker would (its request set) and expect it to retry."""
+    task.push_request(args=(run_id, chunk), kwargs={})
+    try:
+        with pytest.raises(Retry):
+            task(run_id, chunk)
+    finally:
+        task.pop_request()
+
+
 def test_a_retry_hands_the_lease_back_before_its_message_can_run(leases, monkeypatch):
     """A deferral of 50 ms may start in another thread at once. Had this execution still held
     the chunk's lease then, the retry would take itself for a duplicate delivery and wait a
@@ -39,12 +49,7 @@ def test_a_retry_hands_the_lease_back_before_its_message_can_run(leases, monkeyp
     def upload(self, run_id: str, chunk: int) -> None:
         raise self.retry(countdown=0.05)  # the gate said: come back in 50 ms
 
-    upload.push_request(args=(run_id, chunk), kwargs={})
-    try:
-        with pytest.raises(Retry):
-            upload(run_id, chunk)
-    finally:
-        upload.pop_request()
+    retried(upload, run_id, chunk)
     assert holder_when_published == [b""]  # queued, held by nobody: the retry may take it
     assert leases.take(run_id, chunk, "another:1:x", deadline=1e12, now=0)  # and does
 
@@ -67,11 +72,6 @@ def test_a_duplicate_delivery_waits_for_the_live_holder_and_leaves_its_lease(lea
     def upload(self, run_id: str, chunk: int) -> None:
         ran.append(chunk)
 
-    upload.push_request(args=(run_id, chunk), kwargs={})
-    try:
-        with pytest.raises(Retry):
-            upload(run_id, chunk)
-    finally:
-        upload.pop_request()
+    retried(upload, run_id, chunk)
     assert ran == [] and len(countdowns) == 1 and countdowns[0] > 0  # it comes back later
     assert leases.r.hget(holders_key(run_id), chunk) == b"holder:1:x"  # still the holder's
