@@ -171,7 +171,7 @@ else
     end
     if not at_wall(usage_pct, s.per_call_pct) then
       if s.walls > 0 then
-        if found_on_time(s.wall_probe_s, s.cool_until_s, s.pace_s) then
+        if s.wall_since_s > 0 and found_on_time(s.wall_probe_s, s.cool_until_s, s.pace_s) then
           s.wall_s = (s.wall_probe_s + now) / 2 - s.wall_since_s
         end
         s.walls, s.wall_since_s, s.wall_probe_s = 0, 0, 0

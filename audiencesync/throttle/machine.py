@@ -129,8 +129,10 @@ def settle(
             s.latency_calls += 1
         if not policy.at_wall(usage_pct, s.per_call_pct, p):
             if s.walls:  # room again: the wall ended between the last probe that found it
-                # and now (learned only when a probe found it, not the next run an hour later)
-                if policy.found_on_time(s.wall_probe_s, s.cool_until_s, now_s, s.pace_s, p):
+                # and now (learned only when a probe found it, not the next run an hour later;
+                # nor from a state saved before wall_since_s was kept)
+                on_time = policy.found_on_time(s.wall_probe_s, s.cool_until_s, now_s, s.pace_s, p)
+                if s.wall_since_s and on_time:
                     s.wall_s = (s.wall_probe_s + now_s) / 2 - s.wall_since_s
                 s.walls, s.wall_since_s, s.wall_probe_s = 0, 0.0, 0.0
         elif now_s >= s.cool_until_s:  # admitted, but the next would not be: wait, then probe

@@ -231,6 +231,10 @@ def test_room_found_long_after_the_wall_teaches_nothing():
     assert policy.found_on_time(102.0, 130.0, 130.5, 0.2, p)  # the probe sent as it ended
     assert policy.found_on_time(102.0, 130.0, 158.0, 0.2, p)  # late by a deferral's jitter
     assert not policy.found_on_time(102.0, 130.0, 3700.0, 0.2, p)
+    # A state saved mid-wall by a version that kept no wall_since_s teaches nothing either.
+    s.walls, s.wall_since_s, s.wall_probe_s, s.cool_until_s = 1, 0.0, 4000.0, 4001.0
+    machine.settle(s, samples, machine.OK, 0.2, 20, 0.0, 4001.2, p)
+    assert s.walls == 0 and s.wall_s == 28.0
 
 
 def test_before_any_answer_the_first_calls_wait_a_while_for_one_then_the_limit_grows():
