@@ -18,6 +18,7 @@ local function appointment_s(booked_until_s, earliest_s)
   return earliest_s
 end
 local function budget_room(usage, per_call, inflight)
+  if per_call <= 0 then per_call = usage / math.max(1, inflight) end
   return usage + per_call * (inflight + 1) <= p.usage_target_pct
 end
 local function per_call_pct(known, rise)

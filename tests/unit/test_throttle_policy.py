@@ -249,3 +249,14 @@ def test_before_any_answer_the_first_calls_wait_a_while_for_one_then_the_limit_g
     assert policy.pace_limit(100, 1.5, 0.0, p) == 150  # the pace known: Little's law
     s = machine.new_state(0.0, p)
     assert machine.inflight_limit(s, wait_s + 1.5, p) == 128  # within the ceiling
+
+
+def test_before_one_calls_share_is_known_the_figure_spread_over_the_calls_in_flight_counts():
+    """The lab's 10 calls a second: the first answer says 90 % with 9 calls in flight, and no
+    rise has told one call's share yet. The calls still to send must not go (they went, and
+    were refused, before this rule: the e2e bound on calls in the penalty failed)."""
+    p = dataclasses.replace(P, usage_target_pct=95.0)
+    assert not policy.budget_room(90, 0, 9, p)  # 90 + 10 x 10
+    assert policy.budget_room(1, 0, 100, p)  # a deep budget: 1 % with 100 in flight
+    assert policy.budget_room(0, 0, 8, p)  # no usage shown yet
+    assert policy.budget_room(90, 1, 4, p)  # the share known: 1 % a call
