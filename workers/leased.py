@@ -56,19 +56,23 @@ class LeasedTask(Task):
         self._hand_back(countdown if countdown is not None else countdown_s(eta))
         return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
 
+    def _chunk_key(self, args) -> tuple[str, int] | None:
+        """(run_id, chunk) from the task's arguments; None for a task of no chunk."""
+        return None if self.run_arg is None else (args[self.run_arg], args[self.run_arg + 1])
+
     def _hand_back(self, countdown: float) -> None:
         """The chunk's lease, queued past the countdown: released if this execution held it,
         else set while nobody holds it (a duplicate waiting for its holder, a countdown hop)."""
-        if self.run_arg is None:
+        key = self._chunk_key(self.request.args)
+        if key is None:
             return
-        key = (self.request.args[self.run_arg], self.request.args[self.run_arg + 1])
         until = time.time() + countdown + get_settings().lease_s
         heartbeat.release(get_leases(), *key, getattr(self.request, "lease_token", None), until)
         self.request.lease_token = None
 
     def __call__(self, *args, **kwargs):
         due_at = kwargs.pop(DUE_AT, None)
-        key = None if self.run_arg is None else (args[self.run_arg], args[self.run_arg + 1])
+        key = self._chunk_key(args)
         token: str | None = None
         lease_s = get_settings().lease_s
         try:
@@ -100,9 +104,9 @@ class LeasedTask(Task):
         earlier, the chunk would be done in the ledger but missing from the chord, whose body
         would then wait for the broker's visibility timeout."""
         token = getattr(self.request, "chunk_lease", None)
-        if token is None or self.run_arg is None:  # handed back already (a retry), or none
+        key = self._chunk_key(args)
+        if token is None or key is None:  # handed back already (a retry), or none
             return
-        key = (args[self.run_arg], args[self.run_arg + 1])
         if status == states.SUCCESS:
             heartbeat.finish(get_leases(), *key)
         else:  # its result could not be stored: a reaper re-drives it now
