@@ -12,6 +12,7 @@ import pytest
 from default_stack import DefaultStack
 from e2e_helpers import assert_exact, dirty_rows
 
+from audiencesync.cli import devstack
 from audiencesync.recovery.liveness import missing_message
 from audiencesync.recovery.messages import chunk_of
 
@@ -120,8 +121,13 @@ def test_destination_unreachable_for_a_minute(defaults, tmp_path):
     retries; nothing fails, and no batch is sent more often than its failed calls require."""
     audience = defaults.new_audience()
     rows = dirty_rows(200_000, seed=135)
+    calls_before = defaults.sandbox_stats()["upload_calls"]  # the sandbox serves other tests too
     run = defaults.upload_waiting(tmp_path / "a.csv", rows, audience)
-    _started(defaults, run)
+    # Away once the first upload went: three chunks done (as the kill tests wait for) came, now
+    # and then, when the ledger had caught up with calls that had all been made already.
+    devstack.wait_until(
+        lambda: defaults.sandbox_stats()["upload_calls"] > calls_before, 60, "the first upload"
+    )
     defaults.proxy.stop()
     stopped_at = time.time()
     time.sleep(60)
