@@ -19,6 +19,7 @@ end
 
 local FIELDS = {'next_free_s', 'limit', 'interval_at_s', 'cool_until_s', 'strikes', 'walls',
   'wall_since_s', 'wall_s', 'wall_probe_s', 'throttled_since_s', 'soft', 'calm_intervals', 'calm_needed', 'probing', 'pace_s',
+  'answer_at_s', 'resumed',
   'usage_last', 'usage_at_s', 'per_call_pct', 'booked_until_s', 'latency_sum_s',
   'latency_calls', 'slots_blocked', 'inflight_max'}
 
@@ -39,6 +40,7 @@ end
 
 local function inflight_limit(oldest_age_s)
   local need = pace_limit(p.rate_per_s, s.pace_s, oldest_age_s)
+  if s.resumed == 1 then need = math.max(need, pace_limit(p.rate_per_s, 0, oldest_age_s)) end
   return math.max(p.inflight_floor, math.min(s.limit, p.inflight_ceiling, need))
 end
 
@@ -130,6 +132,7 @@ if op == 'acquire' then
       s.next_free_s = take_token(s.next_free_s, p.rate_per_s)
       go = 1
       s.inflight_max = math.max(s.inflight_max, inflight + 1)
+      if inflight == 0 and now - s.answer_at_s >= stale_s(s.pace_s) then s.resumed = 1 end
       redis.call('ZADD', leases_key, now + wait_s + lease_ttl_s, lease)
       redis.call('EXPIRE', leases_key, ttl_s)
     end
@@ -143,6 +146,7 @@ local outcome, latency_s = ARGV[6], tonumber(ARGV[7])
 local usage_pct, regain_s = tonumber(ARGV[8]), tonumber(ARGV[9])
 redis.call('ZREM', leases_key, lease)
 local events, episode_s = {}, 0
+s.answer_at_s = now
 if outcome == 'throttled' then
   if s.walls > 0 then s.wall_probe_s = now end
   if now >= s.cool_until_s then
@@ -162,6 +166,11 @@ else
     end
     note_usage(usage_pct)
     if latency_s then
+      local pace_factor_s = p.latency_factor * s.pace_s
+      if s.resumed == 1 and pace_factor_s > 0 and latency_s >= pace_factor_s then
+        redis.call('DEL', latency_key)  -- the pace changed during the pause: measured afresh
+      end
+      s.resumed = 0
       redis.call('LPUSH', latency_key, ARGV[7])
       redis.call('LTRIM', latency_key, 0, p.latency_window - 1)
       redis.call('EXPIRE', latency_key, ttl_s)

@@ -8,6 +8,7 @@ A refusal, or an answer that leaves the budget at the wall, cools the whole acco
 one call probes.
 An adapt interval gathers latency evidence; once it is adapt_interval_s old, the next settle
 turns it into a verdict on the load limit (or on the pace, when one call at a time strains).
+The first answer after a pause checks the pace too: the destination may have changed meanwhile.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class State:
     calm_needed: int = 1  # ... before the limit may grow (policy.next_calm_needed)
     probing: int = 0  # 1 from a rise of the limit until the next latency verdict
     pace_s: float = 0.0  # the destination's pace: the baseline latency (0: none known)
+    answer_at_s: float = 0.0  # the last answer (any outcome)
+    resumed: int = 0  # 1 from a call sent after a pause until an answer tells the pace
     usage_last: float = 0.0  # Meta's usage figure: the highest this interval ...
     usage_at_s: float = 0.0  # ... set at this time
     per_call_pct: float = 0.0  # one call's share of Meta's budget (0: not known yet)
@@ -62,6 +65,8 @@ def new_state(now_s: float, p: Params) -> State:
 
 def inflight_limit(s: State, oldest_age_s: float, p: Params) -> int:
     need = policy.pace_limit(p.rate_per_s, s.pace_s, oldest_age_s, p)
+    if s.resumed:  # after a pause the pace is in doubt until an answer: as for a new account
+        need = max(need, policy.pace_limit(p.rate_per_s, 0.0, oldest_age_s, p))
     return max(p.inflight_floor, min(s.limit, p.inflight_ceiling, need))
 
 
@@ -87,6 +92,8 @@ def acquire(
         return Decision(False, appointment_s - now_s, "rate")
     s.next_free_s = policy.take_token(s.next_free_s, now_s, p.rate_per_s)
     s.inflight_max = max(s.inflight_max, inflight + 1)
+    if inflight == 0 and now_s - s.answer_at_s >= policy.stale_s(s.pace_s, p):
+        s.resumed = 1  # after a pause (the next run): its first answer checks the pace
     return Decision(True, wait_s, "go")
 
 
@@ -105,6 +112,7 @@ def settle(
     samples: the fleet's latest latencies, newest first (updated in place)."""
     events: list[str] = []
     episode_s = 0.0
+    s.answer_at_s = now_s
     if outcome == THROTTLED:
         if s.walls:
             s.wall_probe_s = now_s
@@ -122,6 +130,10 @@ def settle(
             s.throttled_since_s, s.strikes = 0.0, 0
         _note_usage(s, usage_pct, now_s, p)
         if latency_s is not None:
+            if s.resumed and latency_s >= p.latency_factor * s.pace_s > 0:
+                samples.clear()  # the pace changed during the pause: measured afresh (the
+                # load limit stays: calls sent since the pause may have slowed this one)
+            s.resumed = 0
             samples.insert(0, latency_s)
             del samples[p.latency_window :]
             s.pace_s = policy.baseline_s(samples)

@@ -13,6 +13,7 @@ from audiencesync.throttle import machine
 from audiencesync.throttle.gate import Gate, params_from
 
 LEASE_TTL_S = 3.0
+GAPS_S = (0.0, 0.01, 0.02, 0.05, 0.05, 0.1, 0.3, 1.5)  # between steps: pauses among them
 
 
 class Model:
@@ -45,7 +46,7 @@ class Model:
         return machine.settle(s, self.samples, *signal, now_s, self.p)
 
 
-def run_both(r: redis.Redis, p, seed: int, steps: int) -> dict[str, int]:
+def run_both(r: redis.Redis, p, seed: int, steps: int, gaps_s=GAPS_S) -> dict[str, int]:
     rng = random.Random(seed)
     gate = Gate(r, p, lease_ttl_s=LEASE_TTL_S)
     account = f"test_{seed}"
@@ -55,7 +56,7 @@ def run_both(r: redis.Redis, p, seed: int, steps: int) -> dict[str, int]:
     seen = {"go": 0, "events": set(), "reasons": set(), "limit": set()}
     for step in range(steps):
         slow = (step // 60) % 2  # latency regimes: the soft-throttle verdict flips both ways
-        now_s += rng.choice([0.0, 0.01, 0.02, 0.05, 0.05, 0.1, 0.3, 1.5])
+        now_s += rng.choice(gaps_s)
         if not held or rng.random() < 0.55:
             lease = f"l{step}"
             max_wait_s = rng.choice([0.0, 0.5])
@@ -75,6 +76,7 @@ def run_both(r: redis.Redis, p, seed: int, steps: int) -> dict[str, int]:
             usage_pct = float(rng.randint(0, 100 if step % 97 < 20 else 60)) if step >= 120 else 0.0
             regain_s = rng.choice([0.0, 0.0, 5.0])
             before = dataclasses.replace(model.state) if model.state else None
+            kept = len(model.samples)
             want_events, want_episode = model.settle(
                 lease, outcome, latency_s, usage_pct, regain_s, now_s
             )
@@ -94,8 +96,9 @@ def run_both(r: redis.Redis, p, seed: int, steps: int) -> dict[str, int]:
                 seen["limit"].add("cut" if model.state.limit < before.limit else "grown")
             if model.state.walls:
                 seen["limit"].add("wall")
-            if before and before.pace_s and not model.state.pace_s:
-                seen["limit"].add("pace changed")
+            if len(model.samples) < kept:  # the latencies went: the pace changed
+                after_pause = before is not None and before.resumed
+                seen["limit"].add("pace changed after a pause" if after_pause else "pace changed")
         stored = {k.decode(): float(v) for k, v in r.hgetall(Gate.keys(account)[0]).items()}
         assert stored == pytest.approx(dataclasses.asdict(model.state), rel=1e-12, abs=1e-12), step
         latencies = [float(v) for v in r.lrange(Gate.keys(account)[1], 0, -1)]
@@ -121,18 +124,24 @@ def test_lua_and_python_agree_on_random_traffic(redis_url):
         dataclasses.replace(base, rate_per_s=2, adapt_interval_s=0.3),
         dataclasses.replace(base, inflight_ceiling=8, usage_target_pct=60.0),
     ]
+    # One call at a time with no pauses: a change of pace is seen over an interval.
+    one_at_a_time = dataclasses.replace(base, inflight_start=1, inflight_ceiling=1)
     r = redis.Redis.from_url(redis_url)
     seen: dict[str, set] = {"events": set(), "reasons": set(), "limit": set()}
-    for seed in range(6):
-        walk = run_both(r, variants[seed % len(variants)], seed, steps=400)
+    for seed in range(7):
+        if seed < 6:
+            walk = run_both(r, variants[seed % len(variants)], seed, steps=400)
+        else:
+            walk = run_both(r, one_at_a_time, seed, steps=600, gaps_s=(0.01, 0.02, 0.05, 0.1))
         assert walk["go"] > 20
         seen["events"] |= walk["events"]
         seen["reasons"] |= walk["reasons"]
         seen["limit"] |= walk["limit"]
     # The walks went through every branch worth comparing.
     assert seen["reasons"] == {"go", "cooldown", "rate", "inflight", "budget"}
-    # The load limit at interval verdicts, a cool-down at the wall, a change of pace.
-    assert seen["limit"] == {"cut", "grown", "wall", "pace changed"}
+    # The load limit at interval verdicts, a cool-down at the wall, a change of pace (seen in
+    # an interval, and by the first answer after a pause).
+    assert seen["limit"] == {"cut", "grown", "wall", "pace changed", "pace changed after a pause"}
     assert seen["events"] == {
         machine.THROTTLE_STARTED,
         machine.THROTTLE_ENDED,

@@ -150,6 +150,44 @@ def test_latency_that_rises_at_one_call_in_flight_is_the_destinations_pace():
     assert machine.inflight_limit(s, 0.0, p) == 30  # 100/s x 300 ms
 
 
+def test_a_run_after_a_pause_at_a_slower_pace_goes_at_that_pace_from_its_first_answer():
+    """After uploads at 5 ms, the next run's calls take 300 ms: the first answer after the
+    pause, at three times the pace or more, shows the pace changed while no load of ours was
+    there, so the run goes at the new pace from then on, as a first run would."""
+    p = dataclasses.replace(P, rate_per_s=100, inflight_start=8)
+    s, samples, now = machine.new_state(0.0, p), [], 0.0
+    for _ in range(10):
+        now += 0.005
+        machine.settle(s, samples, machine.OK, 0.005, 0, 0.0, now, p)
+    s.limit = 40  # a load limit learned at the old pace
+    assert machine.inflight_limit(s, 0.0, p) == 1  # 100/s x 5 ms
+    now += 60.0  # the next run
+    assert machine.acquire(s, 0, 0.0, now, 0.5, p).go and s.resumed
+    assert machine.inflight_limit(s, 0.1, p) == 8  # the pace in doubt: a new account's start
+    now += 0.3
+    machine.settle(s, samples, machine.OK, 0.3, 0, 0.0, now, p)
+    assert samples == [0.3] and not s.resumed and s.limit == 40  # (may have been our load)
+    assert machine.inflight_limit(s, 0.0, p) == 30  # 100/s x 300 ms
+
+
+def test_a_slow_answer_mid_run_or_a_pause_at_the_same_pace_changes_nothing():
+    p = dataclasses.replace(P, rate_per_s=100)
+    s, samples, now = machine.new_state(0.0, p), [], 0.0
+    for _ in range(10):
+        now += 0.1
+        machine.settle(s, samples, machine.OK, 0.1, 0, 0.0, now, p)
+    s.limit = 4
+    assert machine.acquire(s, 2, 0.1, now, 0.5, p).go and not s.resumed  # calls in flight
+    now += 0.5
+    machine.settle(s, samples, machine.OK, 0.5, 0, 0.0, now, p)  # one slow answer: an outlier
+    assert len(samples) == 11 and s.pace_s == 0.1 and s.limit == 4
+    now += 60.0
+    assert machine.acquire(s, 0, 0.0, now, 0.5, p).go and s.resumed  # after a pause ...
+    now += 0.2
+    machine.settle(s, samples, machine.OK, 0.2, 0, 0.0, now, p)  # ... at the same pace
+    assert len(samples) == 12 and s.pace_s == 0.1 and s.limit == 4 and not s.resumed
+
+
 def test_an_answer_at_the_wall_cools_the_account_down_then_one_call_probes():
     """An adapt interval first, doubling while the wall stays; a figure with room again ends
     it. Answers of calls sent before the cool-down draw no new one."""
