@@ -40,7 +40,6 @@ end
 
 local function inflight_limit(oldest_age_s)
   local need = pace_limit(p.rate_per_s, s.pace_s, oldest_age_s)
-  if s.resumed == 1 then need = math.max(need, pace_limit(p.rate_per_s, 0, oldest_age_s)) end
   return math.max(p.inflight_floor, math.min(s.limit, p.inflight_ceiling, need))
 end
 
@@ -149,7 +148,7 @@ local events, episode_s = {}, 0
 s.answer_at_s = now
 if outcome == 'throttled' then
   if s.walls > 0 then s.wall_probe_s = now end
-  if now >= s.cool_until_s then
+  if now >= s.cool_until_s or s.throttled_since_s == 0 then
     s.strikes = s.strikes + 1
     if s.throttled_since_s == 0 then
       s.throttled_since_s = now
@@ -159,7 +158,7 @@ if outcome == 'throttled' then
   s.cool_until_s = math.max(s.cool_until_s, now + cooldown_s(regain_s, s.strikes))
 else
   if outcome == 'ok' then
-    if s.throttled_since_s ~= 0 then
+    if s.throttled_since_s ~= 0 and now >= s.cool_until_s then
       table.insert(events, 'throttle_ended')
       episode_s = now - s.throttled_since_s
       s.throttled_since_s, s.strikes = 0, 0

@@ -65,8 +65,6 @@ def new_state(now_s: float, p: Params) -> State:
 
 def inflight_limit(s: State, oldest_age_s: float, p: Params) -> int:
     need = policy.pace_limit(p.rate_per_s, s.pace_s, oldest_age_s, p)
-    if s.resumed:  # after a pause the pace is in doubt until an answer: as for a new account
-        need = max(need, policy.pace_limit(p.rate_per_s, 0.0, oldest_age_s, p))
     return max(p.inflight_floor, min(s.limit, p.inflight_ceiling, need))
 
 
@@ -116,7 +114,8 @@ def settle(
     if outcome == THROTTLED:
         if s.walls:
             s.wall_probe_s = now_s
-        if now_s >= s.cool_until_s:  # a new refusal, not a late answer to one being waited out
+        # A new refusal, not a late answer to one being waited out (a wall's wait is no refusal's)
+        if now_s >= s.cool_until_s or not s.throttled_since_s:
             s.strikes += 1
             if not s.throttled_since_s:
                 s.throttled_since_s = now_s
@@ -124,7 +123,7 @@ def settle(
         s.cool_until_s = max(s.cool_until_s, now_s + policy.cooldown_s(regain_s, s.strikes, p))
         return events, episode_s
     if outcome == OK:
-        if s.throttled_since_s:
+        if s.throttled_since_s and now_s >= s.cool_until_s:  # not a call sent before it
             events.append(THROTTLE_ENDED)
             episode_s = now_s - s.throttled_since_s
             s.throttled_since_s, s.strikes = 0.0, 0

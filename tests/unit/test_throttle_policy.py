@@ -87,9 +87,23 @@ def test_a_throttle_episode_cools_the_account_and_ends_with_the_first_success():
     # A late refusal of a call sent before the cool-down started is the same episode.
     assert machine.settle(s, samples, machine.THROTTLED, None, 100, 300.0, 11.0, P)[0] == []
     assert (s.strikes, s.cool_until_s) == (1, 251.0)
+    # Nor does a success of a call sent before it end the episode: the account still waits.
+    assert machine.settle(s, samples, machine.OK, 0.1, 10, 0.0, 12.0, P)[0] == []
+    assert s.throttled_since_s == 10.0 and s.cool_until_s == 251.0
     assert machine.acquire(s, 0, 0.0, 251.0, 0.5, P).go
     events, episode_s = machine.settle(s, samples, machine.OK, 0.1, 10, 0.0, 251.5, P)
     assert events == [machine.THROTTLE_ENDED] and episode_s == 241.5 and s.strikes == 0
+
+
+def test_a_refusal_while_the_account_waits_at_its_wall_is_an_episode_of_its_own():
+    """A call sent before the answer that found the wall, refused: counted and cooled down as
+    a refusal (the wall's wait is no refusal's), so the report shows the episode."""
+    s, samples = machine.new_state(0.0, P), []
+    machine.settle(s, samples, machine.OK, 0.1, 100, 0.0, 10.0, P)  # at the wall: wait 1 s
+    assert s.walls == 1 and s.cool_until_s == 11.0 and not s.throttled_since_s
+    events, _ = machine.settle(s, samples, machine.THROTTLED, None, 100, 0.0, 10.1, P)
+    assert events == [machine.THROTTLE_STARTED] and s.strikes == 1
+    assert s.cool_until_s == pytest.approx(12.1)  # cooldown_base_s, from the refusal
 
 
 def test_without_an_estimate_each_refused_probe_doubles_the_cool_down():
@@ -163,7 +177,6 @@ def test_a_run_after_a_pause_at_a_slower_pace_goes_at_that_pace_from_its_first_a
     assert machine.inflight_limit(s, 0.0, p) == 1  # 100/s x 5 ms
     now += 60.0  # the next run
     assert machine.acquire(s, 0, 0.0, now, 0.5, p).go and s.resumed
-    assert machine.inflight_limit(s, 0.1, p) == 8  # the pace in doubt: a new account's start
     now += 0.3
     machine.settle(s, samples, machine.OK, 0.3, 0, 0.0, now, p)
     assert samples == [0.3] and not s.resumed and s.limit == 40  # (may have been our load)
