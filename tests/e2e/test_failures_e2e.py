@@ -27,7 +27,7 @@ def test_transient_errors_are_retried_and_nothing_is_lost(stack, sandbox_knobs, 
 def test_a_budget_far_below_the_gates_rate_is_read_from_metas_figures(
     stack, sandbox_knobs, tmp_path
 ):
-    """The sandbox allows 3 calls/s, far below the gate's 100: the fleet reads the budget from
+    """The sandbox allows 3 calls/s, far below the gate's 200: the fleet reads the budget from
     Meta's usage figures and keeps within it; a refusal can only come while Meta shows no
     figure yet (its first calls), and then the account cools down (2 s, within Meta's
     one-minute estimate), and the episode is reported and logged once."""

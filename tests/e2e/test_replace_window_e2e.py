@@ -11,10 +11,10 @@ from e2e_helpers import SandboxViews, maids
 
 from audiencesync.cli import devstack
 
-# 400 chunks at one call each: at the gate's default 100 calls/s they need 4 s or more, whatever
+# 800 chunks at one call each: at the gate's default 200 calls/s they need 4 s or more, whatever
 # the machine's speed or the threads, so a 3 s window cannot hold them.
 LATENCY = ("--latency-ms", "500")
-IDS, CHUNK_SIZE = 10_000, 25
+IDS, CHUNK_SIZE = 20_000, 25
 
 
 class Views(SandboxViews):
