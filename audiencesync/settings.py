@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     # its usage figures show (190,000 calls an hour, 3,000 writes at once), and the budget rule
     # keeps within them, so the rate is no guess at the limit: it only spaces calls out, and
     # sets the calls in flight the destination's pace needs (Little's law). 200/s: at 200 ms a
-    # call, 100/s held a 2M-ID run to 0.74 of a lean uploader (64 in flight), 200/s 0.81-0.87.
+    # call, 100/s held a 2M-ID run to 0.74 of a lean uploader (64 in flight), 200/s 0.81-0.91.
     throttle_rate_per_s: float = Field(200.0, gt=0)
     throttle_decrease_factor: float = Field(0.5, gt=0, lt=1)  # the load limit's cut on strain
     throttle_adapt_interval_s: float = Field(1.0, gt=0)  # latency verdicts; a usage figure's age
