@@ -124,15 +124,14 @@ def test_lua_and_python_agree_on_random_traffic(redis_url):
         dataclasses.replace(base, rate_per_s=2, adapt_interval_s=0.3),
         dataclasses.replace(base, inflight_ceiling=8, usage_target_pct=60.0),
     ]
+    walks = [(variants[seed % len(variants)], 400, GAPS_S) for seed in range(6)]
     # One call at a time with no pauses: a change of pace is seen over an interval.
     one_at_a_time = dataclasses.replace(base, inflight_start=1, inflight_ceiling=1)
+    walks.append((one_at_a_time, 600, (0.01, 0.02, 0.05, 0.1)))
     r = redis.Redis.from_url(redis_url)
     seen: dict[str, set] = {"events": set(), "reasons": set(), "limit": set()}
-    for seed in range(7):
-        if seed < 6:
-            walk = run_both(r, variants[seed % len(variants)], seed, steps=400)
-        else:
-            walk = run_both(r, one_at_a_time, seed, steps=600, gaps_s=(0.01, 0.02, 0.05, 0.1))
+    for seed, (p, steps, gaps_s) in enumerate(walks):
+        walk = run_both(r, p, seed, steps=steps, gaps_s=gaps_s)
         assert walk["go"] > 20
         seen["events"] |= walk["events"]
         seen["reasons"] |= walk["reasons"]

@@ -145,14 +145,21 @@ def test_soft_throttling_cuts_the_load_limit_and_ends_when_latency_recovers():
     assert interval(0.1, 1) == [] and s.limit == 2  # calm for long enough: by one
 
 
-def test_latency_that_rises_at_one_call_in_flight_is_the_destinations_pace():
-    """After a pace of 5 ms, 300 ms calls strain one at a time: not our load, so the baseline
-    follows and no load limit stays (the account is not pinned at a crawl)."""
+def paced(latency_s: float) -> tuple[machine.State, list[float], float, policy.Params]:
+    """An account at 100 calls/s whose ten answers so far each took latency_s: (state, the
+    latencies, the time now, the params)."""
     p = dataclasses.replace(P, rate_per_s=100)
     s, samples, now = machine.new_state(0.0, p), [], 0.0
     for _ in range(10):
-        now += 0.005
-        machine.settle(s, samples, machine.OK, 0.005, 0, 0.0, now, p)
+        now += latency_s
+        machine.settle(s, samples, machine.OK, latency_s, 0, 0.0, now, p)
+    return s, samples, now, p
+
+
+def test_latency_that_rises_at_one_call_in_flight_is_the_destinations_pace():
+    """After a pace of 5 ms, 300 ms calls strain one at a time: not our load, so the baseline
+    follows and no load limit stays (the account is not pinned at a crawl)."""
+    s, samples, now, p = paced(0.005)
     assert machine.inflight_limit(s, 0.0, p) == 1  # 100/s x 5 ms
     events: list[str] = []
     for _ in range(5):  # one call at a time, as the pace's limit allows
@@ -168,11 +175,7 @@ def test_a_run_after_a_pause_at_a_slower_pace_goes_at_that_pace_from_its_first_a
     """After uploads at 5 ms, the next run's calls take 300 ms: the first answer after the
     pause, at three times the pace or more, has the pace measured afresh, so the run goes at
     the new pace from then on, as a first run would; the load limit stays."""
-    p = dataclasses.replace(P, rate_per_s=100)
-    s, samples, now = machine.new_state(0.0, p), [], 0.0
-    for _ in range(10):
-        now += 0.005
-        machine.settle(s, samples, machine.OK, 0.005, 0, 0.0, now, p)
+    s, samples, now, p = paced(0.005)
     s.limit = 40  # a load limit learned at the old pace
     assert machine.inflight_limit(s, 0.0, p) == 1  # 100/s x 5 ms
     now += 60.0  # the next run
@@ -184,11 +187,7 @@ def test_a_run_after_a_pause_at_a_slower_pace_goes_at_that_pace_from_its_first_a
 
 
 def test_a_slow_answer_mid_run_or_a_pause_at_the_same_pace_changes_nothing():
-    p = dataclasses.replace(P, rate_per_s=100)
-    s, samples, now = machine.new_state(0.0, p), [], 0.0
-    for _ in range(10):
-        now += 0.1
-        machine.settle(s, samples, machine.OK, 0.1, 0, 0.0, now, p)
+    s, samples, now, p = paced(0.1)
     s.limit = 4
     assert machine.acquire(s, 2, 0.1, now, 0.5, p).go and not s.resumed  # calls in flight
     now += 0.5
