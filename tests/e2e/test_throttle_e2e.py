@@ -1,4 +1,5 @@
-"""Fleet-wide throttling with real processes: two upload workers share one ad account's limit."""
+"""Fleet-wide throttling with real processes: two upload workers share one ad account's limit;
+the calls in flight follow a destination whose pace changed between runs."""
 
 from __future__ import annotations
 
@@ -116,3 +117,23 @@ def test_latency_growing_with_load_lowers_the_fleets_concurrency(fleet, tmp_path
     assert cuts and all(b <= a // 2 for a, b in cuts), limits  # halved, never just trimmed
     logs = "".join(p.read_text() for p in fleet.logs.glob("critical*.log"))
     assert f"run={report['run_id']} soft throttling started on act_1001" in logs
+
+
+def test_a_run_after_the_destination_slowed_down_goes_at_its_new_pace(tmp_path):
+    """The default settings and deployment. Uploads at 5 ms teach the gate that pace; then the
+    sandbox answers in 300 ms (no limit, no usage figures): the next run on the same account is
+    not taken for throttling, and its calls in flight follow the new pace (200/s x 300 ms)."""
+    csv = tmp_path / "ids.csv"
+    sent = write_ids(csv, 300_000, seed=5)
+    with devstack.private_stack(tmp_path / "stack", "--latency-ms", "5") as stack:
+        first = stack.upload(csv, new_audience(stack))
+        assert first["status"] == "completed", first["message"]
+        assert first["throttle"]["pace_ms"] < 100
+        sandbox(stack, "POST", "config", latency_ms=300, jitter_ms=0)
+        audience = sandbox(stack, "POST", "audiences", ad_account_id="1001").json()["id"]
+        report = stack.upload(csv, audience)  # the same account: what the gate learned stays
+        assert members(stack, audience) == sent
+    assert report["status"] == "completed", report["message"]
+    throttle = report["throttle"]
+    assert throttle["soft_episodes"] == 0 and throttle["episodes"] == 0, throttle
+    assert throttle["pace_ms"] >= 250 and throttle["inflight_limit"] >= 50, throttle
