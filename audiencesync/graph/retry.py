@@ -14,6 +14,7 @@ from audiencesync.settings import Settings
 
 DEFER_JITTER = 0.1  # share of a gate's wait added at random, so a fleet does not return at once
 DEFER_JITTER_MIN_S = 0.05
+DEFER_JITTER_MAX_S = 0.25  # ... but all within this: the gate lets them through one by one
 
 
 @dataclass(frozen=True)
@@ -53,5 +54,7 @@ class RetryPolicy:
         """Countdown for a call the throttle gate holds back (not a failed attempt): its wait
         plus a little jitter, capped at cap_s like every countdown (a longer cool-down is
         waited out in several turns)."""
-        jitter_s = rng.uniform(0.0, DEFER_JITTER * wait_s + DEFER_JITTER_MIN_S)
+        jitter_s = rng.uniform(
+            0.0, min(DEFER_JITTER * wait_s + DEFER_JITTER_MIN_S, DEFER_JITTER_MAX_S)
+        )
         return min(self.cap_s, wait_s + jitter_s)

@@ -12,6 +12,7 @@ from audiencesync.errors import (
     TransientError,
 )
 from audiencesync.graph import RetryPolicy, Usage, classify_error, parse_usage
+from audiencesync.graph.retry import DEFER_JITTER_MAX_S
 
 
 def body(code, subcode=None, **extra):
@@ -108,3 +109,13 @@ def test_retry_policy_honours_regain_and_stops():
     assert not policy.should_retry(throttled, attempt=1, elapsed_s=61)
     assert not policy.should_retry(TokenError("t"), attempt=1, elapsed_s=0)
     assert not policy.should_retry(PermanentGraphError("p"), attempt=1, elapsed_s=0)
+
+
+def test_a_deferral_returns_within_a_quarter_second_of_the_gates_wait():
+    """Spread so a fleet does not come back at once, but never by seconds: after a 16 s
+    cool-down the waiting calls are all back within DEFER_JITTER_MAX_S, not over 1.6 s."""
+    policy, rng = RetryPolicy(), random.Random(3)
+    for wait_s in (0.05, 1.0, 16.0, 60.0):
+        countdowns = [policy.defer_s(wait_s, rng=rng) for _ in range(500)]
+        assert all(wait_s <= c <= wait_s + DEFER_JITTER_MAX_S for c in countdowns)
+        assert max(countdowns) - min(countdowns) > 0.5 * min(DEFER_JITTER_MAX_S, 0.1 * wait_s)
