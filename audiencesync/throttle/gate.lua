@@ -185,12 +185,16 @@ else
         s.walls, s.wall_since_s, s.wall_probe_s = 0, 0, 0
       end
     elseif now >= s.cool_until_s then
+      local from_s = now  -- the next probe is due a doubled gap after this one was due
+      if s.walls > 0 and found_on_time(s.wall_probe_s, s.cool_until_s, s.pace_s) then
+        from_s = s.cool_until_s
+      end
       s.walls, s.wall_probe_s = s.walls + 1, now
       local base_s = p.adapt_interval_s
       if s.walls == 1 then
         s.wall_since_s, base_s = now, math.max(base_s, s.wall_s)
       end
-      s.cool_until_s = now + cooldown_s(regain_s, s.walls, base_s)
+      s.cool_until_s = from_s + cooldown_s(regain_s, s.walls, base_s)
     end
   end
   if now - s.interval_at_s >= p.adapt_interval_s then close_interval(events) end

@@ -147,11 +147,16 @@ def settle(
                     s.wall_s = (s.wall_probe_s + now_s) / 2 - s.wall_since_s
                 s.walls, s.wall_since_s, s.wall_probe_s = 0, 0.0, 0.0
         elif now_s >= s.cool_until_s:  # admitted, but the next would not be: wait, then probe
+            # The next probe is due a doubled gap after this one was due, not after its answer:
+            # round trips do not stretch the schedule. A probe sent late restarts it from now.
+            from_s = now_s
+            if s.walls and policy.found_on_time(s.wall_probe_s, s.cool_until_s, now_s, s.pace_s, p):
+                from_s = s.cool_until_s
             s.walls, s.wall_probe_s = s.walls + 1, now_s
             base_s = p.adapt_interval_s
             if s.walls == 1:  # as long as the last wall lasted
                 s.wall_since_s, base_s = now_s, max(base_s, s.wall_s)
-            s.cool_until_s = now_s + policy.cooldown_s(regain_s, s.walls, p, base_s)
+            s.cool_until_s = from_s + policy.cooldown_s(regain_s, s.walls, p, base_s)
     if now_s - s.interval_at_s >= p.adapt_interval_s:
         events += _close_interval(s, samples, now_s, p)
     return events, episode_s

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from audiencesync.settings import Settings
-from audiencesync.throttle import machine
+from audiencesync.throttle import machine, policy
 from audiencesync.throttle.gate import Gate, params_from
 
 LEASE_TTL_S = 3.0
@@ -46,7 +46,10 @@ class Model:
         return machine.settle(s, self.samples, *signal, now_s, self.p)
 
 
-def run_both(r: redis.Redis, p, seed: int, steps: int, gaps_s=GAPS_S) -> dict[str, int]:
+def run_both(
+    r: redis.Redis, p, seed: int, steps: int, gaps_s=GAPS_S, floor_pct: int = 0
+) -> dict[str, int]:
+    """floor_pct: Meta's usage figures lie at or above it (near the wall, for long)."""
     rng = random.Random(seed)
     gate = Gate(r, p, lease_ttl_s=LEASE_TTL_S)
     account = f"test_{seed}"
@@ -73,7 +76,8 @@ def run_both(r: redis.Redis, p, seed: int, steps: int, gaps_s=GAPS_S) -> dict[st
             outcome = rng.choices([machine.OK, machine.THROTTLED, machine.OTHER], [30, 1, 2])[0]
             latency_s = rng.choice([None, rng.uniform(0.05, 0.1) * (1 + slow * rng.uniform(2, 6))])
             # Meta reports no usage at first; then whole percent, rising and falling.
-            usage_pct = float(rng.randint(0, 100 if step % 97 < 20 else 60)) if step >= 120 else 0.0
+            high_pct = 100 if step % 97 < 20 or floor_pct else 60
+            usage_pct = float(rng.randint(floor_pct, high_pct)) if step >= 120 else 0.0
             regain_s = rng.choice([0.0, 0.0, 5.0])
             before = dataclasses.replace(model.state) if model.state else None
             kept = len(model.samples)
@@ -96,6 +100,11 @@ def run_both(r: redis.Redis, p, seed: int, steps: int, gaps_s=GAPS_S) -> dict[st
                 seen["limit"].add("cut" if model.state.limit < before.limit else "grown")
             if model.state.walls:
                 seen["limit"].add("wall")
+            if before and before.walls and model.state.walls > before.walls:  # a probe's wall
+                on_time = policy.found_on_time(
+                    before.wall_probe_s, before.cool_until_s, now_s, before.pace_s, p
+                )
+                seen["limit"].add("probe on time" if on_time else "probe late")
             if len(model.samples) < kept:  # the latencies went: the pace changed
                 after_pause = before is not None and before.resumed
                 seen["limit"].add("pace changed after a pause" if after_pause else "pace changed")
@@ -124,23 +133,34 @@ def test_lua_and_python_agree_on_random_traffic(redis_url):
         dataclasses.replace(base, rate_per_s=2, adapt_interval_s=0.3),
         dataclasses.replace(base, inflight_ceiling=8, usage_target_pct=60.0),
     ]
-    walks = [(variants[seed % len(variants)], 400, GAPS_S) for seed in range(6)]
+    walks = [(variants[seed % len(variants)], 400, GAPS_S, 0) for seed in range(6)]
     # One call at a time with no pauses: a change of pace is seen over an interval.
     one_at_a_time = dataclasses.replace(base, inflight_start=1, inflight_ceiling=1)
-    walks.append((one_at_a_time, 600, (0.01, 0.02, 0.05, 0.1)))
+    walks.append((one_at_a_time, 600, (0.01, 0.02, 0.05, 0.1), 0))
+    # Near the wall with long pauses now and then: a probe sent long after it was due.
+    walks.append((base, 400, (*GAPS_S, 10.0), 90))
     r = redis.Redis.from_url(redis_url)
     seen: dict[str, set] = {"events": set(), "reasons": set(), "limit": set()}
-    for seed, (p, steps, gaps_s) in enumerate(walks):
-        walk = run_both(r, p, seed, steps=steps, gaps_s=gaps_s)
+    for seed, (p, steps, gaps_s, floor_pct) in enumerate(walks):
+        walk = run_both(r, p, seed, steps=steps, gaps_s=gaps_s, floor_pct=floor_pct)
         assert walk["go"] > 20
         seen["events"] |= walk["events"]
         seen["reasons"] |= walk["reasons"]
         seen["limit"] |= walk["limit"]
     # The walks went through every branch worth comparing.
     assert seen["reasons"] == {"go", "cooldown", "rate", "inflight", "budget"}
-    # The load limit at interval verdicts, a cool-down at the wall, a change of pace (seen in
-    # an interval, and by the first answer after a pause).
-    assert seen["limit"] == {"cut", "grown", "wall", "pace changed", "pace changed after a pause"}
+    # The load limit at interval verdicts, a cool-down at the wall, probes found it again (sent
+    # on time or late), a change of pace (seen in an interval, and by the first answer after a
+    # pause).
+    assert seen["limit"] == {
+        "cut",
+        "grown",
+        "wall",
+        "probe on time",
+        "probe late",
+        "pace changed",
+        "pace changed after a pause",
+    }
     assert seen["events"] == {
         machine.THROTTLE_STARTED,
         machine.THROTTLE_ENDED,

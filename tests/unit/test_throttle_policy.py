@@ -212,7 +212,7 @@ def test_an_answer_at_the_wall_cools_the_account_down_then_one_call_probes():
     assert machine.acquire(s, 0, 0.0, 5.9, 0.5, P).reason == "cooldown"
     assert machine.acquire(s, 0, 0.0, 6.0, 0.5, P).go  # then one call probes
     machine.settle(s, samples, machine.OK, 0.2, 100, 60.0, 6.2, P)
-    assert (s.walls, s.cool_until_s) == (2, 8.2)
+    assert (s.walls, s.cool_until_s) == (2, 8.0)  # 2 s after the probe was due, not answered
     machine.settle(s, samples, machine.OK, 0.2, 80, 0.0, 8.4, P)
     assert s.walls == 0 and machine.acquire(s, 0, 0.0, 8.5, 0.5, P).go
     # From the answer that found the wall (5.0) to room again, which came between the last
@@ -221,6 +221,24 @@ def test_an_answer_at_the_wall_cools_the_account_down_then_one_call_probes():
     machine.settle(s, samples, machine.OK, 0.2, 10, 0.0, 20.0, P)  # spending again
     machine.settle(s, samples, machine.OK, 0.2, 100, 0.0, 21.0, P)
     assert s.cool_until_s == pytest.approx(23.3)  # ... so the next one is waited out as long
+
+
+def test_the_probes_keep_their_schedule_unless_one_goes_late():
+    """Probes due 1, 3, 7 and 15 s after the wall was found, however long each answer takes
+    (0.4 s here); one sent long after it was due (the next run) starts the gaps again."""
+    s, samples = machine.new_state(0.0, P), []
+    for usage in (10, 80, 90):
+        machine.settle(s, samples, machine.OK, 0.4, usage, 0.0, 4.0, P)
+    machine.settle(s, samples, machine.OK, 0.4, 100, 0.0, 5.0, P)
+    due = [s.cool_until_s]
+    for _ in range(3):
+        assert machine.acquire(s, 0, 0.0, s.cool_until_s, 0.5, P).go
+        machine.settle(s, samples, machine.OK, 0.4, 100, 0.0, s.cool_until_s + 0.4, P)
+        due.append(s.cool_until_s)
+    assert [d - 5.0 for d in due] == [1.0, 3.0, 7.0, 15.0] and s.walls == 4
+    assert machine.acquire(s, 0, 0.0, 3600.0, 0.5, P).go  # an hour later, still at the wall
+    machine.settle(s, samples, machine.OK, 0.4, 100, 0.0, 3600.4, P)
+    assert s.cool_until_s == pytest.approx(3600.4 + 16.0)
 
 
 def test_the_usage_target_is_the_wall_when_its_margin_holds_a_call():
