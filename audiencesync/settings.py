@@ -86,7 +86,6 @@ class Settings(BaseSettings):
     # sets the calls in flight the destination's pace needs (Little's law). 200/s: at 200 ms a
     # call, 100/s held a 2M-ID run to 0.74 of a lean uploader (64 in flight), 200/s 0.81-0.91.
     throttle_rate_per_s: float = Field(200.0, gt=0)
-    throttle_decrease_factor: float = Field(0.5, gt=0, lt=1)  # the load limit's cut on strain
     throttle_adapt_interval_s: float = Field(1.0, gt=0)  # latency verdicts; a usage figure's age
     # Meta's usage figure the calls in flight may take the account to (it refuses at 100): the
     # rest covers a figure one call's share short (whole percent, rounded down).

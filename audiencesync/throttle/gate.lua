@@ -77,7 +77,10 @@ local function close_interval(events)
   local limit = s.limit
   if level == STRAINED then limit = math.min(s.limit, math.max(s.inflight_max, p.inflight_floor)) end
   if level == STRAINED or s.limit < p.inflight_ceiling then
-    limit = next_limit(limit, level, s.calm_intervals, s.calm_needed, s.slots_blocked == 1)
+    local paced_share = 1
+    if average_s > 0 then paced_share = s.pace_s / average_s end
+    limit = next_limit(limit, level, s.calm_intervals, s.calm_needed, s.slots_blocked == 1,
+      paced_share)
     if limit > s.limit then s.probing = 1 end
     s.limit = limit
   end

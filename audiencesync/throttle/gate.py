@@ -46,7 +46,7 @@ def account_key(ad_account_id: str, audience_id: str) -> str:
 
 # Params an operator tunes, as settings named throttle_<param>; the rest are constants.
 TUNABLE = (
-    "rate_per_s", "decrease_factor", "adapt_interval_s", "usage_target_pct", "cooldown_base_s",
+    "rate_per_s", "adapt_interval_s", "usage_target_pct", "cooldown_base_s",
     "cooldown_max_s", "inflight_start", "inflight_floor", "inflight_ceiling", "latency_factor",
 )  # fmt: skip
 

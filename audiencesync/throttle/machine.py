@@ -194,8 +194,9 @@ def _close_interval(s: State, samples: list[float], now_s: float, p: Params) -> 
     if level == policy.STRAINED:  # cut from the calls that were in flight, whatever allowed them
         limit = min(s.limit, max(s.inflight_max, p.inflight_floor))
     if level == policy.STRAINED or s.limit < p.inflight_ceiling:  # no load limit: none to grow
+        paced_share = s.pace_s / average_s if average_s > 0 else 1.0
         limit = policy.next_limit(
-            limit, level, s.calm_intervals, s.calm_needed, bool(s.slots_blocked), p
+            limit, level, s.calm_intervals, s.calm_needed, bool(s.slots_blocked), paced_share, p
         )
         s.probing = max(s.probing, int(limit > s.limit))
         s.limit = limit

@@ -62,9 +62,9 @@ local function latency_level(samples, average_s, calls)  -- nil: too little evid
   if average_s >= EXIT_SHARE * threshold_s then return RAISED end
   return NORMAL
 end
-local function next_limit(limit, level, calm_intervals, calm_needed, blocked)
+local function next_limit(limit, level, calm_intervals, calm_needed, blocked, paced_share)
   if level == STRAINED then
-    return math.max(p.inflight_floor, math.floor(limit * p.decrease_factor))
+    return math.max(p.inflight_floor, math.floor(limit * paced_share))
   end
   if blocked and level == NORMAL and calm_intervals >= calm_needed then
     local step = 1

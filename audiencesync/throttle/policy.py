@@ -28,7 +28,6 @@ class Params:
     """The tunables come from the settings (throttle_<name>; settings.py says what each means)."""
 
     rate_per_s: float
-    decrease_factor: float  # the load limit's cut when latency strains
     adapt_interval_s: float
     usage_target_pct: float  # Meta's usage figure the calls in flight may take it to
     cooldown_base_s: float  # the cool-down's backoff; doubles per refused probe
@@ -163,13 +162,22 @@ def latency_level(
 
 
 def next_limit(
-    limit: int, level: int | None, calm_intervals: int, calm_needed: int, blocked: bool, p: Params
+    limit: int,
+    level: int | None,
+    calm_intervals: int,
+    calm_needed: int,
+    blocked: bool,
+    paced_share: float,
+    p: Params,
 ) -> int:
-    """Cut by decrease_factor when strained; grow (a probe) when callers found every slot
-    taken and latency has been normal for calm_needed intervals in a row: double while no
-    probe has strained (calm_needed 1), else by one."""
+    """Strained: cut to the calls in flight that serve as many calls a second at the pace
+    (Little's law: limit x paced_share, the pace over the interval's average latency, at most
+    1 / latency_factor), where a destination that queues our calls answers at its pace again.
+    Grow (a probe) when callers found every slot taken and latency has been normal for
+    calm_needed intervals in a row: double while no probe has strained (calm_needed 1), else
+    by one."""
     if level == STRAINED:
-        return max(p.inflight_floor, math.floor(limit * p.decrease_factor))
+        return max(p.inflight_floor, math.floor(limit * paced_share))
     if blocked and level == NORMAL and calm_intervals >= calm_needed:
         return min(p.inflight_ceiling, limit + (limit if calm_needed == 1 else 1))
     return limit

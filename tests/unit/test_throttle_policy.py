@@ -53,18 +53,21 @@ def test_latency_level_needs_evidence_and_has_a_band_between_entry_and_exit():
     assert policy.latency_level(samples, 9.9, 5, off) == policy.NORMAL
 
 
-def test_in_flight_limit_is_halved_when_strained_and_grows_after_calm():
+def test_in_flight_limit_is_cut_to_what_the_pace_serves_when_strained_and_grows_after_calm():
     strained, raised, normal = policy.STRAINED, policy.RAISED, policy.NORMAL
-    assert policy.next_limit(8, strained, 0, 1, True, P) == 4
-    assert policy.next_limit(1, strained, 0, 1, False, P) == 1  # the floor
-    assert policy.next_limit(8, normal, 3, 3, True, P) == 9
-    assert policy.next_limit(8, normal, 1, 1, True, P) == 16  # no probe strained yet: double
-    assert policy.next_limit(8, normal, 2, 3, True, P) == 8  # not calm for long enough
-    assert policy.next_limit(8, None, 9, 1, True, P) == 8  # no evidence this interval
-    assert policy.next_limit(8, raised, 9, 1, True, P) == 8
-    assert policy.next_limit(8, normal, 3, 3, False, P) == 8  # nobody waited for a slot
-    assert policy.next_limit(128, normal, 3, 3, True, P) == 128  # the ceiling
-    assert policy.next_limit(80, normal, 1, 1, True, P) == 128
+    # 11 in flight answering in 0.55 s at a 0.1 s pace: 20 calls/s, which 2 serve at the pace
+    assert policy.next_limit(11, strained, 0, 1, True, 0.1 / 0.55, P) == 2
+    assert policy.next_limit(8, strained, 0, 1, True, 1 / 3, P) == 2
+    assert policy.next_limit(2, strained, 0, 1, False, 0.1 / 0.4, P) == 1  # the floor
+    share = 1.0  # not strained: the share plays no part
+    assert policy.next_limit(8, normal, 3, 3, True, share, P) == 9
+    assert policy.next_limit(8, normal, 1, 1, True, share, P) == 16  # no strained probe: double
+    assert policy.next_limit(8, normal, 2, 3, True, share, P) == 8  # not calm for long enough
+    assert policy.next_limit(8, None, 9, 1, True, share, P) == 8  # no evidence this interval
+    assert policy.next_limit(8, raised, 9, 1, True, share, P) == 8
+    assert policy.next_limit(8, normal, 3, 3, False, share, P) == 8  # nobody waited for a slot
+    assert policy.next_limit(128, normal, 3, 3, True, share, P) == 128  # the ceiling
+    assert policy.next_limit(80, normal, 1, 1, True, share, P) == 128
 
 
 def test_a_probe_that_strains_backs_probing_off_and_one_that_holds_eases_it():
@@ -133,10 +136,10 @@ def test_soft_throttling_cuts_the_load_limit_and_ends_when_latency_recovers():
         interval(0.1, 12) == [] and s.limit == p.inflight_ceiling
     )  # too few latencies for a verdict yet
     assert interval(0.1, 12) == [] and s.limit == p.inflight_ceiling  # calm: no load limit to grow
-    assert interval(0.5, 12) == [machine.SOFT_STARTED] and s.limit == 6  # cut from the 12
-    assert interval(0.25, 6) == [] and s.soft and s.limit == 6  # between 2x and 3x: hold
-    assert interval(0.5, 6) == [] and s.limit == 3  # strained again: cut again
-    assert interval(0.5, 3) == [] and s.limit == 1
+    # Cut from the 12 in flight to what serves as many calls a second at the pace: 12 x 0.1/0.4
+    assert interval(0.4, 12) == [machine.SOFT_STARTED] and s.limit == 3
+    assert interval(0.25, 3) == [] and s.soft and s.limit == 3  # between 2x and 3x: hold
+    assert interval(0.5, 3) == [] and s.limit == 1  # strained again: 3 x 0.1/0.5, the floor
     assert interval(0.1, 1) == [machine.SOFT_ENDED] and s.limit == 2  # calm and waiting: probe
     assert interval(0.5, 2) == [machine.SOFT_STARTED] and s.limit == 1  # the probe strained ...
     assert s.calm_needed == policy.CALM_INTERVALS  # ... so probing backs off
