@@ -184,8 +184,9 @@ def next_limit(
 
 
 def next_calm_needed(calm_needed: int, level: int | None) -> int:
-    """The verdict on a probe: strain backs probing off (double the calm needed, at least
-    CALM_INTERVALS); a probe that held halves it (a step from 1 to 2 doubles the load)."""
+    """The verdict on a probe, or any strain: strain backs probing off (double the calm needed,
+    at least CALM_INTERVALS: the cut found what the destination serves, so doubling from it
+    would strain again); a probe that held halves it (a step from 1 to 2 doubles the load)."""
     if level == STRAINED:
         return min(CALM_MAX_INTERVALS, max(CALM_INTERVALS, 2 * calm_needed))
     if level == NORMAL:
