@@ -174,7 +174,7 @@ def next_limit(
     (Little's law: limit x paced_share, the pace over the interval's average latency, at most
     1 / latency_factor), where a destination that queues our calls answers at its pace again.
     Grow (a probe) when callers found every slot taken and latency has been normal for
-    calm_needed intervals in a row: double while no probe has strained (calm_needed 1), else
+    calm_needed intervals in a row: double until latency has strained (calm_needed 1), then
     by one."""
     if level == STRAINED:
         return max(p.inflight_floor, math.floor(limit * paced_share))

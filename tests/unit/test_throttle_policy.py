@@ -61,7 +61,7 @@ def test_in_flight_limit_is_cut_to_what_the_pace_serves_when_strained_and_grows_
     assert policy.next_limit(2, strained, 0, 1, False, 0.1 / 0.4, P) == 1  # the floor
     share = 1.0  # not strained: the share plays no part
     assert policy.next_limit(8, normal, 3, 3, True, share, P) == 9
-    assert policy.next_limit(8, normal, 1, 1, True, share, P) == 16  # no strained probe: double
+    assert policy.next_limit(8, normal, 1, 1, True, share, P) == 16  # no strain yet: double
     assert policy.next_limit(8, normal, 2, 3, True, share, P) == 8  # not calm for long enough
     assert policy.next_limit(8, None, 9, 1, True, share, P) == 8  # no evidence this interval
     assert policy.next_limit(8, raised, 9, 1, True, share, P) == 8
