@@ -71,7 +71,7 @@ local function close_interval(events)
   elseif level ~= nil then
     s.calm_intervals = 0
   end
-  if (s.probing == 1 or level == STRAINED) and level ~= nil then
+  if s.probing == 1 and level ~= nil then
     s.calm_needed, s.probing = next_calm_needed(s.calm_needed, level), 0
   end
   local limit = s.limit

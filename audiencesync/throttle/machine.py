@@ -188,8 +188,7 @@ def _close_interval(s: State, samples: list[float], now_s: float, p: Params) -> 
         s.soft = int(soft)
     if level is not None:
         s.calm_intervals = s.calm_intervals + 1 if level == policy.NORMAL else 0
-    # A probe's verdict, or strain (a probe's or not), sets how long until the next probe.
-    if (s.probing or level == policy.STRAINED) and level is not None:
+    if s.probing and level is not None:
         s.calm_needed, s.probing = policy.next_calm_needed(s.calm_needed, level), 0
     limit = s.limit
     if level == policy.STRAINED:  # cut from the calls that were in flight, whatever allowed them

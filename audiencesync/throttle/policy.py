@@ -174,7 +174,7 @@ def next_limit(
     (Little's law: limit x paced_share, the pace over the interval's average latency, at most
     1 / latency_factor), where a destination that queues our calls answers at its pace again.
     Grow (a probe) when callers found every slot taken and latency has been normal for
-    calm_needed intervals in a row: double until latency has strained (calm_needed 1), then
+    calm_needed intervals in a row: double while no probe has strained (calm_needed 1), else
     by one."""
     if level == STRAINED:
         return max(p.inflight_floor, math.floor(limit * paced_share))
@@ -184,9 +184,8 @@ def next_limit(
 
 
 def next_calm_needed(calm_needed: int, level: int | None) -> int:
-    """The verdict on a probe, or any strain: strain backs probing off (double the calm needed,
-    at least CALM_INTERVALS: the cut found what the destination serves, so doubling from it
-    would strain again); a probe that held halves it (a step from 1 to 2 doubles the load)."""
+    """The verdict on a probe: strain backs probing off (double the calm needed, at least
+    CALM_INTERVALS); a probe that held halves it (a step from 1 to 2 doubles the load)."""
     if level == STRAINED:
         return min(CALM_MAX_INTERVALS, max(CALM_INTERVALS, 2 * calm_needed))
     if level == NORMAL:
