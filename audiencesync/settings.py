@@ -94,9 +94,10 @@ class Settings(BaseSettings):
     throttle_cooldown_max_s: float = Field(900.0, gt=0)
     # Concurrent calls per account, fleet-wide: rate x the destination's pace (its baseline
     # latency, a low percentile). Before any answer: inflight_start (0.25 s), then growing with
-    # the oldest call's age. The ceiling: what 1-2 s calls need for a fleet's ~100 calls/s (40M IDs
-    # a minute: ~70 calls/s).
-    throttle_inflight_start: int = Field(8, ge=1)
+    # the oldest call's age; once a call went alongside another, none more until its answer
+    # says whether load slows the destination. The ceiling: what 1-2 s calls need for a fleet's
+    # ~100 calls/s (40M IDs a minute: ~70 calls/s).
+    throttle_inflight_start: int = Field(2, ge=1)
     throttle_inflight_floor: int = Field(1, ge=1)
     throttle_inflight_ceiling: int = Field(128, ge=1)
     throttle_latency_factor: float = Field(3.0, ge=0)  # x baseline = soft throttling; 0 = off

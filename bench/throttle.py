@@ -11,9 +11,11 @@ B. No hard limit, but calls take 100 ms plus 300 ms for every other call in flig
    detector (on a new account, then again on the one whose limit it learned) against fixed
    in-flight limits with the detector off, tuned by hand (1) or not (4), all at 50 calls/s;
    half the IDs.
-Every stack is warmed first by a small upload to another ad account (workers run for days in
-production; a first task's imports and connections are no part of a run), and every contender
-runs --repeat times, interleaved; the tables give the median and the range.
+Every stack is warmed first by an upload to another ad account (workers run for days in
+production; a first task's imports and connections are no part of a run): a small one, and in
+B one of the run's size, as its first calls decide the load limit (after a 30,000-ID warm-up the
+first run's first call took 0.21-0.23 s, 0.11 s of it in the sandbox; later ones 0.10-0.12 s);
+every contender runs --repeat times, interleaved; the tables give the median and the range.
 C and D (bench/throttle_budget.py): Meta's deep budgets, a rolling window and a score, each run
 beside the best schedule the model allows. E (bench/throttle_pace.py): a change of pace.
 --trace adds each run's per-second timeline (bench/throttle_trace.py).
@@ -212,7 +214,7 @@ def main() -> None:
                 throttle_rate_per_s="50",
                 **settings,
             ) as stack:
-                warm_up(stack, warm_csv)
+                warm_up(stack, half_csv)
                 for _ in range(args.repeat):
                     runs.setdefault(name, []).append(
                         ours(stack, half_csv, limited=False, timeline=trace)

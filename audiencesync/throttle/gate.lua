@@ -5,7 +5,7 @@
 -- ARGV: op ("acquire" | "settle" | "peek"), now ("" = Redis's clock, one for every host),
 --       params (JSON), lease id, state ttl_s, then per op:
 --       acquire: max_wait_s, lease_ttl_s        settle: outcome, latency_s ("" = none),
---                                                       usage_pct, regain_s
+--                                                       usage_pct, regain_s, lease_ttl_s
 -- Answers: acquire {go, wait_s, reason}; settle {cool_wait_s, episode_s, limit, events...};
 -- peek {limit, cool_wait_s, soft, inflight, pace_s, usage_pct, per_call_pct}. Numbers come
 -- back as strings: Redis would truncate a Lua number to an integer.
@@ -21,7 +21,7 @@ local FIELDS = {'next_free_s', 'limit', 'interval_at_s', 'cool_until_s', 'strike
   'wall_since_s', 'wall_s', 'wall_probe_s', 'throttled_since_s', 'soft', 'calm_intervals', 'calm_needed', 'probing', 'pace_s',
   'answer_at_s', 'resumed',
   'usage_last', 'usage_at_s', 'per_call_pct', 'booked_until_s', 'latency_sum_s',
-  'latency_calls', 'slots_blocked', 'inflight_max'}
+  'latency_calls', 'slots_blocked', 'inflight_max', 'load_judged', 'paired_at_s'}
 
 -- policy.lua (gate.py splices it in here)
 
@@ -40,7 +40,19 @@ end
 
 local function inflight_limit(oldest_age_s)
   local need = pace_limit(p.rate_per_s, s.pace_s, oldest_age_s)
+  if s.paired_at_s > 0 and s.load_judged == 0 and s.pace_s > 0 and p.latency_factor > 0 then
+    need = p.inflight_floor
+  end
   return math.max(p.inflight_floor, math.min(s.limit, p.inflight_ceiling, need))
+end
+
+local function strained_start(events)  -- the pair's answer strained: a probe that did
+  s.limit, s.calm_intervals, s.probing = p.inflight_floor, 0, 0
+  s.calm_needed = next_calm_needed(s.calm_needed, STRAINED)
+  if s.soft == 0 then
+    s.soft = 1
+    table.insert(events, 'soft_started')
+  end
 end
 
 local function note_usage(usage_pct)
@@ -135,6 +147,9 @@ if op == 'acquire' then
       go = 1
       s.inflight_max = math.max(s.inflight_max, inflight + 1)
       if inflight == 0 and now - s.answer_at_s >= stale_s(s.pace_s) then s.resumed = 1 end
+      if inflight > 0 and s.load_judged == 0 and s.paired_at_s == 0 then
+        s.paired_at_s = now + wait_s
+      end
       redis.call('ZADD', leases_key, now + wait_s + lease_ttl_s, lease)
       redis.call('EXPIRE', leases_key, ttl_s)
     end
@@ -146,6 +161,8 @@ end
 -- settle
 local outcome, latency_s = ARGV[6], tonumber(ARGV[7])
 local usage_pct, regain_s = tonumber(ARGV[8]), tonumber(ARGV[9])
+local admitted_s = tonumber(redis.call('ZSCORE', leases_key, lease) or 0)  -- 0: lapsed
+if admitted_s > 0 then admitted_s = admitted_s - tonumber(ARGV[10]) end
 redis.call('ZREM', leases_key, lease)
 local events, episode_s = {}, 0
 s.answer_at_s = now
@@ -173,6 +190,10 @@ else
         redis.call('DEL', latency_key)  -- the pace changed during the pause: measured afresh
       end
       s.resumed = 0
+      if s.pace_s > 0 and s.load_judged == 0 and paired(admitted_s, s.paired_at_s) then
+        s.load_judged = 1
+        if pace_factor_s > 0 and latency_s >= pace_factor_s then strained_start(events) end
+      end
       redis.call('LPUSH', latency_key, ARGV[7])
       redis.call('LTRIM', latency_key, 0, p.latency_window - 1)
       redis.call('EXPIRE', latency_key, ttl_s)

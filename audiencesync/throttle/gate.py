@@ -136,9 +136,8 @@ class Gate:
         now_s: float | None = None,
     ) -> Settled:
         latency = "" if latency_s is None else repr(latency_s)
-        answer = self._run(
-            "settle", account, lease, now_s, outcome, latency, repr(usage_pct), repr(regain_s)
-        )
+        signal = (outcome, latency, repr(usage_pct), repr(regain_s), repr(self.lease_ttl_s))
+        answer = self._run("settle", account, lease, now_s, *signal)
         cool, episode, limit, *events = answer
         return Settled(float(cool), float(episode), int(float(limit)), events)
 

@@ -50,6 +50,8 @@ class State:
     latency_calls: int = 0
     slots_blocked: int = 0  # this interval: a caller found every in-flight slot taken
     inflight_max: int = 0  # this interval: the most calls in flight a caller saw or made
+    load_judged: int = 0  # 1 once an answer to a call sent alongside another met the pace
+    paired_at_s: float = 0.0  # till then: when a call first went alongside another (0: none)
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ def new_state(now_s: float, p: Params) -> State:
 
 def inflight_limit(s: State, oldest_age_s: float, p: Params) -> int:
     need = policy.pace_limit(p.rate_per_s, s.pace_s, oldest_age_s, p)
+    if s.paired_at_s and not s.load_judged and s.pace_s > 0 and p.latency_factor > 0:
+        need = p.inflight_floor  # the pace is known, not yet what our load does to it (rule 6)
     return max(p.inflight_floor, min(s.limit, p.inflight_ceiling, need))
 
 
@@ -92,6 +96,8 @@ def acquire(
     s.inflight_max = max(s.inflight_max, inflight + 1)
     if inflight == 0 and now_s - s.answer_at_s >= policy.stale_s(s.pace_s, p):
         s.resumed = 1  # after a pause (the next run): its first answer checks the pace
+    if inflight > 0 and not s.load_judged and not s.paired_at_s:
+        s.paired_at_s = now_s + wait_s
     return Decision(True, wait_s, "go")
 
 
@@ -104,10 +110,12 @@ def settle(
     regain_s: float,
     now_s: float,
     p: Params,
+    admitted_s: float = 0.0,
 ) -> tuple[list[str], float]:
     """-> (events, how long the throttling that just ended lasted (0 if none ended)).
 
-    samples: the fleet's latest latencies, newest first (updated in place)."""
+    samples: the fleet's latest latencies, newest first (updated in place); admitted_s: when
+    acquire let this call go (0: not known, its lease lapsed)."""
     events: list[str] = []
     episode_s = 0.0
     s.answer_at_s = now_s
@@ -133,6 +141,10 @@ def settle(
                 samples.clear()  # the pace changed during the pause: measured afresh (the
                 # load limit stays: calls sent since the pause may have slowed this one)
             s.resumed = 0
+            if s.pace_s > 0 and not s.load_judged and policy.paired(admitted_s, s.paired_at_s, p):
+                s.load_judged = 1  # a call sent alongside another: strained, a probe that was
+                if latency_s >= p.latency_factor * s.pace_s > 0:
+                    events += _strained_start(s, p)
             samples.insert(0, latency_s)
             del samples[p.latency_window :]
             s.pace_s = policy.baseline_s(samples)
@@ -160,6 +172,15 @@ def settle(
     if now_s - s.interval_at_s >= p.adapt_interval_s:
         events += _close_interval(s, samples, now_s, p)
     return events, episode_s
+
+
+def _strained_start(s: State, p: Params) -> list[str]:
+    s.limit, s.calm_intervals, s.probing = p.inflight_floor, 0, 0
+    s.calm_needed = policy.next_calm_needed(s.calm_needed, policy.STRAINED)
+    if s.soft:
+        return []
+    s.soft = 1
+    return [SOFT_STARTED]
 
 
 def _note_usage(s: State, usage_pct: float, now_s: float, p: Params) -> None:

@@ -53,6 +53,9 @@ local function pace_limit(rate, pace_s, oldest_age_s)
   if pace_s > 0 then return math.max(p.inflight_floor, math.ceil(rate * pace_s)) end
   return math.max(p.inflight_start, math.ceil(rate * (oldest_age_s - FIRST_ANSWER_S)))
 end
+local function paired(admitted_s, paired_at_s)
+  return paired_at_s > 0 and admitted_s > 0 and admitted_s >= paired_at_s - 0.5 / p.rate_per_s
+end
 local NORMAL, RAISED, STRAINED = 0, 1, 2
 local function latency_level(samples, average_s, calls)  -- nil: too little evidence
   if p.latency_factor <= 0 then return NORMAL end

@@ -144,6 +144,12 @@ def pace_limit(rate_per_s: float, pace_s: float, oldest_age_s: float, p: Params)
     return max(p.inflight_start, math.ceil(rate_per_s * (oldest_age_s - FIRST_ANSWER_S)))
 
 
+def paired(admitted_s: float, paired_at_s: float, p: Params) -> bool:
+    """A call let go no earlier than the first call that went alongside another: that call (no
+    other goes until it answers). Within half a token, as a lease's time in Redis is rounded."""
+    return paired_at_s > 0 and admitted_s > 0 and admitted_s >= paired_at_s - 0.5 / p.rate_per_s
+
+
 def latency_level(
     samples: list[float], interval_avg_s: float, interval_calls: int, p: Params
 ) -> int | None:

@@ -41,15 +41,17 @@ class Model:
 
     def settle(self, lease, outcome, latency_s, usage_pct, regain_s, now_s):
         s = self._state(now_s)
-        self.leases.pop(lease, None)
+        expiry_s = self.leases.pop(lease, None)
+        admitted_s = expiry_s - LEASE_TTL_S if expiry_s is not None else 0.0
         signal = (outcome, latency_s, usage_pct, regain_s)
-        return machine.settle(s, self.samples, *signal, now_s, self.p)
+        return machine.settle(s, self.samples, *signal, now_s, self.p, admitted_s)
 
 
 def run_both(
-    r: redis.Redis, p, seed: int, steps: int, gaps_s=GAPS_S, floor_pct: int = 0
+    r: redis.Redis, p, seed: int, steps: int, gaps_s=GAPS_S, floor_pct: int = 0, regime=60
 ) -> dict[str, int]:
-    """floor_pct: Meta's usage figures lie at or above it (near the wall, for long)."""
+    """floor_pct: Meta's usage figures lie at or above it (near the wall, for long); regime:
+    steps between latency regimes (1: the first two answers may differ enough to strain)."""
     rng = random.Random(seed)
     gate = Gate(r, p, lease_ttl_s=LEASE_TTL_S)
     account = f"test_{seed}"
@@ -58,7 +60,7 @@ def run_both(
     now_s, held = 1_000.0, []
     seen = {"go": 0, "events": set(), "reasons": set(), "limit": set()}
     for step in range(steps):
-        slow = (step // 60) % 2  # latency regimes: the soft-throttle verdict flips both ways
+        slow = (step // regime) % 2  # latency regimes: the soft-throttle verdict flips both ways
         now_s += rng.choice(gaps_s)
         if not held or rng.random() < 0.55:
             lease = f"l{step}"
@@ -105,6 +107,9 @@ def run_both(
                     before.wall_probe_s, before.cool_until_s, now_s, before.pace_s, p
                 )
                 seen["limit"].add("probe on time" if on_time else "probe late")
+            if before and not before.load_judged and model.state.load_judged:
+                strained = model.state.limit < before.limit
+                seen["limit"].add("load judged: strained" if strained else "load judged: fine")
             if len(model.samples) < kept:  # the latencies went: the pace changed
                 after_pause = before is not None and before.resumed
                 seen["limit"].add("pace changed after a pause" if after_pause else "pace changed")
@@ -133,16 +138,18 @@ def test_lua_and_python_agree_on_random_traffic(redis_url):
         dataclasses.replace(base, rate_per_s=2, adapt_interval_s=0.3),
         dataclasses.replace(base, inflight_ceiling=8, usage_target_pct=60.0),
     ]
-    walks = [(variants[seed % len(variants)], 400, GAPS_S, 0) for seed in range(6)]
+    walks = [(variants[seed % len(variants)], 400, GAPS_S, 0, 60) for seed in range(6)]
     # One call at a time with no pauses: a change of pace is seen over an interval.
     one_at_a_time = dataclasses.replace(base, inflight_start=1, inflight_ceiling=1)
-    walks.append((one_at_a_time, 600, (0.01, 0.02, 0.05, 0.1), 0))
+    walks.append((one_at_a_time, 600, (0.01, 0.02, 0.05, 0.1), 0, 60))
     # Near the wall with long pauses now and then: a probe sent long after it was due.
-    walks.append((base, 400, (*GAPS_S, 10.0), 90))
+    walks.append((base, 400, (*GAPS_S, 10.0), 90, 60))
+    # Short walks whose latency regime flips every step: the first pair's answer may strain.
+    walks += [(base, 100, GAPS_S, 0, 1)] * 8
     r = redis.Redis.from_url(redis_url)
     seen: dict[str, set] = {"events": set(), "reasons": set(), "limit": set()}
-    for seed, (p, steps, gaps_s, floor_pct) in enumerate(walks):
-        walk = run_both(r, p, seed, steps=steps, gaps_s=gaps_s, floor_pct=floor_pct)
+    for seed, (p, steps, gaps_s, floor_pct, regime) in enumerate(walks):
+        walk = run_both(r, p, seed, steps, gaps_s, floor_pct, regime)
         assert walk["go"] > 20
         seen["events"] |= walk["events"]
         seen["reasons"] |= walk["reasons"]
@@ -151,8 +158,10 @@ def test_lua_and_python_agree_on_random_traffic(redis_url):
     assert seen["reasons"] == {"go", "cooldown", "rate", "inflight", "budget"}
     # The load limit at interval verdicts, a cool-down at the wall, probes found it again (sent
     # on time or late), a change of pace (seen in an interval, and by the first answer after a
-    # pause).
+    # pause), the verdict of a call sent alongside another on what load does to the pace.
     assert seen["limit"] == {
+        "load judged: strained",
+        "load judged: fine",
         "cut",
         "grown",
         "wall",

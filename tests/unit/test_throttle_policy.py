@@ -149,10 +149,11 @@ def test_soft_throttling_cuts_the_load_limit_and_ends_when_latency_recovers():
 
 
 def paced(latency_s: float) -> tuple[machine.State, list[float], float, policy.Params]:
-    """An account at 100 calls/s whose ten answers so far each took latency_s: (state, the
-    latencies, the time now, the params)."""
+    """An account at 100 calls/s whose ten answers so far each took latency_s, load judged
+    harmless (rule 6): (state, the latencies, the time now, the params)."""
     p = dataclasses.replace(P, rate_per_s=100)
     s, samples, now = machine.new_state(0.0, p), [], 0.0
+    s.load_judged = 1
     for _ in range(10):
         now += latency_s
         machine.settle(s, samples, machine.OK, latency_s, 0, 0.0, now, p)
@@ -320,6 +321,52 @@ def test_before_any_answer_the_first_calls_wait_a_while_for_one_then_the_limit_g
     assert policy.pace_limit(100, 1.5, 0.0, p) == 150  # the pace known: Little's law
     s = machine.new_state(0.0, p)
     assert machine.inflight_limit(s, wait_s + 1.5, p) == 128  # within the ceiling
+
+
+def test_a_call_sent_alongside_another_says_at_once_whether_load_slows_the_destination():
+    """Scenario B: 100 ms alone, 300 ms more per other call in flight. The second of the two
+    blind calls answers at 4x the first: the load limit goes to one at once, a probe that
+    strained (the verdict waited for an adapt interval before, while 5-7 calls were answered
+    in up to 2 s). Answered on time, Little's law has its way."""
+    p = dataclasses.replace(P, rate_per_s=50, inflight_start=2)
+    for second_s, limit in ((0.4, 1), (0.12, 5)):
+        s, samples = machine.new_state(10.0, p), []
+        assert machine.acquire(s, 0, 0.0, 10.0, 0.5, p).go
+        assert machine.acquire(s, 1, 0.0, 10.02, 0.5, p).go
+        assert machine.acquire(s, 2, 0.04, 10.04, 0.5, p).reason == "inflight"  # 2 go blind
+        machine.settle(s, samples, machine.OK, 0.1, 0, 0.0, 10.1, p, admitted_s=10.0)
+        # The pace is known, not yet what load does to it: the other call's answer says.
+        assert machine.acquire(s, 1, 0.08, 10.1, 0.5, p).reason == "inflight"
+        now_s = 10.02 + second_s
+        events, _ = machine.settle(s, samples, machine.OK, second_s, 0, 0.0, now_s, p, 10.02)
+        assert machine.inflight_limit(s, 0.0, p) == limit  # on time: 50/s x 0.1 s
+        strained = limit == 1
+        assert events == ([machine.SOFT_STARTED] if strained else [])
+        assert s.calm_needed == (policy.CALM_INTERVALS if strained else 1)
+
+
+def test_the_call_sent_alongside_another_judges_not_the_one_sent_alone_before_it():
+    """The first chunk's call went alone (the next chunk was not ready): its answer says nothing
+    of load. The next two overlap, and the answer of the one sent alongside the other judges;
+    the alone one's does not, though it comes back first and its sending may have been slowed
+    in the worker (what the gate let go when counts, not when the answer says it was sent)."""
+    p = dataclasses.replace(P, rate_per_s=50, inflight_start=2)
+    s, samples = machine.new_state(10.0, p), []
+    assert machine.acquire(s, 0, 0.0, 10.0, 0.5, p).go
+    machine.settle(s, samples, machine.OK, 0.1, 0, 0.0, 10.1, p, admitted_s=10.0)
+    assert machine.acquire(s, 0, 0.0, 10.15, 0.5, p).go  # alone
+    assert machine.acquire(s, 1, 0.05, 10.2, 0.5, p).go  # alongside it
+    assert machine.inflight_limit(s, 0.0, p) == 1  # its answer is awaited
+    events, _ = machine.settle(s, samples, machine.OK, 0.1, 0, 0.0, 10.3, p, admitted_s=10.15)
+    assert events == [] and machine.inflight_limit(s, 0.0, p) == 1
+    events, _ = machine.settle(s, samples, machine.OK, 0.4, 0, 0.0, 10.605, p, admitted_s=10.2)
+    assert events == [machine.SOFT_STARTED] and machine.inflight_limit(s, 0.0, p) == 1
+    off = dataclasses.replace(p, latency_factor=0.0)  # the detector off: no pair awaited
+    s, samples = machine.new_state(0.0, off), []
+    assert machine.acquire(s, 0, 0.0, 10.0, 0.5, off).go
+    assert machine.acquire(s, 1, 0.0, 10.02, 0.5, off).go
+    machine.settle(s, samples, machine.OK, 0.1, 0, 0.0, 10.1, off, admitted_s=10.0)
+    assert machine.inflight_limit(s, 0.0, off) == 5
 
 
 def test_before_one_calls_share_is_known_the_figure_spread_over_the_calls_in_flight_counts():

@@ -10,6 +10,7 @@ import redis
 from audiencesync.cli import devstack
 from audiencesync.cli.display import format_report
 from audiencesync.domain.report import build_report
+from audiencesync.settings import Settings
 from audiencesync.store.meta import RunMeta
 from audiencesync.store.runs import RunStore
 from audiencesync.throttle.gate import Snapshot
@@ -75,7 +76,8 @@ def test_status_of_a_live_run_shows_the_accounts_throttle(redis_url):
     )
     assert human.returncode == 0, human.stderr
     assert (
-        "throttle on act_77: budget not shown yet (usage 0%), pace 0 ms, in-flight limit 8; "
+        "throttle on act_77: budget not shown yet (usage 0%), pace 0 ms, in-flight limit "
+        f"{Settings().throttle_inflight_start}; "
         "2 block(s) so far (cooled down 5.5s), 1 soft"
     ) in human.stdout
     as_json = subprocess.run(
