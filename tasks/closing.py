@@ -125,7 +125,7 @@ def send_close(guard, audience_id: str, op: str, batch: dict, closer: str | None
             batch | {"last_batch_flag": True},
             mode=op,
         ),
-        sample_latency=False,  # one entry: its latency says nothing about load
+        close=True,
     )
 
 

@@ -36,13 +36,15 @@ def send(
     call: Callable[[], Sent],
     *,
     admitted: Callable[[], None] = lambda: None,
-    sample_latency: bool = True,
+    close: bool = False,
 ) -> Sent:
     """Make the call once the gate lets it through (raises Deferred when it must wait, nothing
-    sent); `admitted` runs between the two, to count the call as made."""
-    lease = guard.enter()
+    sent); `admitted` runs between the two, to count the call as made. A session's close (one
+    entry) goes past the load limit (late, it may miss Meta's window), and its latency says
+    nothing about load."""
+    lease = guard.enter(past_load_limit=close)
     admitted()
-    return guard.send(lease, call, sample_latency=sample_latency)
+    return guard.send(lease, call, sample_latency=not close)
 
 
 def defer(task: Task, wait_s: float, counts: dict, retry: dict[str, Any]) -> NoReturn:

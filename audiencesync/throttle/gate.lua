@@ -4,8 +4,8 @@
 -- KEYS: state hash, latency list (newest first), leases zset (lease id -> expiry time).
 -- ARGV: op ("acquire" | "settle" | "peek"), now ("" = Redis's clock, one for every host),
 --       params (JSON), lease id, state ttl_s, then per op:
---       acquire: max_wait_s, lease_ttl_s        settle: outcome, latency_s ("" = none),
---                                                       usage_pct, regain_s, lease_ttl_s
+--       acquire: max_wait_s, lease_ttl_s,       settle: outcome, latency_s ("" = none),
+--                past_load_limit ("1": yes)            usage_pct, regain_s, lease_ttl_s
 -- Answers: acquire {go, wait_s, reason}; settle {cool_wait_s, episode_s, limit, events...};
 -- peek {limit, cool_wait_s, soft, inflight, pace_s, usage_pct, per_call_pct}. Numbers come
 -- back as strings: Redis would truncate a Lua number to an integer.
@@ -131,7 +131,7 @@ if op == 'acquire' then
   local fresh = inflight > 0 or (s.walls == 0 and now - s.usage_at_s < stale_s(s.pace_s))
   if now < s.cool_until_s then
     wait_s, reason = s.cool_until_s - now, 'cooldown'
-  elseif inflight >= inflight_limit(oldest_age_s) then
+  elseif inflight >= inflight_limit(oldest_age_s) and ARGV[8] ~= '1' then
     s.slots_blocked = 1
     wait_s, reason = SLOT_POLL_S, 'inflight'
   elseif fresh and not budget_room(s.usage_last, s.per_call_pct, inflight) then
@@ -186,14 +186,15 @@ else
     note_usage(usage_pct)
     if latency_s then
       local pace_factor_s = p.latency_factor * s.pace_s
-      if s.resumed == 1 and pace_factor_s > 0 and latency_s >= pace_factor_s then
-        redis.call('DEL', latency_key)  -- the pace changed during the pause: measured afresh
-      end
-      s.resumed = 0
-      if s.pace_s > 0 and s.load_judged == 0 and paired(admitted_s, s.paired_at_s) then
+      if s.resumed == 1 then
+        if pace_factor_s > 0 and latency_s >= pace_factor_s then
+          redis.call('DEL', latency_key)  -- the pace changed during the pause: measured afresh
+        end
+      elseif s.pace_s > 0 and s.load_judged == 0 and paired(admitted_s, s.paired_at_s) then
         s.load_judged = 1
         if pace_factor_s > 0 and latency_s >= pace_factor_s then strained_start(events) end
       end
+      s.resumed = 0
       redis.call('LPUSH', latency_key, ARGV[7])
       redis.call('LTRIM', latency_key, 0, p.latency_window - 1)
       redis.call('EXPIRE', latency_key, ttl_s)

@@ -117,11 +117,18 @@ class Gate:
         return [v.decode() for v in self._script(keys=self.keys(account), args=args)]
 
     def acquire(
-        self, account: str, lease: str, *, max_wait_s: float, now_s: float | None = None
+        self,
+        account: str,
+        lease: str,
+        *,
+        max_wait_s: float,
+        now_s: float | None = None,
+        past_load_limit: bool = False,
     ) -> Decision:
         go, wait_s, reason = self._run(
-            "acquire", account, lease, now_s, repr(max_wait_s), repr(self.lease_ttl_s)
-        )
+            "acquire", account, lease, now_s, repr(max_wait_s), repr(self.lease_ttl_s),
+            "1" if past_load_limit else "0",
+        )  # fmt: skip
         return Decision(go == "1", float(wait_s), reason)
 
     def settle(
@@ -160,17 +167,23 @@ class Gate:
         self.r.delete(*self.keys(account))
 
     def enter(
-        self, account: str, *, sleep: Callable[[float], None] = time.sleep
+        self,
+        account: str,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        past_load_limit: bool = False,
     ) -> tuple[str, float]:
         """A lease to send one call now, after waiting at most max_wait_s in this thread, and
-        how long of that wait was for Meta's budget.
+        how long of that wait was for Meta's budget (past_load_limit: machine.acquire).
 
         Raises Deferred when the wait would be longer: the caller re-enqueues itself.
         """
         budget_s, budget_wait_s = self.max_wait_s, 0.0
         while True:
             lease = f"{process_tag()}{secrets.token_hex(8)}"  # freed early if it dies
-            decision = self.acquire(account, lease, max_wait_s=budget_s)
+            decision = self.acquire(
+                account, lease, max_wait_s=budget_s, past_load_limit=past_load_limit
+            )
             if decision.go:
                 if decision.wait_s > 0:
                     sleep(decision.wait_s)

@@ -27,12 +27,13 @@ class Guard:
         self.gate, self.store, self.run_id, self.account = gate, store, run_id, account
         self.cool_wait_s = 0.0  # after a throttle answer: how long the account cools down
 
-    def enter(self) -> str:
+    def enter(self, *, past_load_limit: bool = False) -> str:
         """A lease to send now (raises Deferred: re-enqueue, the account is not ready). Time
         spent waiting for Meta's budget (in this thread, or deferred for it or a cool-down) is
-        added to the run's budget_wait_s (summed over calls)."""
+        added to the run's budget_wait_s (summed over calls). past_load_limit: a session's
+        close (machine.acquire)."""
         try:
-            lease, budget_wait_s = self.gate.enter(self.account)
+            lease, budget_wait_s = self.gate.enter(self.account, past_load_limit=past_load_limit)
         except Deferred as deferred:
             waited_s = deferred.budget_waited_s
             if deferred.reason in ("budget", "cooldown"):

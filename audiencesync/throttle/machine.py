@@ -73,13 +73,21 @@ def inflight_limit(s: State, oldest_age_s: float, p: Params) -> int:
 
 
 def acquire(
-    s: State, inflight: int, oldest_age_s: float, now_s: float, max_wait_s: float, p: Params
+    s: State,
+    inflight: int,
+    oldest_age_s: float,
+    now_s: float,
+    max_wait_s: float,
+    p: Params,
+    past_load_limit: bool = False,
 ) -> Decision:
-    """inflight: leases held now, the oldest sent oldest_age_s ago (0: none)."""
+    """inflight: leases held now, the oldest sent oldest_age_s ago (0: none); past_load_limit:
+    a session's close, one entry whose delay could cost Meta's window, is not held back by the
+    in-flight limit (Meta's budget, a cool-down and the rate still hold it)."""
     s.inflight_max = max(s.inflight_max, inflight)
     if now_s < s.cool_until_s:
         return Decision(False, s.cool_until_s - now_s, "cooldown")
-    if inflight >= inflight_limit(s, oldest_age_s, p):
+    if inflight >= inflight_limit(s, oldest_age_s, p) and not past_load_limit:
         s.slots_blocked = 1
         return Decision(False, policy.SLOT_POLL_S, "inflight")
     # A figure with no call in flight to refresh it goes stale (usage decays): then one call
@@ -137,14 +145,15 @@ def settle(
             s.throttled_since_s, s.strikes = 0.0, 0
         _note_usage(s, usage_pct, now_s, p)
         if latency_s is not None:
-            if s.resumed and latency_s >= p.latency_factor * s.pace_s > 0:
-                samples.clear()  # the pace changed during the pause: measured afresh (the
-                # load limit stays: calls sent since the pause may have slowed this one)
-            s.resumed = 0
-            if s.pace_s > 0 and not s.load_judged and policy.paired(admitted_s, s.paired_at_s, p):
+            if s.resumed:  # after a pause: a slow answer is a new pace, not our load
+                if latency_s >= p.latency_factor * s.pace_s > 0:
+                    samples.clear()  # the pace changed during the pause: measured afresh (the
+                    # load limit stays: calls sent since the pause may have slowed this one)
+            elif s.pace_s > 0 and not s.load_judged and policy.paired(admitted_s, s.paired_at_s, p):
                 s.load_judged = 1  # a call sent alongside another: strained, a probe that was
                 if latency_s >= p.latency_factor * s.pace_s > 0:
                     events += _strained_start(s, p)
+            s.resumed = 0
             samples.insert(0, latency_s)
             del samples[p.latency_window :]
             s.pace_s = policy.baseline_s(samples)

@@ -148,3 +148,17 @@ def enter_once_cooled(guard: Guard, timeout_s: float = 10.0):
         except Deferred as wait:
             assert time.monotonic() < deadline, f"still cooling down after {timeout_s}s"
             time.sleep(min(wait.wait_s, 0.05))
+
+
+def test_a_sessions_close_goes_when_every_slot_is_taken(r):
+    """A replace's adds hold every in-flight slot: another call waits, then is deferred; the
+    session's close goes (late, it could miss Meta's window)."""
+    store = RunStore(r)
+    gate, account = new_gate(r, inflight_start=1, inflight_ceiling=1)
+    guard = Guard(gate, store, "run-close", account)
+    gate.enter(account)  # the only slot, held
+    with pytest.raises(Deferred) as deferred:
+        gate.enter(account, sleep=lambda s: None)
+    assert deferred.value.reason == "inflight"
+    guard.enter(past_load_limit=True)
+    assert gate.snapshot(account).inflight == 2

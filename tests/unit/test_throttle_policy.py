@@ -361,12 +361,36 @@ def test_the_call_sent_alongside_another_judges_not_the_one_sent_alone_before_it
     assert events == [] and machine.inflight_limit(s, 0.0, p) == 1
     events, _ = machine.settle(s, samples, machine.OK, 0.4, 0, 0.0, 10.605, p, admitted_s=10.2)
     assert events == [machine.SOFT_STARTED] and machine.inflight_limit(s, 0.0, p) == 1
+    # A verdict still due after a pause (the pair's answer was an error) and a new pace: the
+    # first answer after the pause, alone, is the pace's, not a verdict on our load.
+    s, samples = machine.new_state(10.0, p), []
+    assert machine.acquire(s, 0, 0.0, 10.0, 0.5, p).go
+    assert machine.acquire(s, 1, 0.0, 10.02, 0.5, p).go
+    machine.settle(s, samples, machine.OK, 0.1, 0, 0.0, 10.1, p, admitted_s=10.0)
+    machine.settle(s, samples, machine.OTHER, None, 0, 0.0, 10.5, p, admitted_s=10.02)
+    assert machine.acquire(s, 0, 0.0, 3600.0, 0.5, p).go and s.resumed
+    events, _ = machine.settle(s, samples, machine.OK, 0.5, 0, 0.0, 3600.5, p, 3600.0)
+    assert events == [] and samples == [0.5] and s.limit == p.inflight_ceiling
+    assert machine.inflight_limit(s, 0.0, p) == 1  # the verdict is still to come
     off = dataclasses.replace(p, latency_factor=0.0)  # the detector off: no pair awaited
     s, samples = machine.new_state(0.0, off), []
     assert machine.acquire(s, 0, 0.0, 10.0, 0.5, off).go
     assert machine.acquire(s, 1, 0.0, 10.02, 0.5, off).go
     machine.settle(s, samples, machine.OK, 0.1, 0, 0.0, 10.1, off, admitted_s=10.0)
     assert machine.inflight_limit(s, 0.0, off) == 5
+
+
+def test_a_sessions_close_goes_past_the_load_limit_not_past_the_budget_or_a_cool_down():
+    """Strain cut the load limit to 2 while a replace's adds kept every slot taken: the close
+    waited for a slot like any call, and came after Meta's window (2 full test runs in 4)."""
+    s, _, now, p = paced(0.5)
+    s.limit = 2
+    assert machine.acquire(s, 2, 0.3, now, 0.5, p).reason == "inflight"
+    assert machine.acquire(s, 2, 0.3, now, 0.5, p, past_load_limit=True).go
+    s.usage_last, s.per_call_pct = 90.0, 1.0  # 90 + 3 x 1 <= 95: room; 90 + 6 x 1: none
+    assert machine.acquire(s, 5, 0.3, now + 0.1, 0.5, p, past_load_limit=True).reason == "budget"
+    s.cool_until_s = now + 5
+    assert machine.acquire(s, 0, 0.0, now + 1, 0.5, p, past_load_limit=True).reason == "cooldown"
 
 
 def test_before_one_calls_share_is_known_the_figure_spread_over_the_calls_in_flight_counts():
