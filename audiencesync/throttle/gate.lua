@@ -38,6 +38,13 @@ local function latency_samples()
   return samples
 end
 
+local function new_pace()  -- the baseline afresh; the load limit and the pair's verdict go
+  redis.call('DEL', latency_key)
+  s.pace_s, s.limit = 0, p.inflight_ceiling
+  s.calm_intervals, s.calm_needed, s.probing = 0, 1, 0
+  s.load_judged, s.paired_at_s = 0, 0
+end
+
 local function inflight_limit(oldest_age_s)
   local need = pace_limit(p.rate_per_s, s.pace_s, oldest_age_s)
   if s.paired_at_s > 0 and s.load_judged == 0 and s.pace_s > 0 and p.latency_factor > 0 then
@@ -67,9 +74,7 @@ local function close_interval(events)
   if s.latency_calls > 0 then average_s = s.latency_sum_s / s.latency_calls end
   local level = latency_level(latency_samples(), average_s, s.latency_calls)
   if level == STRAINED and s.inflight_max > 0 and s.inflight_max <= p.inflight_floor then
-    redis.call('DEL', latency_key)  -- the destination's pace changed: the baseline follows
-    s.pace_s, s.limit = 0, p.inflight_ceiling
-    s.calm_intervals, s.calm_needed, s.probing = 0, 1, 0
+    new_pace()  -- strained with one call at a time: not our load
     level = NORMAL
   end
   local soft = s.soft == 1
@@ -186,10 +191,8 @@ else
     note_usage(usage_pct)
     if latency_s then
       local pace_factor_s = p.latency_factor * s.pace_s
-      if s.resumed == 1 then
-        if pace_factor_s > 0 and latency_s >= pace_factor_s then
-          redis.call('DEL', latency_key)  -- the pace changed during the pause: measured afresh
-        end
+      if s.resumed == 1 and pace_factor_s > 0 and latency_s >= pace_factor_s then
+        new_pace()  -- during the pause: this answer is its first sample
       elseif s.pace_s > 0 and s.load_judged == 0 and paired(admitted_s, s.paired_at_s) then
         s.load_judged = 1
         if pace_factor_s > 0 and latency_s >= pace_factor_s then strained_start(events) end

@@ -145,10 +145,8 @@ def settle(
             s.throttled_since_s, s.strikes = 0.0, 0
         _note_usage(s, usage_pct, now_s, p)
         if latency_s is not None:
-            if s.resumed:  # after a pause: a slow answer is a new pace, not our load
-                if latency_s >= p.latency_factor * s.pace_s > 0:
-                    samples.clear()  # the pace changed during the pause: measured afresh (the
-                    # load limit stays: calls sent since the pause may have slowed this one)
+            if s.resumed and latency_s >= p.latency_factor * s.pace_s > 0:
+                _new_pace(s, samples, p)  # during the pause: this answer is its first sample
             elif s.pace_s > 0 and not s.load_judged and policy.paired(admitted_s, s.paired_at_s, p):
                 s.load_judged = 1  # a call sent alongside another: strained, a probe that was
                 if latency_s >= p.latency_factor * s.pace_s > 0:
@@ -183,6 +181,15 @@ def settle(
     return events, episode_s
 
 
+def _new_pace(s: State, samples: list[float], p: Params) -> None:
+    """The destination's pace changed: the baseline is measured afresh, and what our load did
+    at the old pace (the load limit, the first pair's verdict) goes: a pair judges it again."""
+    samples.clear()
+    s.pace_s, s.limit = 0.0, p.inflight_ceiling
+    s.calm_intervals, s.calm_needed, s.probing = 0, 1, 0
+    s.load_judged, s.paired_at_s = 0, 0.0
+
+
 def _strained_start(s: State, p: Params) -> list[str]:
     s.limit, s.calm_intervals, s.probing = p.inflight_floor, 0, 0
     s.calm_needed = policy.next_calm_needed(s.calm_needed, policy.STRAINED)
@@ -204,11 +211,7 @@ def _close_interval(s: State, samples: list[float], now_s: float, p: Params) -> 
     average_s = s.latency_sum_s / s.latency_calls if s.latency_calls else 0.0
     level = policy.latency_level(samples, average_s, s.latency_calls, p)
     if level == policy.STRAINED and 0 < s.inflight_max <= p.inflight_floor:
-        # Strained with one call at a time: not our load, the destination's pace changed. The
-        # baseline follows it and the load limit learned at the old pace goes.
-        samples.clear()
-        s.pace_s, s.limit = 0.0, p.inflight_ceiling
-        s.calm_intervals, s.calm_needed, s.probing = 0, 1, 0
+        _new_pace(s, samples, p)  # strained with one call at a time: not our load
         level = policy.NORMAL
     soft = bool(s.soft)  # without evidence (None) nothing changes
     if level is not None:

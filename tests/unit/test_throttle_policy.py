@@ -178,16 +178,21 @@ def test_latency_that_rises_at_one_call_in_flight_is_the_destinations_pace():
 def test_a_run_after_a_pause_at_a_slower_pace_goes_at_that_pace_from_its_first_answer():
     """After uploads at 5 ms, the next run's calls take 300 ms: the first answer after the
     pause, at three times the pace or more, has the pace measured afresh, so the run goes at
-    the new pace from then on, as a first run would; the load limit stays."""
+    the new pace from then on, as a first run would. What load did at the old pace goes with
+    it: a load limit learned there (once from a pair misread on a busy machine, which pinned
+    the next run at one call in flight) is dropped, and a pair judges load again."""
     s, samples, now, p = paced(0.005)
-    s.limit = 40  # a load limit learned at the old pace
+    s.limit = 1  # a load limit learned at the old pace
     assert machine.inflight_limit(s, 0.0, p) == 1  # 100/s x 5 ms
     now += 60.0  # the next run
     assert machine.acquire(s, 0, 0.0, now, 0.5, p).go and s.resumed
     now += 0.3
     machine.settle(s, samples, machine.OK, 0.3, 0, 0.0, now, p)
-    assert samples == [0.3] and not s.resumed and s.limit == 40
+    assert samples == [0.3] and not s.resumed and s.limit == p.inflight_ceiling
     assert machine.inflight_limit(s, 0.0, p) == 30  # 100/s x 300 ms
+    assert machine.acquire(s, 0, 0.0, now, 0.5, p).go
+    assert machine.acquire(s, 1, 0.0, now + 0.01, 0.5, p).go  # the pair, at the new pace
+    assert not s.load_judged and machine.inflight_limit(s, 0.0, p) == 1
 
 
 def test_a_slow_answer_mid_run_or_a_pause_at_the_same_pace_changes_nothing():
@@ -362,7 +367,8 @@ def test_the_call_sent_alongside_another_judges_not_the_one_sent_alone_before_it
     events, _ = machine.settle(s, samples, machine.OK, 0.4, 0, 0.0, 10.605, p, admitted_s=10.2)
     assert events == [machine.SOFT_STARTED] and machine.inflight_limit(s, 0.0, p) == 1
     # A verdict still due after a pause (the pair's answer was an error) and a new pace: the
-    # first answer after the pause, alone, is the pace's, not a verdict on our load.
+    # first answer after the pause, alone, is the pace's, not a verdict on our load; a pair
+    # judges load at the new pace.
     s, samples = machine.new_state(10.0, p), []
     assert machine.acquire(s, 0, 0.0, 10.0, 0.5, p).go
     assert machine.acquire(s, 1, 0.0, 10.02, 0.5, p).go
@@ -371,7 +377,19 @@ def test_the_call_sent_alongside_another_judges_not_the_one_sent_alone_before_it
     assert machine.acquire(s, 0, 0.0, 3600.0, 0.5, p).go and s.resumed
     events, _ = machine.settle(s, samples, machine.OK, 0.5, 0, 0.0, 3600.5, p, 3600.0)
     assert events == [] and samples == [0.5] and s.limit == p.inflight_ceiling
-    assert machine.inflight_limit(s, 0.0, p) == 1  # the verdict is still to come
+    assert not s.paired_at_s and machine.inflight_limit(s, 0.0, p) == 25  # 50/s x 0.5 s
+    # At 5 ms a call, a pause of two paces (10 ms) is any gap: each call alone, at the floor,
+    # counts as resumed. Its answer at the pace still gives the verdict (CI: an account stayed
+    # at one call in flight for a whole run when it did not).
+    fast = dataclasses.replace(p, rate_per_s=1000)
+    s, samples = machine.new_state(10.0, fast), []
+    assert machine.acquire(s, 0, 0.0, 10.0, 0.5, fast).go
+    machine.settle(s, samples, machine.OK, 0.005, 0, 0.0, 10.005, fast, admitted_s=10.0)
+    assert machine.acquire(s, 0, 0.0, 10.05, 0.5, fast).go and s.resumed
+    assert machine.acquire(s, 1, 0.0, 10.07, 0.5, fast).go  # the pair
+    events, _ = machine.settle(s, samples, machine.OK, 0.005, 0, 0.0, 10.075, fast, 10.07)
+    assert events == [] and s.load_judged and s.limit == fast.inflight_ceiling
+    assert machine.inflight_limit(s, 0.0, fast) == 5  # 1000/s x 5 ms
     off = dataclasses.replace(p, latency_factor=0.0)  # the detector off: no pair awaited
     s, samples = machine.new_state(0.0, off), []
     assert machine.acquire(s, 0, 0.0, 10.0, 0.5, off).go
