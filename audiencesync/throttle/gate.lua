@@ -193,6 +193,7 @@ else
       local pace_factor_s = p.latency_factor * s.pace_s
       if s.resumed == 1 and pace_factor_s > 0 and latency_s >= pace_factor_s then
         new_pace()  -- during the pause: this answer is its first sample
+        if admitted_s > 0 then s.paired_at_s = admitted_s + 1 / p.rate_per_s end
       elseif s.pace_s > 0 and s.load_judged == 0 and paired(admitted_s, s.paired_at_s) then
         s.load_judged = 1
         if pace_factor_s > 0 and latency_s >= pace_factor_s then strained_start(events) end

@@ -147,6 +147,8 @@ def settle(
         if latency_s is not None:
             if s.resumed and latency_s >= p.latency_factor * s.pace_s > 0:
                 _new_pace(s, samples, p)  # during the pause: this answer is its first sample
+                if admitted_s:  # calls sent after this one went alongside it: the pair
+                    s.paired_at_s = admitted_s + 1.0 / p.rate_per_s
             elif s.pace_s > 0 and not s.load_judged and policy.paired(admitted_s, s.paired_at_s, p):
                 s.load_judged = 1  # a call sent alongside another: strained, a probe that was
                 if latency_s >= p.latency_factor * s.pace_s > 0:

@@ -186,13 +186,14 @@ def test_a_run_after_a_pause_at_a_slower_pace_goes_at_that_pace_from_its_first_a
     assert machine.inflight_limit(s, 0.0, p) == 1  # 100/s x 5 ms
     now += 60.0  # the next run
     assert machine.acquire(s, 0, 0.0, now, 0.5, p).go and s.resumed
-    now += 0.3
-    machine.settle(s, samples, machine.OK, 0.3, 0, 0.0, now, p)
+    machine.settle(s, samples, machine.OK, 0.3, 0, 0.0, now + 0.3, p, admitted_s=now)
     assert samples == [0.3] and not s.resumed and s.limit == p.inflight_ceiling
-    assert machine.inflight_limit(s, 0.0, p) == 30  # 100/s x 300 ms
-    assert machine.acquire(s, 0, 0.0, now, 0.5, p).go
-    assert machine.acquire(s, 1, 0.0, now + 0.01, 0.5, p).go  # the pair, at the new pace
+    # A call sent after the pause's first (alongside it, had the old limit allowed) is the
+    # pair: its answer judges load at the new pace.
     assert not s.load_judged and machine.inflight_limit(s, 0.0, p) == 1
+    assert machine.acquire(s, 0, 0.0, now + 0.3, 0.5, p).go
+    machine.settle(s, samples, machine.OK, 0.3, 0, 0.0, now + 0.6, p, admitted_s=now + 0.3)
+    assert s.load_judged and machine.inflight_limit(s, 0.0, p) == 30  # 100/s x 300 ms
 
 
 def test_a_slow_answer_mid_run_or_a_pause_at_the_same_pace_changes_nothing():
@@ -377,7 +378,7 @@ def test_the_call_sent_alongside_another_judges_not_the_one_sent_alone_before_it
     assert machine.acquire(s, 0, 0.0, 3600.0, 0.5, p).go and s.resumed
     events, _ = machine.settle(s, samples, machine.OK, 0.5, 0, 0.0, 3600.5, p, 3600.0)
     assert events == [] and samples == [0.5] and s.limit == p.inflight_ceiling
-    assert not s.paired_at_s and machine.inflight_limit(s, 0.0, p) == 25  # 50/s x 0.5 s
+    assert not s.load_judged and machine.inflight_limit(s, 0.0, p) == 1  # the next call judges
     # At 5 ms a call, a pause of two paces (10 ms) is any gap: each call alone, at the floor,
     # counts as resumed. Its answer at the pace still gives the verdict (CI: an account stayed
     # at one call in flight for a whole run when it did not).
