@@ -50,7 +50,7 @@ class State:
     latency_calls: int = 0
     slots_blocked: int = 0  # this interval: a caller found every in-flight slot taken
     inflight_max: int = 0  # this interval: the most calls in flight a caller saw or made
-    load_judged: int = 0  # 1 once an answer to a call sent alongside another met the pace
+    load_judged: int = 0  # 1 once the first pair's answer said what our load does to the pace
     paired_at_s: float = 0.0  # till then: when a call first went alongside another (0: none)
 
 
@@ -150,7 +150,7 @@ def settle(
                 if admitted_s:  # calls sent after this one went alongside it: the pair
                     s.paired_at_s = admitted_s + 1.0 / p.rate_per_s
             elif s.pace_s > 0 and not s.load_judged and policy.paired(admitted_s, s.paired_at_s, p):
-                s.load_judged = 1  # a call sent alongside another: strained, a probe that was
+                s.load_judged = 1  # the pair's answer (rule 6)
                 if latency_s >= p.latency_factor * s.pace_s > 0:
                     events += _strained_start(s, p)
             s.resumed = 0
@@ -193,6 +193,7 @@ def _new_pace(s: State, samples: list[float], p: Params) -> None:
 
 
 def _strained_start(s: State, p: Params) -> list[str]:
+    """The first pair strained: one call at a time, as after a probe that strained."""
     s.limit, s.calm_intervals, s.probing = p.inflight_floor, 0, 0
     s.calm_needed = policy.next_calm_needed(s.calm_needed, policy.STRAINED)
     if s.soft:
