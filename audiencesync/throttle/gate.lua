@@ -53,7 +53,7 @@ local function inflight_limit(oldest_age_s)
   return math.max(p.inflight_floor, math.min(s.limit, p.inflight_ceiling, need))
 end
 
-local function strained_start(events)  -- the pair's answer strained: a probe that did
+local function strained_start(events)  -- the first pair strained: as a probe that strained
   s.limit, s.calm_intervals, s.probing = p.inflight_floor, 0, 0
   s.calm_needed = next_calm_needed(s.calm_needed, STRAINED)
   if s.soft == 0 then

@@ -145,13 +145,14 @@ def settle(
             s.throttled_since_s, s.strikes = 0.0, 0
         _note_usage(s, usage_pct, now_s, p)
         if latency_s is not None:
-            if s.resumed and latency_s >= p.latency_factor * s.pace_s > 0:
+            slow = latency_s >= p.latency_factor * s.pace_s > 0  # at the pace known so far
+            if s.resumed and slow:
                 _new_pace(s, samples, p)  # during the pause: this answer is its first sample
                 if admitted_s:  # calls sent after this one went alongside it: the pair
                     s.paired_at_s = admitted_s + 1.0 / p.rate_per_s
             elif s.pace_s > 0 and not s.load_judged and policy.paired(admitted_s, s.paired_at_s, p):
                 s.load_judged = 1  # the pair's answer (rule 6)
-                if latency_s >= p.latency_factor * s.pace_s > 0:
+                if slow:
                     events += _strained_start(s, p)
             s.resumed = 0
             samples.insert(0, latency_s)
