@@ -1,4 +1,5 @@
-"""The best schedule a budget model allows: the yardstick bench.throttle prints beside each run.
+"""The best schedule a budget model allows: the yardstick bench.throttle prints beside each run;
+and the least a new account's run pays to learn that load slows the destination.
 
 Spend what the budget holds at full speed, then go at its refill rate, never into a refusal.
 Pure: the call times are computed, not measured. `full_speed_per_s` is how fast calls could go
@@ -65,3 +66,13 @@ def best_schedule_s(
     """The shortest time `calls` calls can take within the model: the last start + latency."""
     times = call_times_s(calls, model, full_speed_per_s)
     return (times[-1] + latency_s) if times else 0.0
+
+
+def pair_cost_s(latency_s: float, per_inflight_s: float) -> float:
+    """What learning that load hurts costs at least, against a limit of 1 known beforehand.
+
+    A destination answering in latency_s plus per_inflight_s for each other call in flight:
+    a detector must have two calls in flight once. The second is answered after latency_s +
+    per_inflight_s instead of 2 x latency_s behind the first, and the next call waits for it.
+    """
+    return max(per_inflight_s - latency_s, 0.0)

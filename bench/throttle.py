@@ -42,6 +42,7 @@ from audiencesync.graph import GraphClient, build_payload
 from audiencesync.settings import MAX_CHUNK_IDS, Settings
 from audiencesync.throttle.gate import Gate
 from bench.run import machine
+from bench.schedule import pair_cost_s
 from bench.throttle_budget import BUDGET_IDS, BUDGETS, budget_tables, run_budgets
 from bench.throttle_pace import pace_tables, run_pace
 from bench.throttle_show import summary, tables
@@ -50,7 +51,10 @@ from bench.throttle_trace import trace_stack
 LIMIT_PER_S = 10
 RATE_KNOBS = ("--rate", str(LIMIT_PER_S), "--penalty-s", "2", "--latency-ms", "75",
               "--jitter-ms", "50")  # fmt: skip
-LOAD_KNOBS = ("--latency-ms", "100", "--latency-per-inflight-ms", "300")
+LOAD_LATENCY_MS, LOAD_PER_INFLIGHT_MS = 100, 300
+LOAD_KNOBS = ("--latency-ms", str(LOAD_LATENCY_MS), "--latency-per-inflight-ms",
+              str(LOAD_PER_INFLIGHT_MS))  # fmt: skip
+PAIR_COST_S = pair_cost_s(LOAD_LATENCY_MS / 1000, LOAD_PER_INFLIGHT_MS / 1000)
 WARM_UP_IDS = 30_000
 
 
@@ -155,6 +159,16 @@ def fixed_inflight(n: int) -> dict[str, str]:
             "throttle_inflight_floor": str(n), "throttle_inflight_ceiling": str(n)}  # fmt: skip
 
 
+def detector_floor(load: dict) -> dict:
+    """The hand-tuned run plus one pair's cost: how fast a new account's run can be at best."""
+    hand_tuned_s = load["fixed_inflight_1_hand_tuned"]["median"]["duration_s"]
+    floor_s = round(hand_tuned_s + PAIR_COST_S, 3)
+    new_s = load["audiencesync_latency_detector"]["median"]["duration_s"]
+    return {"pair_cost_s": PAIR_COST_S, "floor_s": floor_s,
+            "new_account_over_floor": round(new_s / floor_s, 3),
+            "new_account_over_hand_tuned": round(new_s / hand_tuned_s, 3)}  # fmt: skip
+
+
 LOAD_VARIANTS = {
     "audiencesync_latency_detector": {},
     "fixed_inflight_1_hand_tuned": fixed_inflight(1),
@@ -225,7 +239,8 @@ def main() -> None:
                                  timeline=trace)
                         )  # fmt: skip
         if runs:
-            results["latency_grows_with_load"] = {name: summary(r) for name, r in runs.items()}
+            results["latency_grows_with_load"] = load = {n: summary(r) for n, r in runs.items()}
+            results["load_detector_floor"] = detector_floor(load)
         names = [n for n in BUDGETS if args.only in (None, n)]
         if names:
             results["budgets"] = run_budgets(

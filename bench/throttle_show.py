@@ -41,4 +41,10 @@ def tables(results: dict) -> list[str]:
             soft, limit = row["total"].get("soft_episodes", 0), row["range"]["inflight_limit"]
             lines.append(f"{name:<46}{span(row, 'duration_s', '.2f'):>20}{soft:>15}"
                          f"{'-'.join(map(str, sorted(set(limit)))):>17}")  # fmt: skip
+    if floor := results.get("load_detector_floor"):
+        lines.append(
+            f"B. a new account's floor: hand-tuned + one pair ({floor['pair_cost_s']:.2f} s) = "
+            f"{floor['floor_s']:.2f} s; the new account took {floor['new_account_over_floor']:.2f}x"
+            f" of it ({floor['new_account_over_hand_tuned']:.2f}x of hand-tuned)"
+        )
     return lines

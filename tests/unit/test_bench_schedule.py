@@ -1,4 +1,4 @@
-"""bench.schedule: the best schedule each budget model allows (pure arithmetic)."""
+"""bench.schedule: the best schedule each budget model allows, a pair's cost (pure arithmetic)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bench.schedule import Score, Window, best_schedule_s, call_times_s
+from bench.schedule import Score, Window, best_schedule_s, call_times_s, pair_cost_s
 
 ENDLESS = math.inf
 
@@ -44,3 +44,11 @@ def test_score_that_never_binds_goes_at_full_speed() -> None:
     times = call_times_s(400, model, full_speed_per_s=4.0)  # under the 5 writes/s refill
     assert times == pytest.approx([k / 4.0 for k in range(400)])
     assert best_schedule_s(0, model, 4.0, latency_s=1.0) == 0.0
+
+
+def test_a_pair_costs_what_the_second_call_waits_beyond_queueing_behind_the_first() -> None:
+    # Scenario B: 100 ms, plus 300 ms per other call in flight. In series: answers at 0.1 and
+    # 0.2 s; as a pair: 0.1 and 0.4 s, and the next call goes 0.2 s later.
+    assert pair_cost_s(0.1, 0.3) == pytest.approx(0.2)
+    assert pair_cost_s(1.5, 0.0) == 0.0  # load costs nothing: a pair is no loss
+    assert pair_cost_s(0.2, 0.1) == 0.0
