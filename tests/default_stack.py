@@ -9,6 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import orjson
 from diagnosis import diagnosis
@@ -54,6 +55,8 @@ class WaitingRun:
 
 @dataclass
 class DefaultStack(PrivateStack):
+    concurrency: ClassVar[dict[str, int]] = CONCURRENCY
+    worker_loglevel: ClassVar[str] = "INFO"
     runs: list[str] = field(default_factory=list)  # the current test's
     test_began: float = 0.0
 
@@ -83,18 +86,6 @@ class DefaultStack(PrivateStack):
 
     def diagnosis(self) -> str:
         return diagnosis(self.redis_url, self.runs, self.logs, self.test_began)
-
-    def start_worker(self, queue: str) -> str:
-        self._serial += 1
-        name = f"{queue}-{self._serial}"
-        self.procs[name] = devstack.start_worker(
-            queue,
-            self.env,
-            concurrency=CONCURRENCY[queue],
-            name=name,
-            log=self.logs / f"{name}.log",
-        )
-        return name
 
     def kill(self, queue: str) -> None:
         """SIGKILL every worker process of the queue (its pool's children too)."""

@@ -15,6 +15,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import orjson
 import redis
@@ -72,6 +73,8 @@ class PrivateStack(SandboxViews):
     graph_url: str = ""
     env: dict[str, str] = field(default_factory=dict)
     _serial: int = 0
+    concurrency: ClassVar[dict[str, int]] = CONCURRENCY
+    worker_loglevel: ClassVar[str] = "DEBUG"  # the secrets test reads these logs: say all
 
     # --- processes ----------------------------------------------------------------------------
     def start(self) -> PrivateStack:
@@ -121,10 +124,10 @@ class PrivateStack(SandboxViews):
         self.procs[name] = devstack.start_worker(
             queue,
             self.env,
-            concurrency=CONCURRENCY[queue],
+            concurrency=self.concurrency[queue],
             name=name,
             log=self.logs / f"{name}.log",
-            loglevel="DEBUG",  # the secrets test reads these logs: the more they say, the better
+            loglevel=self.worker_loglevel,
         )
         return name
 
@@ -205,7 +208,7 @@ class PrivateStack(SandboxViews):
         queue and recording it as unacknowledged (two steps in kombu): a kill in that instant
         loses the message, and only the watchdog and `resume` recover that chunk. `full`: as
         many as exist, when fewer than its prefetch can."""
-        full = full or CONCURRENCY[name.split("-")[0]]
+        full = full or self.concurrency[name.split("-")[0]]
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
             self.signal_worker(name, signal.SIGSTOP)
