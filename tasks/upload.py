@@ -40,7 +40,6 @@ from workers.leased import LeasedTask
 from workers.resources import get_graph, get_guard, get_store
 
 log = logging.getLogger("audiencesync.upload")
-HELD_POLL_S = 0.02  # uploads held for the preflight's answer look again this soon
 NEW_CALLS = {"requests": 0, "throttled": 0, "deferrals": 0, "deferred_s": 0.0}
 
 
@@ -66,16 +65,6 @@ def upload(self, summary: dict, run_id: str, chunk: int, calls: dict | None = No
     # The chord hands every header result to finalize's arguments, which Flower shows: only a
     # reference goes there (Meta's invalid-entry samples stay in the ledger).
     return {"chunk": chunk, "failed": bool(outcome.get("failed"))}
-
-
-def _wait_for_preflight(run_id: str) -> None:
-    """The command that started the run waits for Meta's answer about the audience (a bad token
-    or audience must cost that one call, not these): until then, or as long as that read may
-    take, should the command have died meanwhile."""
-    store, settings = get_store(), get_settings()
-    deadline_s = time.monotonic() + settings.http_connect_timeout_s + settings.http_timeout_s
-    while store.uploads_held(run_id) and time.monotonic() < deadline_s:
-        time.sleep(HELD_POLL_S)
 
 
 def _upload(
@@ -105,8 +94,6 @@ def _upload(
 
     if result["failed"] or not result.get("entries"):
         return finish()
-    if meta.uploads_held:
-        _wait_for_preflight(run_id)
     if reason := store.aborted(run_id):
         return fail(f"not sent: {reason}")
     if reason := refusal(meta.destination, get_settings()):  # this worker points elsewhere

@@ -118,9 +118,6 @@ class RunStore(AudienceLocks):
         value = self.r.hget(self.key(run_id), "aborted")
         return value.decode() if value else None
 
-    def uploads_held(self, run_id: str) -> bool:
-        return self.r.hget(self.key(run_id), "uploads_held") == b"1"
-
     def count(self, run_id: str, **amounts: float) -> None:
         """Add to the run's counters (throttle events, cool-down seconds), from any worker."""
         pipe = self.r.pipeline()
