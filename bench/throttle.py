@@ -10,7 +10,7 @@ B. No hard limit, but calls take 100 ms plus 300 ms for every other call in flig
    destination that slows down under load, so one call at a time is fastest): the latency
    detector (on a new account, then again on the one whose limit it learned) against fixed
    in-flight limits with the detector off, tuned by hand (1) or not (4), all at 50 calls/s;
-   half the IDs.
+   half the IDs. Printed beside a new account's floor: hand-tuned plus one pair's least cost.
 Every stack is warmed first by an upload to another ad account (workers run for days in
 production; a first task's imports and connections are no part of a run): a small one, and in
 B one of the run's size, as its first calls decide the load limit (after a 30,000-ID warm-up the
@@ -164,7 +164,7 @@ def detector_floor(load: dict) -> dict:
     hand_tuned_s = load["fixed_inflight_1_hand_tuned"]["median"]["duration_s"]
     floor_s = round(hand_tuned_s + PAIR_COST_S, 3)
     new_s = load["audiencesync_latency_detector"]["median"]["duration_s"]
-    return {"pair_cost_s": PAIR_COST_S, "floor_s": floor_s,
+    return {"pair_cost_s": round(PAIR_COST_S, 3), "floor_s": floor_s,
             "new_account_over_floor": round(new_s / floor_s, 3),
             "new_account_over_hand_tuned": round(new_s / hand_tuned_s, 3)}  # fmt: skip
 
