@@ -74,7 +74,8 @@ class PrivateStack(SandboxViews):
     env: dict[str, str] = field(default_factory=dict)
     _serial: int = 0
     concurrency: ClassVar[dict[str, int]] = CONCURRENCY
-    worker_loglevel: ClassVar[str] = "DEBUG"  # the secrets test reads these logs: say all
+    # The secrets test reads these logs: the more they say, the better.
+    worker_loglevel: ClassVar[str] = "DEBUG"
 
     # --- processes ----------------------------------------------------------------------------
     def start(self) -> PrivateStack:
