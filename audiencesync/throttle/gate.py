@@ -11,12 +11,17 @@ The state lives in Redis, one set of keys per ad account, shared by every worker
 
 Each key expires after state_ttl_s without traffic. {account} is `act_<ad account id>`, or
 `aud_<audience id>` for a run that knows no ad account.
+
+A caller with no slot or budget free asks again when a call of this process settles (a thread
+of the same worker: at once), or after policy.SLOT_POLL_S (another worker's call, a lapsed lease,
+the limit grown with time).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,6 +100,8 @@ class Gate:
         self.state_ttl_s = state_ttl_s
         self._params = orjson.dumps(dataclasses.asdict(params))
         self._script = client.register_script(LUA)
+        self._settled: dict[str, threading.Condition] = {}  # per account: wakes one waiter
+        self._settled_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, client: redis.Redis, settings: Settings) -> Gate:
@@ -145,6 +152,8 @@ class Gate:
         latency = "" if latency_s is None else repr(latency_s)
         signal = (outcome, latency, repr(usage_pct), repr(regain_s), repr(self.lease_ttl_s))
         answer = self._run("settle", account, lease, now_s, *signal)
+        with (settled := self._condition(account)):
+            settled.notify()  # its slot is free: one caller waiting in this process asks now
         cool, episode, limit, *events = answer
         return Settled(float(cool), float(episode), int(float(limit)), events)
 
@@ -166,15 +175,26 @@ class Gate:
     def reset(self, account: str) -> None:
         self.r.delete(*self.keys(account))
 
+    def _condition(self, account: str) -> threading.Condition:
+        with self._settled_lock:
+            return self._settled.setdefault(account, threading.Condition())
+
+    def wait_for_settle(self, account: str, timeout_s: float) -> None:
+        """Until a call of the account settles in this process, or timeout_s."""
+        with (settled := self._condition(account)):
+            settled.wait(timeout_s)
+
     def enter(
         self,
         account: str,
         *,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         past_load_limit: bool = False,
     ) -> tuple[str, float]:
         """A lease to send one call now, after waiting at most max_wait_s in this thread, and
-        how long of that wait was for Meta's budget (past_load_limit: machine.acquire).
+        how long of that wait was for Meta's budget (past_load_limit: machine.acquire). `sleep`
+        replaces every wait (tests); by default a turn at the rate is slept for, and a slot or
+        budget is waited for until a call settles (wait_for_settle).
 
         Raises Deferred when the wait would be longer: the caller re-enqueues itself.
         """
@@ -186,7 +206,7 @@ class Gate:
             )
             if decision.go:
                 if decision.wait_s > 0:
-                    sleep(decision.wait_s)
+                    (sleep or time.sleep)(decision.wait_s)
                     # A throttle answer may have come in meanwhile: then this call waits too.
                     cool_s = self.snapshot(account).cool_wait_s
                     if cool_s > 0:
@@ -195,7 +215,12 @@ class Gate:
                 return lease, budget_wait_s
             if decision.reason not in ("inflight", "budget") or decision.wait_s > budget_s:
                 raise Deferred(decision.wait_s, decision.reason, budget_wait_s)
-            sleep(decision.wait_s)  # a slot or budget frees when any call ends: ask again soon
-            budget_s -= decision.wait_s
+            began_s = time.monotonic()
+            if sleep is None:  # a slot or budget frees when a call ends: ask again then
+                self.wait_for_settle(account, decision.wait_s)
+            else:
+                sleep(decision.wait_s)
+            waited_s = time.monotonic() - began_s if sleep is None else decision.wait_s
+            budget_s -= waited_s
             if decision.reason == "budget":
-                budget_wait_s += decision.wait_s
+                budget_wait_s += waited_s

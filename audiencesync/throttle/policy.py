@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 EXIT_SHARE = 2 / 3  # soft throttling ends below this share of the strain threshold (no flapping)
 BASELINE_PERCENTILE = 0.1  # the baseline latency (the pace): a low percentile of the window
-SLOT_POLL_S = 0.05  # no in-flight slot or budget free: ask again this soon (a call ends any moment)
+SLOT_POLL_S = 0.05  # no slot or budget free: ask again when a call settles, or this soon
 BOOK_SPAN_S = 1.0  # appointments for callers told to come back span at most this
 REGAIN_UNIT_S = 60.0  # Meta's estimated_time_to_regain_access counts whole minutes
 WALL_PCT = 100.0  # Meta refuses calls once a usage figure reaches this

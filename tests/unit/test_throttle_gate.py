@@ -6,11 +6,13 @@ import dataclasses
 import logging
 import random
 import secrets
+import threading
 import time
 
 import pytest
 import redis
 
+from audiencesync.cli import devstack
 from audiencesync.errors import Deferred, ThrottledError, TransientError
 from audiencesync.graph import RetryPolicy, UploadResult, Usage
 from audiencesync.settings import Settings
@@ -162,3 +164,27 @@ def test_a_sessions_close_goes_when_every_slot_is_taken(r):
     assert deferred.value.reason == "inflight"
     guard.enter(past_load_limit=True)
     assert gate.snapshot(account).inflight == 2
+
+
+def test_a_caller_waiting_for_a_slot_is_woken_by_the_settle_that_frees_it(r):
+    """A settle in the same process ends the wait at once, far inside its timeout; then the
+    waiter takes the freed slot."""
+    gate, account = new_gate(r, inflight_start=1, inflight_ceiling=1)
+    held, _ = gate.enter(account)
+    woken: list[bool] = []
+    waiter = threading.Thread(
+        target=lambda: woken.append(gate.wait_for_settle(account, 120.0) is None)
+    )
+    waiter.start()
+    devstack.wait_until(lambda: _waiting(gate, account), 10, "the waiter never waited")
+    gate.settle(account, held, machine.OK, latency_s=0.1)
+    waiter.join(timeout=60)  # without the wake-up it would wait 120 s
+    assert woken == [True]
+    lease, _ = gate.enter(account)
+    assert lease != held and gate.snapshot(account).inflight == 1
+
+
+def _waiting(gate: Gate, account: str) -> bool:
+    condition = gate._condition(account)
+    with condition:
+        return bool(condition._waiters)  # type: ignore[attr-defined]
