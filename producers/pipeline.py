@@ -151,7 +151,10 @@ def _prepend(first: Signature, rest: Iterator[Signature]) -> Iterator[Signature]
 
 def _chunk_tasks(run_id: str, chunk: int, ids: int) -> Signature:
     # By name: a producer never imports the task modules (nor their workers' clients).
-    prepare = app.signature("audiencesync.prepare", args=(run_id, chunk, ids), immutable=True)
+    # ignore_result: prepare stores none, and a producer that asks for one subscribes to it.
+    prepare = app.signature(
+        "audiencesync.prepare", args=(run_id, chunk, ids), immutable=True, ignore_result=True
+    )
     return chain(prepare, app.signature("audiencesync.upload", args=(run_id, chunk)))
 
 
