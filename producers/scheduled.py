@@ -13,7 +13,6 @@ import logging
 from audiencesync.domain.audiences import Audience, find_audience
 from audiencesync.errors import ConfigError
 from audiencesync.settings import Settings
-from audiencesync.store.meta import Mode
 from audiencesync.store.runs import RunStore
 from producers.lock import kept_alive
 from producers.pipeline import RunRequest, new_run_id
@@ -68,13 +67,13 @@ def _produce(store: RunStore, settings: Settings, audience: Audience, run_id: st
         ad_account_id=settings.ad_account_id,  # shares the account's throttle with every run
         source=spec,  # so `resume` can read the rest of a run whose producer died
     )
-    answer = None  # Meta's answer about the audience: a replace checks its size first
-    if audience.mode == Mode.REPLACE:
-        answer = read_audience(
-            settings,
-            audience.audience_id,
-            lambda line: log.warning("audience=%s %s", audience.name, line),
-        )
+    # Meta's answer about the audience, as the upload command reads it: a bad token or audience
+    # costs this one call; a replace checks the audience's size, a mirror run what Meta counts.
+    answer = read_audience(
+        settings,
+        audience.audience_id,
+        lambda line: log.warning("audience=%s %s", audience.name, line),
+    )
     with planned_run(store, settings, request, run_id, audience=answer) as publish:
         log.info("audience=%s run=%s started", audience.name, run_id)
         publish()

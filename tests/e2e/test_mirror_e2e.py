@@ -5,6 +5,7 @@ The workers get no state directory: only the producer (the command) reads and wr
 
 from __future__ import annotations
 
+import httpx
 from e2e_helpers import ZERO, maids, write_csv
 from run_helpers import mirror, report_of
 
@@ -114,6 +115,19 @@ def test_a_declared_mirror_audience_runs_on_a_producer_worker_with_its_state_dir
         second = run(everyone[200:] + maids(50, seed=85))
         assert (second["added"], second["removed"], second["unchanged"]) == (50, 200, 1_000)
         assert stack.members(audience) == set(everyone[200:]) | set(maids(50, seed=85))
+        # Emptied outside: the scheduled run reads what Meta counts, as `upload` does, and
+        # refuses to send a difference that would not restore it.
+        httpx.post(
+            f"{stack.graph_url}/_sandbox/audiences/{audience}", json={"approximate_count": 0}
+        ).raise_for_status()
+        calls = len(stack.calls(audience))
+        start_run.apply_async((name,), queue="producer")
+        refused = f"audience={name} not started: mirror run refused: Meta counts at most 0"
+        devstack.wait_until(lambda: refused in log.read_text(), 60, "the scheduled refusal")
+        assert len(stack.calls(audience)) == calls  # no upload: the read is the only call
     finally:
         devstack.stop(proc)
-    assert any((tmp_path / "state" / audience).glob("pending/*.bin"))
+    # The second run's snapshot, promoted by the refused run (which sent nothing): the next
+    # mirror run, once the audience is resynced, diffs against it.
+    assert any((tmp_path / "state" / audience).glob("current/*.bin"))
+    assert not any((tmp_path / "state" / audience).glob("pending/*.bin"))
