@@ -157,10 +157,7 @@ def _prepend(first: Signature, rest: Iterator[Signature]) -> Iterator[Signature]
 
 def _chunk_tasks(run_id: str, chunk: int, ids: int) -> Signature:
     # By name: a producer never imports the task modules (nor their workers' clients).
-    # ignore_result: prepare stores none, and a producer that asks for one subscribes to it.
-    prepare = app.signature(
-        "audiencesync.prepare", args=(run_id, chunk, ids), immutable=True, ignore_result=True
-    )
+    prepare = app.signature("audiencesync.prepare", args=(run_id, chunk, ids), immutable=True)
     return chain(prepare, app.signature("audiencesync.upload", args=(run_id, chunk)))
 
 
