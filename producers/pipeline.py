@@ -53,12 +53,7 @@ def new_session_id() -> int:
 
 
 def create_run(
-    store: RunStore,
-    request: RunRequest,
-    source: Source,
-    run_id: str | None = None,
-    *,
-    held: bool = False,  # its uploads wait until uploads_held is 0 (cli/preflight.py)
+    store: RunStore, request: RunRequest, source: Source, run_id: str | None = None
 ) -> str:
     run_id = run_id or new_run_id()
     named = {"audience_name": request.name} if request.name else {}
@@ -79,7 +74,6 @@ def create_run(
             "ids_read": 0,
             "producer_done": 0,
             "source_done": 0,
-            "uploads_held": int(held),
             **named,
         },
     )

@@ -70,7 +70,6 @@ def resume_run(
     closed = store.existing(run_id).session_closed
     # A closed upload session takes no more batches: what is left goes in a new one.
     session = {"session_id": new_session_id(), "session_closed": 0} if closed else {}
-    store.release_uploads(run_id)  # held (its command died before Meta's answer): they go now
     attempt = store.begin_attempt(run_id, rereading=source is not None, **session)
     meta = store.existing(run_id)  # read after the fence: no other producer stages from here
     fresh: Iterator[list[str]] = iter(())

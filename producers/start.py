@@ -24,11 +24,6 @@ from producers.pipeline import RunRequest, create_run, produce
 Publish = Callable[[], AsyncResult | None]
 
 
-def needs_size(mode: str) -> bool:
-    """A replace or a mirror run is checked against the audience's size before it exists."""
-    return mode in (Mode.REPLACE, MIRROR)
-
-
 @contextmanager
 def planned_run(
     store: RunStore,
@@ -38,7 +33,6 @@ def planned_run(
     *,
     audience: dict | None = None,  # Meta's answer about it (preflight): its size is checked
     resync: bool = False,  # a mirror run that replaces the audience with the whole source
-    held: bool = False,  # its uploads wait for Meta's answer about the audience (cli/preflight.py)
 ) -> Iterator[Publish]:
     """`with planned_run(...) as publish:` the run exists in Redis; `publish()` streams it.
 
@@ -59,7 +53,7 @@ def planned_run(
                 run.plan(source)  # the guard needs the whole difference before anything is sent
                 yield run.publish
             return
-        create_run(store, request, source, run_id=run_id, held=held)
+        create_run(store, request, source, run_id=run_id)
         yield lambda: produce(store, run_id, source, settings)
     finally:
         source.close()

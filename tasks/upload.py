@@ -67,16 +67,6 @@ def upload(self, summary: dict, run_id: str, chunk: int, calls: dict | None = No
     return {"chunk": chunk, "failed": bool(outcome.get("failed"))}
 
 
-def _wait_for_preflight(run_id: str) -> None:
-    """The command that started the run waits for Meta's answer about the audience (a bad token
-    or audience must cost that one call, not these): until then, or as long as that read may
-    take, should the command have died meanwhile."""
-    store, settings = get_store(), get_settings()
-    deadline_s = time.monotonic() + settings.http_connect_timeout_s + settings.http_timeout_s
-    while store.uploads_held(run_id) and (left_s := deadline_s - time.monotonic()) > 0:
-        store.wait_released(run_id, left_s)  # blocked in Redis: a hundred threads cost nothing
-
-
 def _upload(
     task, summary: dict, run_id: str, chunk: int, calls: dict | None, meta: RunMeta
 ) -> dict:
@@ -104,8 +94,6 @@ def _upload(
 
     if result["failed"] or not result.get("entries"):
         return finish()
-    if meta.uploads_held:
-        _wait_for_preflight(run_id)
     if reason := store.aborted(run_id):
         return fail(f"not sent: {reason}")
     if reason := refusal(meta.destination, get_settings()):  # this worker points elsewhere

@@ -35,7 +35,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _graph(settings: Settings):
-    from audiencesync.cli.preflight import require_token
+    from audiencesync.cli.runs import require_token
     from audiencesync.graph import GraphClient
 
     require_token(settings)

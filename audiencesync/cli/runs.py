@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -11,7 +12,6 @@ from typing import TYPE_CHECKING
 import orjson
 import redis
 
-from audiencesync.cli.preflight import Outcome, Preflight
 from audiencesync.errors import ConfigError, RedisUnavailable
 from audiencesync.settings import Settings
 from audiencesync.store.locks import connect
@@ -35,6 +35,50 @@ def connect_store(settings: Settings) -> RunStore:
         ) from None
     client = connect(settings.redis_url, socket_connect_timeout=3, socket_timeout=30)
     return RunStore.from_settings(client, settings)
+
+
+def require_token(settings: Settings) -> None:
+    """An empty token is its own error (else: a vague "no answer from ..." from HTTP)."""
+    from audiencesync.graph.destination import EMPTY_TOKEN
+
+    if not settings.access_token.get_secret_value():
+        raise ConfigError(EMPTY_TOKEN)
+
+
+def preflight(settings: Settings, audience_id: str) -> dict | None:
+    """Meta's answer about the audience, before reading the source (producers/preflight.py)."""
+    from producers.preflight import read_audience
+
+    require_token(settings)
+    return read_audience(
+        settings,
+        audience_id,
+        lambda line: print(f"audiencesync: warning: {line}", file=sys.stderr),
+    )
+
+
+def preflight_soon(settings: Settings, audience_id: str) -> Callable[[], dict | None]:
+    """preflight() in a daemon thread, so Meta answers while the producer's modules load (a
+    round trip of 1-2 s before the first upload otherwise). Call the result for the answer (or
+    the error); a command that fails first exits without waiting for it."""
+    outcome: list = []
+
+    def ask() -> None:
+        try:
+            outcome.append(preflight(settings, audience_id))
+        except BaseException as exc:  # re-raised in the command's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=ask, name="preflight", daemon=True)
+    thread.start()
+
+    def answer() -> dict | None:
+        thread.join()
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+    return answer
 
 
 def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
@@ -80,37 +124,20 @@ def upload(
     resync: bool = False,
 ) -> int:
     """Start a run (its id on stdout); with `wait`, show its progress and print its report."""
-    preflight = Preflight(settings, request.audience_id)
+    answer = preflight_soon(settings, request.audience_id)
     from producers.pipeline import new_run_id
-    from producers.start import needs_size, planned_run
+    from producers.start import planned_run
 
     store = connect_store(settings)
-    held = not needs_size(request.mode)  # its uploads wait for the answer, not the run
-    audience = None if held else preflight.answer()
+    audience = answer()
     if max_rejected_pct is not None:  # before the run exists: nothing is sent on failure
         from producers.validate import check_rejected
 
         check_rejected(request.source, settings, max_rejected_pct)
     run_id = new_run_id()
-    with planned_run(
-        store, settings, request, run_id, audience=audience, resync=resync, held=held
-    ) as publish:
-        if held:
-            preflight.then(lambda outcome: release_or_abort(store, run_id, outcome))
-
-        def start() -> None:
-            publish()
-            preflight.answer()  # a refused token or audience: one line, nothing was uploaded
-
+    with planned_run(store, settings, request, run_id, audience=audience, resync=resync) as publish:
         print(run_id, flush=True)
-        return drive(store, run_id, start, wait=wait, as_json=as_json)
-
-
-def release_or_abort(store: RunStore, run_id: str, outcome: Outcome) -> None:
-    """Meta's answer about the audience: the run's held uploads go, or the run stops."""
-    if isinstance(outcome, BaseException):
-        store.abort(run_id, str(outcome))  # before the release: no held upload is sent
-    store.release_uploads(run_id)
+        return drive(store, run_id, publish, wait=wait, as_json=as_json)
 
 
 def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:

@@ -61,7 +61,6 @@ class RunMeta:
     chunks_failed: int = 0
     producer_done: bool = False  # every chunk is staged (or the producer stopped)
     source_done: bool = False  # the source was read to its end
-    uploads_held: bool = False  # until its command has Meta's answer about the audience
     # how it stopped
     aborted: str | None = None
     cancelled: bool = False

@@ -10,7 +10,6 @@ import time
 import pytest
 import redis
 
-from audiencesync.cli import devstack
 from audiencesync.domain.report import chunk_result
 from audiencesync.store.runs import RunStore
 
@@ -107,27 +106,3 @@ def test_a_waiter_wakes_when_the_report_is_saved_and_a_resume_closes_the_latch(s
     assert store.r.ttl(store.key(run_id, "finished")) > 0  # gone with the run
     store.begin_attempt(run_id, rereading=False)  # resume: its waiters wait for the new report
     assert not store.wait_finished(run_id, 0.05)
-
-
-def test_held_uploads_block_until_the_release_wakes_every_waiter(redis_url, run_id):
-    """Uploads held for the command's preflight wait in Redis (no polling) and all go at the
-    release, far inside their timeout; a wait that starts after it does not block."""
-    store = RunStore(redis.Redis.from_url(redis_url, socket_timeout=300), ttl_s=86_400)
-    store.update(run_id, uploads_held=1)
-    assert store.uploads_held(run_id)
-    waiters = [threading.Thread(target=store.wait_released, args=(run_id, 200)) for _ in range(3)]
-    for waiter in waiters:
-        waiter.start()
-    devstack.wait_until(lambda: _blocked(store) >= 3, 30, "the waiters never blocked")
-    store.release_uploads(run_id)
-    for waiter in waiters:
-        waiter.join(timeout=60)  # without the release each would wait 200 s
-    assert not any(w.is_alive() for w in waiters) and not store.uploads_held(run_id)
-    late = threading.Thread(target=store.wait_released, args=(run_id, 200))
-    late.start()
-    late.join(timeout=60)  # the latch stays open
-    assert not late.is_alive()
-
-
-def _blocked(store: RunStore) -> int:
-    return sum(client.get("cmd") == "blpop" for client in store.r.client_list())
