@@ -215,12 +215,13 @@ class Gate:
                 return lease, budget_wait_s
             if decision.reason not in ("inflight", "budget") or decision.wait_s > budget_s:
                 raise Deferred(decision.wait_s, decision.reason, budget_wait_s)
-            began_s = time.monotonic()
             if sleep is None:  # a slot or budget frees when a call ends: ask again then
+                began_s = time.monotonic()
                 self.wait_for_settle(account, decision.wait_s)
+                waited_s = time.monotonic() - began_s
             else:
                 sleep(decision.wait_s)
-            waited_s = time.monotonic() - began_s if sleep is None else decision.wait_s
+                waited_s = decision.wait_s
             budget_s -= waited_s
             if decision.reason == "budget":
                 budget_wait_s += waited_s
