@@ -116,6 +116,14 @@ class SandboxViews:
         response = httpx.post(f"{self.graph_url}/_sandbox/config", json=knobs)
         response.raise_for_status()
 
+    def resize_audience(self, audience_id: str, approximate_count: int) -> None:
+        """The size Meta reports for the audience, without uploading that many people."""
+        response = httpx.post(
+            f"{self.graph_url}/_sandbox/audiences/{audience_id}",
+            json={"approximate_count": approximate_count},
+        )
+        response.raise_for_status()
+
     def new_audience(self, name: str = "test") -> str:
         settings = Settings(
             graph_url=self.graph_url, access_token=self.token, app_secret=self.app_secret

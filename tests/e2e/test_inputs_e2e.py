@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import random
 
-import httpx
 import orjson
 import pytest
 import redis
@@ -120,10 +119,7 @@ def test_a_scheduled_replace_of_an_audience_too_big_to_replace_is_not_started(
     first, as the upload command does, and sends nothing."""
     write_csv(tmp_path / "ids.csv", maids(300, seed=65))
     audience = stack.new_audience()
-    resized = httpx.post(
-        f"{stack.graph_url}/_sandbox/audiences/{audience}", json={"approximate_count": 10**8}
-    )
-    resized.raise_for_status()
+    stack.resize_audience(audience, 10**8)
     name = f"huge-{audience}"
     declared = f'audience_id = "{audience}"\nfile = "{tmp_path / "ids.csv"}"\nmode = "replace"\n'
     refused_declared_run(

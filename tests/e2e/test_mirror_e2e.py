@@ -5,7 +5,6 @@ The workers get no state directory: only the producer (the command) reads and wr
 
 from __future__ import annotations
 
-import httpx
 from e2e_helpers import ZERO, maids, write_csv
 from run_helpers import mirror, report_of
 
@@ -117,9 +116,7 @@ def test_a_declared_mirror_audience_runs_on_a_producer_worker_with_its_state_dir
         assert stack.members(audience) == set(everyone[200:]) | set(maids(50, seed=85))
         # Emptied outside: the scheduled run reads what Meta counts, as `upload` does, and
         # refuses to send a difference that would not restore it.
-        httpx.post(
-            f"{stack.graph_url}/_sandbox/audiences/{audience}", json={"approximate_count": 0}
-        ).raise_for_status()
+        stack.resize_audience(audience, 0)
         calls = len(stack.calls(audience))
         start_run.apply_async((name,), queue="producer")
         refused = f"audience={name} not started: mirror run refused: Meta counts at most 0"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 
-import httpx
 import orjson
 import redis
 from e2e_helpers import cli, csv_source, maids, run_upload, write_csv
@@ -154,10 +153,7 @@ def test_a_replace_of_an_audience_meta_cannot_replace_stops_at_metas_answer_to_b
     stack, tmp_path
 ):
     audience = stack.new_audience()
-    response = httpx.post(
-        f"{stack.graph_url}/_sandbox/audiences/{audience}", json={"approximate_count": 10**8}
-    )
-    response.raise_for_status()
+    stack.resize_audience(audience, 10**8)
     report = run_upload(stack, csv_source(tmp_path, maids(1_000, 81)), audience, "replace")
     assert report["status"] == "failed" and report["ids_uploaded"] == 0
     message = report["message"]
@@ -172,10 +168,7 @@ def test_a_replace_of_an_audience_meta_cannot_replace_stops_at_metas_answer_to_b
 def test_the_upload_command_refuses_to_replace_an_audience_too_big_before_any_call(stack, tmp_path):
     """The upload's preflight read of the audience gives its size: no run, nothing sent."""
     audience = stack.new_audience()
-    response = httpx.post(
-        f"{stack.graph_url}/_sandbox/audiences/{audience}", json={"approximate_count": 10**8}
-    )
-    response.raise_for_status()
+    stack.resize_audience(audience, 10**8)
     write_csv(tmp_path / "ids.csv", maids(500, 85))
     args = ("upload", str(tmp_path / "ids.csv"), "--audience-id", audience, "--wait")
     for mode in (("--mode", "replace"), ("--mode", "mirror", "--resync")):
