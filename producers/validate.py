@@ -18,7 +18,7 @@ from audiencesync.domain.normalize import RAW, id_kind, prepare_staged
 from audiencesync.domain.rejections import merge_samples, rejected_message
 from audiencesync.errors import ConfigError
 from audiencesync.settings import Settings
-from audiencesync.store.runs import encode_raw
+from audiencesync.store.staging import encode_raw
 from producers.chunking import rechunk
 from producers.sources import Source
 from producers.spec import SourceSpec

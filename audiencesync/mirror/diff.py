@@ -25,7 +25,7 @@ from audiencesync.mirror.snapshot import (
     read_ids,
     write_ids,
 )
-from audiencesync.store.runs import encode_raw
+from audiencesync.store.staging import encode_raw
 
 ADDITIONS, REMOVALS = "additions.bin", "removals.bin"
 

@@ -26,30 +26,21 @@ Task messages carry only the run id and chunk number: never IDs, never secrets.
 from __future__ import annotations
 
 import time
-import zlib
 
 import orjson
 import redis
 
 from audiencesync.errors import ConfigError
-from audiencesync.recovery.leases import LEASES
-from audiencesync.recovery.leases import member as lease_member
 from audiencesync.settings import Settings
 from audiencesync.store import lua
 from audiencesync.store.locks import AudienceLocks, open_latch, wait_latch
 from audiencesync.store.meta import OPS, RunMeta
+from audiencesync.store.staging import StagedChunks
 
 CANCEL_REASON = "cancelled by an operator (audiencesync cancel)"
 
 
-def encode_raw(values: list[str]) -> bytes:
-    blob = "\n".join(values).encode("utf-8", "surrogateescape")
-    if blob.count(b"\n") != len(values) - 1:
-        raise ValueError("a staged value contains a newline; sources must remove them")
-    return blob
-
-
-class RunStore(AudienceLocks):
+class RunStore(AudienceLocks, StagedChunks):
     @classmethod
     def from_settings(cls, client: redis.Redis, settings: Settings) -> RunStore:
         return cls(
@@ -161,52 +152,6 @@ class RunStore(AudienceLocks):
             if self._stall(keys=[self.key(run_id)], args=[now - stall_after_s]):
                 stalled.append(run_id)
         return stalled
-
-    # --- staged chunks ------------------------------------------------------------------------
-    def stage_raw(self, run_id: str, chunk: int, values: list[str], *, attempt: int) -> bool:
-        """Stage chunk `chunk`; False when another attempt (a resume) has taken the run over."""
-        keys = [self.key(run_id), self.key(run_id, "raw", chunk), self.key(run_id, "inflight")]
-        args = [chunk, encode_raw(values), len(values), attempt, time.time(), self.ttl_s]
-        if not self._stage(keys=keys, args=args):
-            return False
-        self.r.zadd(LEASES, {lease_member(run_id, chunk): time.time() + self.lease_s}, nx=True)
-        return True
-
-    def inflight(self, run_id: str) -> dict[int, int]:  # staged, not finished: chunk -> IDs
-        return {int(k): int(v) for k, v in self.r.hgetall(self.key(run_id, "inflight")).items()}
-
-    def staged_count(self, run_id: str) -> int:
-        return int(self.r.hlen(self.key(run_id, "inflight")))
-
-    def wait_for_room(self, run_id: str, window_chunks: int, *, poll_s: float = 1.0) -> None:
-        """Block until fewer than window_chunks chunks are staged and unfinished."""
-        while self.staged_count(run_id) >= window_chunks:
-            self.r.blpop([self.key(run_id, "wake")], timeout=poll_s)
-
-    def take_raw(self, run_id: str, chunk: int) -> bytes | None:
-        """The staged chunk as encode_raw wrote it (prepare validates it without decoding)."""
-        return self.r.get(self.key(run_id, "raw", chunk))
-
-    def put_prepared(
-        self, run_id: str, chunk: int, payload_json: bytes, closer: str | None, op: str = "add"
-    ) -> None:
-        if self.compress_level:
-            payload_json = zlib.compress(payload_json, self.compress_level)
-        pipe = self.r.pipeline()
-        pipe.set(self.key(run_id, "prep", chunk), payload_json, ex=self.ttl_s)
-        if closer is not None:
-            pipe.set(self.key(run_id, "closer", op), closer, nx=True, ex=self.ttl_s)
-        pipe.execute()
-
-    def get_prepared(self, run_id: str, chunk: int) -> bytes | None:
-        blob = self.r.get(self.key(run_id, "prep", chunk))
-        if blob is None or blob.startswith(b"{"):  # a JSON object, stored as it is
-            return blob
-        return zlib.decompress(blob)
-
-    def closer(self, run_id: str, op: str = "add") -> str | None:
-        value = self.r.get(self.key(run_id, "closer", op))
-        return value.decode() if value else None
 
     # --- the ledger: each chunk's final outcome, once ------------------------------------------
     def finish_chunk(self, run_id: str, chunk: int, result: dict) -> dict:

@@ -28,7 +28,7 @@ from audiencesync.domain.rejections import likely_cause, merge_samples
 from audiencesync.domain.report import build_report, chunk_result
 from audiencesync.errors import ConfigError, SourceError
 from audiencesync.store.meta import RunMeta
-from audiencesync.store.runs import encode_raw
+from audiencesync.store.staging import encode_raw
 from producers.csv_source import CsvSource, sniff_delimiter
 from producers.spec import SourceSpec, open_source
 from producers.validate import check_rejected, validate

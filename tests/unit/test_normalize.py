@@ -15,7 +15,7 @@ from audiencesync.domain.normalize import (
     prepare_staged,
     sha256_hex,
 )
-from audiencesync.store.runs import encode_raw
+from audiencesync.store.staging import encode_raw
 
 GOOD = "6d92078a-8246-4ba4-ae5b-76104861e7dc"
 maids = st.uuids().map(str)

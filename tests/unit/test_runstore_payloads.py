@@ -3,7 +3,8 @@
 import fakeredis
 import pytest
 
-from audiencesync.store.runs import RunStore, encode_raw
+from audiencesync.store.runs import RunStore
+from audiencesync.store.staging import encode_raw
 
 PAYLOAD = b'{"schema":"MOBILE_ADVERTISER_ID","data":["6d92078a-8246-4ba4-ae5b-76104861e7dc"]}'
 
