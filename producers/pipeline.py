@@ -114,7 +114,7 @@ def publish(
                 return  # the newer attempt's producer finishes the run
             yield _chunk_tasks(run_id, chunk, len(values))
         # Before Celery publishes the last task (it reads one ahead), so finalize sees it.
-        store.update(run_id, producer_done=1)
+        store.staging_done(run_id)
 
     tasks = header()
     first = next(tasks, None)

@@ -39,9 +39,10 @@ def close_or_retry(
     calls are counted in kwargs (close_calls, close_sent, deferrals), which its retry carries."""
     retry = {"args": ([], run_id), "kwargs": kwargs}
     try:
-        error, sent = close_sessions(
-            guard, store, run_id, meta, to_close, kwargs["close_calls"] > 0
-        )
+        # A close sent by an earlier delivery (its worker died before it recorded the answer)
+        # may have landed, like one whose answer an error lost.
+        after_close = kwargs["close_calls"] > 0 or meta.close_tried
+        error, sent = close_sessions(guard, store, run_id, meta, to_close, after_close)
     except Deferred as wait:  # the close is an upload call too: it waits for its turn
         if kwargs["deferrals"] < CLOSE_DEFERRALS:
             sending.defer(task, wait.wait_s, kwargs, retry)
@@ -88,7 +89,7 @@ def closing_seq(run_id: str, meta: RunMeta, session: Session) -> int:
 
 
 def close_sessions(
-    guard, store, run_id: str, meta: RunMeta, to_close: list[Session], after_error: bool
+    guard, store, run_id: str, meta: RunMeta, to_close: list[Session], after_close: bool
 ) -> tuple[GraphError | None, int]:
     """Close each session with a last batch that re-sends one entry already sent.
 
@@ -102,6 +103,7 @@ def close_sessions(
         batch = {"session_id": session.session_id, "batch_seq": batch_seq}
         closer = store.closer(run_id, session.op)
         try:
+            store.update(run_id, close_tried=1)
             send_close(guard, meta.audience_id, session.op, batch, closer)
         except RetryableGraphError as exc:
             return exc, sent
@@ -110,8 +112,8 @@ def close_sessions(
                 # Meta ended it (its window) with every batch: all had an answer by now
                 if exc.subcode == TIMED_OUT:
                     store.update(run_id, replace_timed_out=1)
-            elif not (after_error and "closed" in exc.message):
-                return exc, sent  # else an earlier attempt was applied though its answer was lost
+            elif not (after_close and "closed" in exc.message):
+                return exc, sent  # else an earlier close was applied though its answer was lost
         store.update(run_id, **{session.closed_field: 1})
     return None, len(to_close)
 

@@ -17,6 +17,7 @@ from audiencesync.errors import GraphError
 from audiencesync.graph.destination import refusal
 from audiencesync.metrics import METRICS
 from audiencesync.mirror.plan import lock_name
+from audiencesync.recovery.leases import FINALIZE
 from audiencesync.settings import get_settings
 from audiencesync.store.meta import RunMeta
 from audiencesync.throttle.summary import throttle_section
@@ -36,7 +37,17 @@ def missing_chunks(meta: RunMeta, outcomes: list[dict]) -> int | None:
     return meta.chunks_staged - len(outcomes)
 
 
-@app.task(bind=True, name="audiencesync.finalize", max_retries=None, base=LeasedTask)
+class FinalizeTask(LeasedTask):
+    """Holds the run's lease while it runs (a duplicate waits for its live holder): a worker
+    that dies meanwhile lets it run out, and a reaper hands this message back (tasks/reaper.py)."""
+
+    run_arg, fixed_chunk, finishes_chunk, waits_for_holder = 1, FINALIZE, True, True
+
+    def lease_done(self, args) -> bool:  # not by an attempt that stood down for a newer one
+        return get_store().report(args[self.run_arg]) is not None
+
+
+@app.task(bind=True, name="audiencesync.finalize", max_retries=None, base=FinalizeTask)
 def finalize(
     self,
     results: list[dict],

@@ -1,16 +1,17 @@
-"""The reaper: a daemon thread in every worker process that re-drives chunks nobody vouches for.
+"""The reaper: a daemon thread in every worker process that re-drives what nobody vouches for.
 
-No beat and no single point: each worker looks every `lease_s / 6` for chunk leases past their
-deadline (audiencesync/recovery/leases.py); the first reaper to claim one acts on it, once:
+No beat and no single point: each worker looks every `lease_s / 6` for leases past their deadline
+(audiencesync/recovery/leases.py: a chunk's, or a run's finalize's); the first reaper to claim
+one acts on it, once:
 - its run reported, or the chunk has its outcome and no message: the lease is dropped;
 - its message is held unacknowledged (its worker died, a retry's countdown with it, or after
   the outcome, before the chord counted it): handed back to its queue now, as the broker would
   after its visibility timeout;
 - its message waits in a queue (no worker free, or none running): the lease is extended;
 - its message is nowhere (lost between a worker taking it and recording it, or a task that
-  died without an outcome): the chunk is published again on its own, and once the run has every
-  outcome, `resume` (producers/resume.py, as the watchdog does) publishes the finalize that its
-  chord, one header task short, never will.
+  died without an outcome): the chunk is published again on its own. A finalize nowhere (its
+  chord is one header task short, or its message was lost): once the run has every outcome,
+  `resume` (producers/resume.py, as the watchdog does) publishes one.
 The ledger keeps it exact: a chunk delivered twice is sent by one holder and counted once.
 """
 
@@ -25,7 +26,7 @@ from celery.signals import worker_ready, worker_shutdown
 
 from audiencesync.recovery import liveness
 from audiencesync.recovery.heartbeat import process_of
-from audiencesync.recovery.leases import Leases, holders_key, member
+from audiencesync.recovery.leases import FINALIZE, Leases, holders_key, member
 from audiencesync.recovery.messages import Messages
 from audiencesync.settings import Settings, get_settings
 from audiencesync.store.runs import RunStore
@@ -36,24 +37,20 @@ from tasks.upload import upload
 from workers.resources import get_gate, get_leases, get_store
 
 log = logging.getLogger("audiencesync.reaper")
-REDRIVEN = "as:redriven"  # set of run ids with a chunk published again outside their chord
 WORKER_MEMORY_S = 86_400  # a worker silent this long is forgotten by `status`
 
 
 def reap_once(store: RunStore, leases: Leases, settings: Settings, now: float) -> dict[str, int]:
-    """One round over the lapsed leases and the runs with re-driven chunks; returns counts."""
+    """One round over the lapsed leases; returns counts of what was done."""
     counts = {"dropped": 0, "restored": 0, "waiting": 0, "redriven": 0, "finalized": 0}
     messages = Messages(store.r, liveness.RUN_QUEUES)
     for run_id, chunk in leases.expired(now):
         if leases.claim(member(run_id, chunk), settings.lease_s / 2):
-            counts[_reap_chunk(store, leases, messages, settings, run_id, chunk, now)] += 1
-    for raw in store.r.smembers(REDRIVEN):
-        if _finalize_redriven(store, leases, settings, raw.decode(), now):
-            counts["finalized"] += 1
+            counts[_reap(store, leases, messages, settings, run_id, chunk, now)] += 1
     return counts
 
 
-def _reap_chunk(
+def _reap(
     store: RunStore,
     leases: Leases,
     messages: Messages,
@@ -63,10 +60,8 @@ def _reap_chunk(
     now: float,
 ) -> str:
     key, until = (run_id, chunk), now + settings.lease_s
-    ids = store.r.hget(store.key(run_id, "inflight"), chunk)
     held = messages.delivered(key)
-    finished = ids is None or store.outcome(run_id, chunk) is not None  # or never staged
-    if store.report(run_id) or (finished and not held):
+    if store.report(run_id) or (_needs_no_task(store, run_id, chunk) and not held):
         leases.drop(run_id, chunk)
         return "dropped"
     # A finished chunk's message still held: its worker died before Celery counted it in the
@@ -79,34 +74,44 @@ def _reap_chunk(
         leases.queue(run_id, chunk, deadline=until, now=now)
         log.warning("run=%s chunk=%s lease ran out: %d message(s) handed back", *key, restored)
         return "restored"
-    if messages.waiting(key):
-        leases.queue(run_id, chunk, deadline=until, now=now)
-        return "waiting"
+    if chunk == FINALIZE and not messages.waiting(key):
+        return _finalize_lost(store, leases, settings, run_id, now)
     leases.queue(run_id, chunk, deadline=until, now=now)
-    chain(prepare.si(run_id, chunk, int(ids)), upload.s(run_id, chunk)).apply_async()
-    store.r.sadd(REDRIVEN, run_id)
+    if messages.waiting(key):
+        return "waiting"
+    ids = int(store.r.hget(store.key(run_id, "inflight"), chunk) or 0)
+    chain(prepare.si(run_id, chunk, ids), upload.s(run_id, chunk)).apply_async()
     log.warning("run=%s chunk=%s lease ran out and its message is lost: sent again", *key)
     return "redriven"
 
 
-def _finalize_redriven(
+def _needs_no_task(store: RunStore, run_id: str, chunk: int) -> bool:
+    """A chunk never staged or with its outcome; a run whose state expired."""
+    if chunk == FINALIZE:
+        return not store.r.exists(store.key(run_id))
+    staged = store.r.hexists(store.key(run_id, "inflight"), chunk)
+    return not staged or store.outcome(run_id, chunk) is not None
+
+
+def _finalize_lost(
     store: RunStore, leases: Leases, settings: Settings, run_id: str, now: float
-) -> bool:
-    """A run one of whose chunks was published outside its chord: once every chunk has its
-    outcome and no report follows, `resume` publishes its finalize."""
-    meta = store.run(run_id)
-    if meta is None or store.report(run_id) is not None:
-        store.r.srem(REDRIVEN, run_id)
-        return False
-    idle_s = now - (meta.progress_at or now)
-    if missing_chunks(meta, store.outcomes(run_id)) != 0 or idle_s < settings.lease_s:
-        return False
+) -> str:
+    """No finalize anywhere and no report: once every chunk has its outcome (a chunk published
+    again outside its chord leaves the chord one short, so its body never fires; or the body's
+    message was lost) and nothing moved for a lease, `resume` publishes a finalize."""
+    meta = store.existing(run_id)
+    quiet_at = (meta.progress_at or now) + settings.lease_s
+    if quiet_at > now:  # a chunk that finished just now may be publishing the body
+        leases.queue(run_id, FINALIZE, deadline=quiet_at, now=now)
+        return "waiting"
+    leases.queue(run_id, FINALIZE, deadline=now + settings.lease_s, now=now)
+    if missing_chunks(meta, store.outcomes(run_id)) != 0:
+        return "waiting"  # the chunks still missing have leases of their own
     if not leases.claim(f"run:{run_id}:{meta.attempt}", settings.lease_s):
-        return False
+        return "waiting"
     log.warning("run=%s every chunk has its outcome and no finalize came: resuming", run_id)
     resume_run(store, run_id, settings, source=None)
-    store.r.srem(REDRIVEN, run_id)
-    return True
+    return "finalized"
 
 
 def _reap_forever(hostname: str, queues: list[str], stop: threading.Event) -> None:

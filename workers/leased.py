@@ -1,9 +1,11 @@
-"""The base of the chunk tasks and finalize: chunk leases, and countdowns in bounded hops.
+"""The base of the chunk tasks and finalize: leases, and countdowns in bounded hops.
 
 A chunk task (prepare, upload) takes its chunk's lease when it starts (heartbeat.py renews it
 while it runs), hands it back as queued past its countdown when it retries or defers, and drops
 it once the chunk has its outcome and Celery has counted it in the chord (upload). A duplicate
 delivery of an upload finds the lease held by a live worker and waits for it instead of sending.
+finalize does the same with its run's lease (recovery/leases.py: FINALIZE), dropped once the
+report is saved.
 
 Countdowns longer than `countdown_hop_s` are waited out in hops: the task comes back after at
 most one hop, sees it is not due, and goes again (renewing its lease). So no message is held
@@ -35,7 +37,8 @@ def countdown_s(when: datetime | float | int | None) -> float:
 
 class LeasedTask(Task):
     run_arg: int | None = None  # position of run_id in the task's args (chunk follows); None:
-    # no chunk (finalize: hops only)
+    # no lease (hops only)
+    fixed_chunk: int | None = None  # the lease's chunk when none follows run_id (finalize's)
     finishes_chunk = False  # its end is the chunk's outcome: the lease is dropped
     waits_for_holder = False  # a duplicate waits for a live holder instead of running too
     # Celery checks a message's arguments against the function when it is published: DUE_AT is
@@ -57,8 +60,15 @@ class LeasedTask(Task):
         return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
 
     def _chunk_key(self, args) -> tuple[str, int] | None:
-        """(run_id, chunk) from the task's arguments; None for a task of no chunk."""
-        return None if self.run_arg is None else (args[self.run_arg], args[self.run_arg + 1])
+        """(run_id, chunk) from the task's arguments; None for a task of no lease."""
+        if self.run_arg is None:
+            return None
+        chunk = self.fixed_chunk if self.fixed_chunk is not None else args[self.run_arg + 1]
+        return args[self.run_arg], chunk
+
+    def lease_done(self, args) -> bool:
+        """Whether a task that finishes its chunk and succeeded leaves nothing to vouch for."""
+        return True
 
     def _hand_back(self, countdown: float) -> None:
         """The chunk's lease, queued past the countdown: released if this execution held it,
@@ -107,7 +117,9 @@ class LeasedTask(Task):
         key = self._chunk_key(args)
         if token is None or key is None:  # handed back already (a retry), or none
             return
-        if status == states.SUCCESS:
-            heartbeat.finish(get_leases(), *key)
-        else:  # its result could not be stored: a reaper re-drives it now
+        if status != states.SUCCESS:  # its result could not be stored: a reaper re-drives it now
             heartbeat.release(get_leases(), *key, token, time.time())
+        elif self.lease_done(args):
+            heartbeat.finish(get_leases(), *key)
+        else:  # queued again, for whoever comes next (finalize: another attempt's)
+            heartbeat.release(get_leases(), *key, token, time.time() + get_settings().lease_s)

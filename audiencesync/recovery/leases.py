@@ -9,6 +9,9 @@ heartbeat thread in the worker process), handed back as queued with a deadline p
 when the task retries or defers, and dropped when its outcome is in the ledger. A lease past its
 deadline means nobody vouches for the chunk: its holder died, or its message was lost. The
 reapers (reaper.py) act on it. Pure Lua: a take, a hand-back or a renewal is one atomic step.
+
+A run's report has a lease too, as chunk FINALIZE: given when the producer has staged every
+chunk, taken by finalize while it runs, dropped once the report is saved.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import redis
 
 LEASES = "as:leases"
+FINALIZE = -1  # the "chunk" of a run's finalize: its report, and the close of its sessions
 
 # KEYS: leases, holders. ARGV: member, chunk, token, deadline, now, ttl.
 # Taken when free: no holder, this holder, or a holder whose deadline passed (it died).

@@ -8,8 +8,9 @@
 kombu puts an unacknowledged message back only after the visibility timeout; a reaper that knows
 the chunk's holder is gone (its lease ran out) hands it back at once, exactly as kombu would:
 removed from `unacked` and pushed where the next worker takes it first, in one atomic step (a
-second reaper, or kombu's own sweep, finds nothing left to restore). Only chunk tasks are read:
-their arguments hold a run id and a chunk number, never an ID.
+second reaper, or kombu's own sweep, finds nothing left to restore). Only the tasks that hold a
+lease are read (a chunk's, or its run's finalize: leases.FINALIZE): their arguments hold a run
+id, a chunk number or the chunks' results, never an ID.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from dataclasses import dataclass
 import orjson
 import redis
 
-RUN_ARG = {"audiencesync.prepare": 0, "audiencesync.upload": 1}  # where run_id is; chunk next
+from audiencesync.recovery.leases import FINALIZE
+
+# Where run_id is in the task's args: the chunk follows it (finalize: the run's lease, FINALIZE).
+RUN_ARG = {"audiencesync.prepare": 0, "audiencesync.upload": 1, "audiencesync.finalize": 1}
 
 # KEYS: unacked, unacked_index, queue. ARGV: tag, payload.
 RESTORE = """
@@ -34,14 +38,17 @@ return 0
 
 
 def chunk_of(message: dict) -> tuple[str, int] | None:
-    """The (run id, chunk) a prepare or upload message works on; None for any other message."""
-    index = RUN_ARG.get(message.get("headers", {}).get("task", ""))
-    if index is None:
+    """The (run id, chunk) a prepare or upload message works on, (run id, FINALIZE) for a
+    finalize; None for any other message."""
+    task = message.get("headers", {}).get("task", "")
+    if (index := RUN_ARG.get(task)) is None:
         return None
     body = message["body"]
     if message.get("properties", {}).get("body_encoding") == "base64":
         body = base64.b64decode(body)
     args = orjson.loads(body)[0]
+    if task == "audiencesync.finalize":
+        return str(args[index]), FINALIZE
     return str(args[index]), int(args[index + 1])
 
 

@@ -69,6 +69,7 @@ class RunMeta:
     source_error: str | None = None
     # sessions: closed once their last batch was accepted (a replace's: or ended by Meta)
     session_closed: bool = False
+    close_tried: bool = False  # finalize sent a close: Meta's "closed" then means one landed
     # a replace run's session, each written once (store/replace.py)
     replace_first_sent_at: float | None = None  # batch 1's first send
     replace_opened_at: float | None = None  # batch 1 accepted

@@ -16,9 +16,9 @@
     as:run:{id}:replace:*       a replace run's batch-1 slot and batch_seqs (replace.py)
     as:lock:audience:{name}     the run holding a declared audience (SET NX, a TTL; locks.py)
     as:leases                   sorted set "{id}/{n}" -> deadline: who vouches for chunk n, until
+                                (n = -1: the run's finalize, from the producer's last chunk on)
     as:run:{id}:holder          hash chunk -> token of the process working on it (recovery/leases)
     as:reap:{what}              a reaper's claim on a lapsed lease or a run (SET NX, short TTL)
-    as:redriven                 set of run ids with a chunk published again outside their chord
     as:workers:{queue}          sorted set worker -> last heartbeat (recovery/liveness.py)
 Task messages carry only the run id and chunk number: never IDs, never secrets.
 """

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import redis
 from redis.commands.core import Script
 
-from audiencesync.recovery.leases import LEASES
+from audiencesync.recovery.leases import FINALIZE, LEASES
 from audiencesync.recovery.leases import member as lease_member
 
 
@@ -37,6 +37,14 @@ class StagedChunks:
             return False
         self.r.zadd(LEASES, {lease_member(run_id, chunk): time.time() + self.lease_s}, nx=True)
         return True
+
+    def staging_done(self, run_id: str) -> None:
+        """Every chunk is staged (or the producer stopped). From here the run's report is leased
+        (recovery/leases.py: FINALIZE), so a finalize that dies or never comes is found."""
+        pipe = self.r.pipeline()
+        pipe.hset(self.key(run_id), "producer_done", 1)
+        pipe.zadd(LEASES, {lease_member(run_id, FINALIZE): time.time() + self.lease_s}, nx=True)
+        pipe.execute()
 
     def inflight(self, run_id: str) -> dict[int, int]:  # staged, not finished: chunk -> IDs
         return {int(k): int(v) for k, v in self.r.hgetall(self.key(run_id, "inflight")).items()}

@@ -79,6 +79,35 @@ def test_both_workers_killed_mid_upload(defaults, tmp_path):
     _kill_and_restart(defaults, tmp_path, ("critical", "standard"), seed=133)
 
 
+def test_critical_worker_killed_while_finalize_closes_the_session(defaults, tmp_path):
+    """Killed while finalize waits for Meta's answer to the session's close, which Meta applies:
+    the run's lease runs out, a reaper hands finalize back, and its close, told the session is
+    closed, knows its earlier one landed. The run completes, its session closed."""
+    audience = defaults.new_audience()
+    rows = dirty_rows(30_000, seed=136)
+    defaults.configure_sandbox(latency_ms=3000)  # time to kill the close's worker mid-call
+    run = defaults.upload_waiting(tmp_path / "a.csv", rows, audience)
+    store = defaults.store()
+
+    def closing() -> bool:  # the close sent, and at the sandbox (every chunk has its answer)
+        meta = store.run(run.run_id)
+        return meta is not None and meta.close_tried and defaults.sandbox_stats()["inflight"] > 0
+
+    defaults.wait_for(closing, 120, "finalize never sent the session's close")
+    defaults.kill("critical")
+    killed_at = time.time()
+    defaults.start_worker("critical")
+    code, report = run.finish()
+    recovery_s = time.time() - killed_at
+    print(f"\ncritical killed during the close: report {recovery_s:.1f}s after the kill")
+    assert code == 0, report
+    assert report["status"] == "completed" and report["session_closed"] is True
+    assert_exact(defaults, audience, report, rows)
+    closes = [c for c in defaults.calls(audience) if c["last_batch_flag"]]
+    assert len(closes) == 2  # the killed worker's, and its redelivery's (told: closed)
+    assert recovery_s < GUARANTEE_S
+
+
 def test_no_worker_is_said_and_a_lost_message_is_sent_again(defaults, tmp_path):
     """No `critical` worker: `upload --wait` and `status` say so; the uploads wait in their
     queue. One of them is lost (removed from Redis, as kombu loses a message taken off the queue

@@ -9,7 +9,7 @@ import orjson
 import pytest
 import redis
 
-from audiencesync.recovery.leases import Leases
+from audiencesync.recovery.leases import FINALIZE, Leases
 from audiencesync.settings import Settings
 from audiencesync.store.runs import RunStore
 from tasks.reaper import reap_once
@@ -69,3 +69,71 @@ def test_a_finished_chunk_with_no_message_left_only_loses_its_lease(store):
     counts = reap_once(store, leases, Settings(), NOW)
     assert counts["dropped"] == 1 and counts["restored"] == 0
     assert leases.deadline("rec-r2", 0) is None and store.r.llen("critical") == 0
+
+
+def _finalize_message(store: RunStore, run_id: str, tag: str) -> None:
+    """The run's finalize, as its chord publishes it, delivered to DEAD, never acknowledged."""
+    args = [[{"chunk": 0, "failed": False}], run_id]
+    body = base64.b64encode(orjson.dumps([args, {"attempt": 0}, {}])).decode()
+    message = {
+        "body": body,
+        "headers": {"task": "audiencesync.finalize", "id": tag},
+        "properties": {"body_encoding": "base64"},
+    }
+    store.r.hset("unacked", tag, orjson.dumps([message, "critical", "critical"]))
+    store.r.zadd("unacked_index", {tag: NOW - 31})
+
+
+def _staged_run(store: RunStore, run_id: str, chunks: int, progress_at: float) -> Leases:
+    """A run whose producer staged `chunks` chunks and is done; every chunk has its outcome."""
+    store.create_run(run_id, {"audience_id": "1", "chunks_staged": 0})
+    leases = Leases(store.r, ttl_s=60)
+    for chunk in range(chunks):
+        assert store.stage_raw(run_id, chunk, ["a"], attempt=0)
+        store.finish_chunk(run_id, chunk, {"chunk": chunk, "ids_in": 1, "uploaded": 1, "failed": 0})
+        leases.drop(run_id, chunk)
+    store.staging_done(run_id)
+    store.update(run_id, progress_at=progress_at)
+    return leases
+
+
+def test_the_producer_leases_the_runs_report_once_every_chunk_is_staged(store):
+    leases = _staged_run(store, "rec-f0", 2, NOW)
+    assert store.run("rec-f0").producer_done
+    deadline = leases.deadline("rec-f0", FINALIZE)
+    assert deadline is not None and deadline > NOW  # time.time() + lease_s
+
+
+def test_a_finalize_whose_worker_died_is_handed_back(store):
+    """Killed while it ran (polling the ledger, or closing the session): its lease runs out and
+    its message goes back to its queue at once, not after the broker's visibility timeout."""
+    leases = _staged_run(store, "rec-f1", 1, NOW - 60)
+    assert leases.take("rec-f1", FINALIZE, DEAD, deadline=NOW - 1, now=NOW - 31)
+    _finalize_message(store, "rec-f1", "tag-f1")
+    settings = Settings()
+    counts = reap_once(store, leases, settings, NOW)
+    assert counts["restored"] == 1
+    back = orjson.loads(store.r.rpop("critical"))
+    assert back["headers"]["task"] == "audiencesync.finalize" and back["headers"]["redelivered"]
+    assert leases.deadline("rec-f1", FINALIZE) == NOW + settings.lease_s
+
+
+def test_a_runs_lease_waits_while_its_chunks_finish_and_goes_with_its_report(store):
+    settings = Settings()
+    leases = _staged_run(store, "rec-f2", 2, NOW - 1)  # a chunk finished a second ago
+    assert leases.queue("rec-f2", FINALIZE, deadline=NOW - 1, now=NOW - 31)
+    assert reap_once(store, leases, settings, NOW)["waiting"] == 1  # the body may be on its way
+    assert leases.deadline("rec-f2", FINALIZE) == NOW - 1 + settings.lease_s  # a lease after it
+
+    store.save_report("rec-f2", {"status": "completed"})
+    store.r.delete(*store.r.keys("as:reap:*"))  # the first round's claim (real time)
+    later = NOW + settings.lease_s + 1
+    assert reap_once(store, leases, settings, later)["dropped"] == 1
+    assert leases.deadline("rec-f2", FINALIZE) is None
+
+
+def test_a_runs_lease_waits_for_a_chunk_without_its_outcome(store):
+    leases = _staged_run(store, "rec-f3", 2, NOW - 60)
+    store.update("rec-f3", chunks_staged=3)  # a chunk in flight: its own lease vouches for it
+    assert leases.queue("rec-f3", FINALIZE, deadline=NOW - 1, now=NOW - 31)
+    assert reap_once(store, leases, Settings(), NOW)["waiting"] == 1

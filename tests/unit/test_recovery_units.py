@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from audiencesync.recovery import liveness
-from audiencesync.recovery.leases import LEASES, Leases, member
+from audiencesync.recovery.leases import FINALIZE, LEASES, Leases, member
 from audiencesync.recovery.messages import Messages, chunk_of
 from audiencesync.settings import longest_backoff_s
 
@@ -71,7 +71,8 @@ def test_chunk_messages_are_found_and_handed_back_once(r):
     prepare = _message("audiencesync.prepare", ["rec-4", 2, 10])
     upload = _message("audiencesync.upload", [{"chunk": 5}, "rec-4", 5])
     assert chunk_of(prepare) == ("rec-4", 2) and chunk_of(upload) == ("rec-4", 5)
-    assert chunk_of(_message("audiencesync.finalize", [[], "rec-4"])) is None
+    assert chunk_of(_message("audiencesync.finalize", [[], "rec-4"])) == ("rec-4", FINALIZE)
+    assert chunk_of(_message("audiencesync.watchdog", [])) is None
     r.lpush("q-standard", orjson.dumps(prepare))
     r.hset("unacked", "tag-1", orjson.dumps([upload, "q-critical", "q-critical"]))
     r.zadd("unacked_index", {"tag-1": time.time()})
