@@ -19,7 +19,7 @@ end
 
 local FIELDS = {'next_free_s', 'limit', 'interval_at_s', 'cool_until_s', 'strikes', 'walls',
   'wall_since_s', 'wall_s', 'wall_probe_s', 'throttled_since_s', 'soft', 'calm_intervals', 'calm_needed', 'probing', 'pace_s',
-  'answer_at_s', 'resumed',
+  'answer_at_s', 'resumed_at_s',
   'usage_last', 'usage_at_s', 'per_call_pct', 'booked_until_s', 'latency_sum_s',
   'latency_calls', 'slots_blocked', 'inflight_max', 'load_judged', 'paired_at_s'}
 
@@ -151,7 +151,9 @@ if op == 'acquire' then
       s.next_free_s = take_token(s.next_free_s, p.rate_per_s)
       go = 1
       s.inflight_max = math.max(s.inflight_max, inflight + 1)
-      if inflight == 0 and now - s.answer_at_s >= stale_s(s.pace_s) then s.resumed = 1 end
+      if inflight == 0 and now - s.answer_at_s >= stale_s(s.pace_s) then
+        s.resumed_at_s = now + wait_s
+      end
       if inflight > 0 and s.load_judged == 0 and s.paired_at_s == 0 then
         s.paired_at_s = now + wait_s
       end
@@ -191,14 +193,14 @@ else
     note_usage(usage_pct)
     if latency_s then
       local pace_factor_s = p.latency_factor * s.pace_s
-      if s.resumed == 1 and pace_factor_s > 0 and latency_s >= pace_factor_s then
+      if s.resumed_at_s > 0 and pace_factor_s > 0 and latency_s >= pace_factor_s then
         new_pace()  -- during the pause: this answer is its first sample
-        if admitted_s > 0 then s.paired_at_s = admitted_s + 1 / p.rate_per_s end
+        s.paired_at_s = s.resumed_at_s  -- every call in flight went alongside this one
       elseif s.pace_s > 0 and s.load_judged == 0 and paired(admitted_s, s.paired_at_s) then
         s.load_judged = 1
         if pace_factor_s > 0 and latency_s >= pace_factor_s then strained_start(events) end
       end
-      s.resumed = 0
+      s.resumed_at_s = 0
       redis.call('LPUSH', latency_key, ARGV[7])
       redis.call('LTRIM', latency_key, 0, p.latency_window - 1)
       redis.call('EXPIRE', latency_key, ttl_s)

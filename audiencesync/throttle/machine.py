@@ -41,7 +41,7 @@ class State:
     probing: int = 0  # 1 from a rise of the limit until the next latency verdict
     pace_s: float = 0.0  # the destination's pace: the baseline latency (0: none known)
     answer_at_s: float = 0.0  # the last answer (any outcome)
-    resumed: int = 0  # 1 from a call sent after a pause until an answer tells the pace
+    resumed_at_s: float = 0.0  # the first call after a pause went (0: none, or answered since)
     usage_last: float = 0.0  # Meta's usage figure: the highest this interval ...
     usage_at_s: float = 0.0  # ... set at this time
     per_call_pct: float = 0.0  # one call's share of Meta's budget (0: not known yet)
@@ -103,7 +103,7 @@ def acquire(
     s.next_free_s = policy.take_token(s.next_free_s, now_s, p.rate_per_s)
     s.inflight_max = max(s.inflight_max, inflight + 1)
     if inflight == 0 and now_s - s.answer_at_s >= policy.stale_s(s.pace_s, p):
-        s.resumed = 1  # after a pause (the next run): its first answer checks the pace
+        s.resumed_at_s = now_s + wait_s  # after a pause (the next run): an answer checks the pace
     if inflight > 0 and not s.load_judged and not s.paired_at_s:
         s.paired_at_s = now_s + wait_s
     return Decision(True, wait_s, "go")
@@ -146,15 +146,16 @@ def settle(
         _note_usage(s, usage_pct, now_s, p)
         if latency_s is not None:
             slow = latency_s >= p.latency_factor * s.pace_s > 0  # at the pace known so far
-            if s.resumed and slow:
+            if s.resumed_at_s and slow:
                 _new_pace(s, samples, p)  # during the pause: this answer is its first sample
-                if admitted_s:  # calls sent after this one went alongside it: the pair
-                    s.paired_at_s = admitted_s + 1.0 / p.rate_per_s
+                # Every call in flight went after the pause's first, alongside this one (the
+                # first to answer, not always the first sent): the next answer judges load.
+                s.paired_at_s = s.resumed_at_s
             elif s.pace_s > 0 and not s.load_judged and policy.paired(admitted_s, s.paired_at_s, p):
                 s.load_judged = 1  # the pair's answer (rule 6)
                 if slow:
                     events += _strained_start(s, p)
-            s.resumed = 0
+            s.resumed_at_s = 0.0
             samples.insert(0, latency_s)
             del samples[p.latency_window :]
             s.pace_s = policy.baseline_s(samples)

@@ -118,9 +118,9 @@ def test_a_run_after_a_pause_at_a_slower_pace_goes_at_that_pace_from_its_first_a
     s.limit = 1  # a load limit learned at the old pace
     assert machine.inflight_limit(s, 0.0, p) == 1  # 100/s x 5 ms
     now += 60.0  # the next run
-    assert machine.acquire(s, 0, 0.0, now, 0.5, p).go and s.resumed
+    assert machine.acquire(s, 0, 0.0, now, 0.5, p).go and s.resumed_at_s
     machine.settle(s, samples, machine.OK, 0.3, 0, 0.0, now + 0.3, p, admitted_s=now)
-    assert samples == [0.3] and not s.resumed and s.limit == p.inflight_ceiling
+    assert samples == [0.3] and not s.resumed_at_s and s.limit == p.inflight_ceiling
     # A call sent after the pause's first (alongside it, had the old limit allowed) is the
     # pair: its answer judges load at the new pace.
     assert not s.load_judged and machine.inflight_limit(s, 0.0, p) == 1
@@ -129,18 +129,34 @@ def test_a_run_after_a_pause_at_a_slower_pace_goes_at_that_pace_from_its_first_a
     assert s.load_judged and machine.inflight_limit(s, 0.0, p) == 30  # 100/s x 300 ms
 
 
+def test_after_a_pause_the_call_that_answers_after_the_new_pace_judges_load_whichever_it_is():
+    """The old pace (20 ms) lets two calls go at once after the pause; the second sent answers
+    first (latencies vary) and shows the new pace. The first sent went alongside it: its answer
+    judges load, not the answer of one more call sent after (a run after a change of pace took
+    a round trip longer than a first run, 1 run in 3)."""
+    s, samples, now, p = paced(0.02)
+    assert machine.inflight_limit(s, 0.0, p) == 2  # 100/s x 20 ms
+    now += 60.0
+    assert machine.acquire(s, 0, 0.0, now, 0.5, p).go and s.resumed_at_s == now
+    assert machine.acquire(s, 1, 0.0, now + 0.01, 0.5, p).go
+    machine.settle(s, samples, machine.OK, 0.3, 0, 0.0, now + 0.31, p, admitted_s=now + 0.01)
+    assert not s.load_judged and machine.inflight_limit(s, 0.0, p) == 1  # a verdict is due
+    machine.settle(s, samples, machine.OK, 0.35, 0, 0.0, now + 0.35, p, admitted_s=now)
+    assert s.load_judged and machine.inflight_limit(s, 0.0, p) == 30  # 100/s x 300 ms
+
+
 def test_a_slow_answer_mid_run_or_a_pause_at_the_same_pace_changes_nothing():
     s, samples, now, p = paced(0.1)
     s.limit = 4
-    assert machine.acquire(s, 2, 0.1, now, 0.5, p).go and not s.resumed  # calls in flight
+    assert machine.acquire(s, 2, 0.1, now, 0.5, p).go and not s.resumed_at_s  # calls in flight
     now += 0.5
     machine.settle(s, samples, machine.OK, 0.5, 0, 0.0, now, p)  # one slow answer: an outlier
     assert len(samples) == 11 and s.pace_s == 0.1 and s.limit == 4
     now += 60.0
-    assert machine.acquire(s, 0, 0.0, now, 0.5, p).go and s.resumed  # after a pause ...
+    assert machine.acquire(s, 0, 0.0, now, 0.5, p).go and s.resumed_at_s  # after a pause ...
     now += 0.2
     machine.settle(s, samples, machine.OK, 0.2, 0, 0.0, now, p)  # ... at the same pace
-    assert len(samples) == 12 and s.pace_s == 0.1 and s.limit == 4 and not s.resumed
+    assert len(samples) == 12 and s.pace_s == 0.1 and s.limit == 4 and not s.resumed_at_s
 
 
 def test_before_any_answer_the_first_calls_wait_a_while_for_one_then_the_limit_grows():
@@ -203,7 +219,7 @@ def test_the_call_sent_alongside_another_judges_not_the_one_sent_alone_before_it
     assert machine.acquire(s, 1, 0.0, 10.02, 0.5, p).go
     machine.settle(s, samples, machine.OK, 0.1, 0, 0.0, 10.1, p, admitted_s=10.0)
     machine.settle(s, samples, machine.OTHER, None, 0, 0.0, 10.5, p, admitted_s=10.02)
-    assert machine.acquire(s, 0, 0.0, 3600.0, 0.5, p).go and s.resumed
+    assert machine.acquire(s, 0, 0.0, 3600.0, 0.5, p).go and s.resumed_at_s
     events, _ = machine.settle(s, samples, machine.OK, 0.5, 0, 0.0, 3600.5, p, 3600.0)
     assert events == [] and samples == [0.5] and s.limit == p.inflight_ceiling
     assert not s.load_judged and machine.inflight_limit(s, 0.0, p) == 1  # the next call judges
@@ -214,7 +230,7 @@ def test_the_call_sent_alongside_another_judges_not_the_one_sent_alone_before_it
     s, samples = machine.new_state(10.0, fast), []
     assert machine.acquire(s, 0, 0.0, 10.0, 0.5, fast).go
     machine.settle(s, samples, machine.OK, 0.005, 0, 0.0, 10.005, fast, admitted_s=10.0)
-    assert machine.acquire(s, 0, 0.0, 10.05, 0.5, fast).go and s.resumed
+    assert machine.acquire(s, 0, 0.0, 10.05, 0.5, fast).go and s.resumed_at_s
     assert machine.acquire(s, 1, 0.0, 10.07, 0.5, fast).go  # the pair
     events, _ = machine.settle(s, samples, machine.OK, 0.005, 0, 0.0, 10.075, fast, 10.07)
     assert events == [] and s.load_judged and s.limit == fast.inflight_ceiling

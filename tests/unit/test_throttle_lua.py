@@ -125,7 +125,7 @@ def run_both(
                 strained = model.state.limit < before.limit
                 seen["limit"].add("load judged: strained" if strained else "load judged: fine")
             if len(model.samples) < kept:  # the latencies went: the pace changed
-                after_pause = before is not None and before.resumed
+                after_pause = before is not None and before.resumed_at_s > 0
                 seen["limit"].add("pace changed after a pause" if after_pause else "pace changed")
         stored = {k.decode(): float(v) for k, v in r.hgetall(Gate.keys(account)[0]).items()}
         assert stored == pytest.approx(dataclasses.asdict(model.state), rel=1e-12, abs=1e-12), step
