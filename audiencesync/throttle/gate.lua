@@ -47,6 +47,9 @@ end
 
 local function inflight_limit(oldest_age_s)
   local need = pace_limit(p.rate_per_s, s.pace_s, oldest_age_s)
+  if s.resumed_at_s > 0 then  -- the pace in doubt until an answer: a new account's start
+    need = math.max(need, pace_limit(p.rate_per_s, 0, oldest_age_s))
+  end
   if s.paired_at_s > 0 and s.load_judged == 0 and s.pace_s > 0 and p.latency_factor > 0 then
     need = p.inflight_floor
   end

@@ -67,6 +67,8 @@ def new_state(now_s: float, p: Params) -> State:
 
 def inflight_limit(s: State, oldest_age_s: float, p: Params) -> int:
     need = policy.pace_limit(p.rate_per_s, s.pace_s, oldest_age_s, p)
+    if s.resumed_at_s:  # after a pause the pace is in doubt until an answer: a new account's start
+        need = max(need, policy.pace_limit(p.rate_per_s, 0.0, oldest_age_s, p))
     if s.paired_at_s and not s.load_judged and s.pace_s > 0 and p.latency_factor > 0:
         need = p.inflight_floor  # the pace is known, not yet what our load does to it (rule 6)
     return max(p.inflight_floor, min(s.limit, p.inflight_ceiling, need))

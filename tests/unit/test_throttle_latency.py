@@ -145,6 +145,24 @@ def test_after_a_pause_the_call_that_answers_after_the_new_pace_judges_load_whic
     assert s.load_judged and machine.inflight_limit(s, 0.0, p) == 30  # 100/s x 300 ms
 
 
+def test_after_a_pause_the_first_calls_start_as_on_a_new_account_until_an_answer():
+    """The pace known (5 ms: one call in flight at 100/s) may be gone after a pause: until an
+    answer tells, calls start as on a new account (inflight_start, then growing with the oldest
+    call's age), so two go at once and make the pair in the first round trip (one call, then
+    one more, took a round trip longer than a new account's run)."""
+    s, samples, now, p = paced(0.005)
+    p = dataclasses.replace(p, inflight_start=2)
+    assert machine.inflight_limit(s, 0.0, p) == 1
+    now += 60.0
+    assert machine.acquire(s, 0, 0.0, now, 0.5, p).go
+    assert machine.acquire(s, 1, 0.0, now + 0.01, 0.5, p).go  # inflight_start
+    assert machine.inflight_limit(s, 0.5, p) == 25  # 100/s x (0.5 - FIRST_ANSWER_S)
+    machine.settle(s, samples, machine.OK, 0.3, 0, 0.0, now + 0.3, p, admitted_s=now)
+    assert machine.inflight_limit(s, 0.0, p) == 1  # the pace is known again: a verdict is due
+    machine.settle(s, samples, machine.OK, 0.3, 0, 0.0, now + 0.31, p, admitted_s=now + 0.01)
+    assert s.load_judged and machine.inflight_limit(s, 0.0, p) == 30
+
+
 def test_a_slow_answer_mid_run_or_a_pause_at_the_same_pace_changes_nothing():
     s, samples, now, p = paced(0.1)
     s.limit = 4
