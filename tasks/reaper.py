@@ -74,10 +74,11 @@ def _reap(
         leases.queue(run_id, chunk, deadline=until, now=now)
         log.warning("run=%s chunk=%s lease ran out: %d message(s) handed back", *key, restored)
         return "restored"
-    if chunk == FINALIZE and not messages.waiting(key):
+    waiting = messages.waiting(key)
+    if chunk == FINALIZE and not waiting:
         return _finalize_lost(store, leases, settings, run_id, now)
     leases.queue(run_id, chunk, deadline=until, now=now)
-    if messages.waiting(key):
+    if waiting:
         return "waiting"
     ids = int(store.r.hget(store.key(run_id, "inflight"), chunk) or 0)
     chain(prepare.si(run_id, chunk, ids), upload.s(run_id, chunk)).apply_async()
