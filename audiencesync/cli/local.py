@@ -74,6 +74,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--write-points", type=float, default=d.write_points, help="score points of one upload"
     )
+    p.add_argument(
+        "--read-points", type=float, default=d.read_points, help="score points of one read"
+    )
     p.add_argument("--block-s", type=float, default=d.block_s, help="block once over the score")
     p.add_argument(
         "--usage-header-after-calls",

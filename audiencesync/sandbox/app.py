@@ -89,6 +89,7 @@ class Sandbox(SandboxState):
     ) -> dict[str, Any]:
         self.auth(req, params)
         audience = self.audience(audience_id, req.method, call)
+        self.admit(audience.ad_account_id, read=True)  # a call of the account's budget too
         fields = [f.strip() for f in str(params.get("fields") or "id").split(",") if f.strip()]
         for name in fields:
             if name not in AUDIENCE_FIELDS:

@@ -1,19 +1,20 @@
 """Meta's rate-limit models per ad account, as pure arithmetic over a clock the caller passes.
 
-Each model answers three questions about an account at a time `now_s`: would it admit an upload
-call (`check`), what the call did to it (`record`: admitted or refused, and by which model), and
-what Meta's usage header says (`usage_pct`, `regain_s`). limits.Limits combines the models in
-force; no model knows HTTP or faults.
+Each model answers three questions about an account at a time `now_s`: would it admit a call
+(`check`; `read`: a read of the audience, else an upload), what the call did to it (`record`:
+admitted or refused, and by which model), and what Meta's usage header says (`usage_pct`,
+`regain_s`). limits.Limits combines the models in force; no model knows HTTP or faults.
 
-- Bucket: the lab's one-second window (`rate_per_s`, `penalty_s`): refused calls neither count
-  nor apply; a refusal refuses every call of the account for penalty_s.
-- RollingWindow: Meta's custom_audience budget: at most `calls` in any rolling `window_s`, and
-  refused calls enter the window too ("continuing to make calls will ... increase the time before
-  calls will be successful again").
-- Score: Meta's Marketing API score: each write adds `write_points`, the score decays linearly
-  by max_points per decay_s; a write that would take it over max_points is refused and blocks the
-  account for block_s. Refused calls add no points and do not extend a block: graph-api-facts.md
-  documents counting refused calls for the custom_audience budget only.
+- Bucket: the lab's one-second window of uploads (`rate_per_s`, `penalty_s`): refused calls
+  neither count nor apply; a refusal refuses every upload of the account for penalty_s. Reads
+  pass untouched (the lab's case, not Meta's).
+- RollingWindow: Meta's custom_audience budget: at most `calls` in any rolling `window_s`, reads
+  and uploads alike, and refused calls enter the window too ("continuing to make calls will ...
+  increase the time before calls will be successful again").
+- Score: Meta's Marketing API score: each write adds `write_points`, each read `read_points`, the
+  score decays linearly by max_points per decay_s; a call that would take it over max_points is
+  refused and blocks the account for block_s. Refused calls add no points and do not extend a
+  block: graph-api-facts.md documents counting refused calls for the custom_audience budget only.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from typing import Protocol
 
 
 class Model(Protocol):
-    def check(self, account: str, now_s: float) -> bool: ...
-    def record(self, account: str, now_s: float, *, admitted: bool, refused_here: bool) -> None: ...
+    def check(self, account: str, now_s: float, *, read: bool = False) -> bool: ...
+    def record(
+        self, account: str, now_s: float, *, admitted: bool, refused_here: bool, read: bool = False
+    ) -> None: ...
     def usage_pct(self, account: str, now_s: float) -> int: ...
     def regain_s(self, account: str, now_s: float) -> float: ...
     def blocked(self, account: str, now_s: float) -> bool: ...
@@ -53,11 +56,15 @@ class Bucket:
     def blocked(self, account: str, now_s: float) -> bool:
         return now_s < self._penalty_until_s.get(account, 0.0)
 
-    def check(self, account: str, now_s: float) -> bool:
+    def check(self, account: str, now_s: float, *, read: bool = False) -> bool:
         full = len(self._window(account, now_s)) + 1 > self.rate_per_s
-        return not self.blocked(account, now_s) and not full
+        return read or (not self.blocked(account, now_s) and not full)
 
-    def record(self, account: str, now_s: float, *, admitted: bool, refused_here: bool) -> None:
+    def record(
+        self, account: str, now_s: float, *, admitted: bool, refused_here: bool, read: bool = False
+    ) -> None:
+        if read:
+            return
         if admitted:
             self._window(account, now_s).append(now_s)
         elif refused_here and not self.blocked(account, now_s):
@@ -86,11 +93,13 @@ class RollingWindow:
     def blocked(self, account: str, now_s: float) -> bool:
         return False  # a full window is not a block: it frees up as calls age out
 
-    def check(self, account: str, now_s: float) -> bool:
+    def check(self, account: str, now_s: float, *, read: bool = False) -> bool:
         return len(self._window(account, now_s)) < self.calls
 
-    def record(self, account: str, now_s: float, *, admitted: bool, refused_here: bool) -> None:
-        self._window(account, now_s).append(now_s)  # refused calls count too
+    def record(
+        self, account: str, now_s: float, *, admitted: bool, refused_here: bool, read: bool = False
+    ) -> None:
+        self._window(account, now_s).append(now_s)  # refused calls count too, reads alike
 
     def usage_pct(self, account: str, now_s: float) -> int:
         return pct(len(self._window(account, now_s)), self.calls)
@@ -105,10 +114,15 @@ class RollingWindow:
 
 class Score:
     def __init__(
-        self, max_points: float, decay_s: float, write_points: float, block_s: float
+        self,
+        max_points: float,
+        decay_s: float,
+        write_points: float,
+        block_s: float,
+        read_points: float = 1.0,
     ) -> None:
         self.max_points, self.decay_s = max_points, decay_s
-        self.write_points, self.block_s = write_points, block_s
+        self.write_points, self.block_s, self.read_points = write_points, block_s, read_points
         self._points: dict[str, tuple[float, float]] = {}  # account -> (points, at_s)
         self._blocked_until_s: dict[str, float] = {}
 
@@ -119,14 +133,19 @@ class Score:
     def blocked(self, account: str, now_s: float) -> bool:
         return now_s < self._blocked_until_s.get(account, 0.0)
 
-    def check(self, account: str, now_s: float) -> bool:
-        over = self.points(account, now_s) + self.write_points > self.max_points + 1e-9
+    def _cost(self, read: bool) -> float:
+        return self.read_points if read else self.write_points
+
+    def check(self, account: str, now_s: float, *, read: bool = False) -> bool:
+        over = self.points(account, now_s) + self._cost(read) > self.max_points + 1e-9
         return not self.blocked(account, now_s) and not over
 
-    def record(self, account: str, now_s: float, *, admitted: bool, refused_here: bool) -> None:
+    def record(
+        self, account: str, now_s: float, *, admitted: bool, refused_here: bool, read: bool = False
+    ) -> None:
         points = self.points(account, now_s)
         if admitted:
-            points += self.write_points
+            points += self._cost(read)
         elif refused_here and not self.blocked(account, now_s):
             self._blocked_until_s[account] = now_s + self.block_s
         self._points[account] = (points, now_s)

@@ -18,15 +18,17 @@ class SandboxConfig:
     # The lab's one-second bucket: upload calls per second per ad account; None = none.
     rate_per_s: float | None = None
     penalty_s: float = 2.0  # once over the rate, every call of that account is refused this long
-    # Meta's custom_audience budget: upload calls per rolling window per account, refused ones
-    # counted; None = none.
+    # Meta's custom_audience budget: calls (uploads and reads) per rolling window per account,
+    # refused ones counted; None = none.
     budget_calls: int | None = None
     budget_window_s: float = 3600.0
     # Meta's score model: points per account, decaying linearly by score_max per score_decay_s;
-    # each write adds write_points; going over blocks the account for block_s. None = none.
+    # each write adds write_points, each read read_points; going over blocks the account for
+    # block_s. None = none.
     score_max: float | None = None
     score_decay_s: float = 300.0
     write_points: float = 3.0
+    read_points: float = 1.0
     block_s: float = 60.0
     usage_header_after_calls: int = 3  # an account's first N calls carry no usage header
     replace_window_s: float = 5400.0  # a replace session never closed ends this long after batch 1
@@ -40,7 +42,7 @@ class SandboxConfig:
             raise ValueError(f"transient_rate must be within 0..1, got {self.transient_rate}")
         never_negative = (
             "latency_ms", "jitter_ms", "latency_per_inflight_ms", "penalty_s", "block_s",
-            "usage_header_after_calls",
+            "usage_header_after_calls", "read_points",
         )  # fmt: skip
         for name in never_negative:
             if getattr(self, name) < 0:

@@ -123,3 +123,15 @@ class SandboxState:
             raise faults.no_such_object(audience_id, method)
         call.account = audience.ad_account_id
         return audience
+
+    def admit(self, account: str, *, read: bool = False) -> None:
+        """A call of the account's budget (an upload, or a read of an audience): raises Meta's
+        throttling error when a rate-limit model refuses it, and counts the refusal."""
+        admission = self.limiter.admit(account, time.monotonic(), read=read)
+        if admission.admitted:
+            return
+        with self.lock:
+            self.stats.throttled += 1
+            self.stats.calls_in_penalty += admission.in_penalty
+            self.stats.throttled_by[str(admission.by)] += 1
+        raise admission.fault()

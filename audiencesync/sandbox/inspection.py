@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,8 +37,10 @@ def handle(sandbox: Sandbox, req: Request) -> Response:
         case ("GET", ["stats"]):
             for audience_id in list(sandbox.audiences):
                 sandbox.find(audience_id)  # ended replace sessions show in the counts
+            usage = sandbox.limiter.usage_by_account(time.monotonic())
             with sandbox.lock:
-                return json_response(200, sandbox.stats.to_json(sandbox.audiences))
+                stats = sandbox.stats.to_json(sandbox.audiences)
+            return json_response(200, {**stats, "usage_pct": usage})
         case ("POST", ["reset"]):
             sandbox.reset()
             return json_response(200, {"ok": True})
@@ -64,7 +67,8 @@ def handle(sandbox: Sandbox, req: Request) -> Response:
 
 RUNTIME_KNOBS = {
     "token", "latency_ms", "jitter_ms", "latency_per_inflight_ms", "rate_per_s", "penalty_s",
-    "budget_calls", "budget_window_s", "score_max", "score_decay_s", "write_points", "block_s",
+    "budget_calls", "budget_window_s", "score_max", "score_decay_s", "write_points", "read_points",
+    "block_s",
     "usage_header_after_calls", "replace_window_s", "transient_rate", "fail_batch_seq",
 }  # fmt: skip
 

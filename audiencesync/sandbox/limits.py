@@ -40,7 +40,10 @@ def _models(config: SandboxConfig) -> dict[str, tuple[tuple[Any, ...], Model]]:
         window = (config.budget_calls, config.budget_window_s)
         models["window"] = (window, RollingWindow(*window))
     if config.score_max is not None:
-        score = (config.score_max, config.score_decay_s, config.write_points, config.block_s)
+        score = (
+            config.score_max, config.score_decay_s, config.write_points, config.block_s,
+            config.read_points,
+        )  # fmt: skip
         models["score"] = (score, Score(*score))
     return models
 
@@ -67,15 +70,17 @@ class Limits:
             self._models = {name: (key, type(m)(*key)) for name, (key, m) in self._models.items()}
             self._calls = Counter()
 
-    def admit(self, account: str, now_s: float) -> Admission:
+    def admit(self, account: str, now_s: float, *, read: bool = False) -> Admission:
+        """An upload (or a read of an audience: `read`) of the account, admitted or refused."""
         with self._lock:
             models = {name: model for name, (_, model) in self._models.items()}
-            refused_by = next((n for n, m in models.items() if not m.check(account, now_s)), None)
+            refused_by = next(
+                (n for n, m in models.items() if not m.check(account, now_s, read=read)), None
+            )
             in_penalty = refused_by is not None and models[refused_by].blocked(account, now_s)
             for name, model in models.items():
-                model.record(
-                    account, now_s, admitted=refused_by is None, refused_here=name == refused_by
-                )
+                admitted, here = refused_by is None, name == refused_by
+                model.record(account, now_s, admitted=admitted, refused_here=here, read=read)
         return Admission(refused_by is None, in_penalty, refused_by)
 
     def count_call(self, account: str) -> None:
@@ -87,6 +92,11 @@ class Limits:
         models = [model for _, model in self._models.values()]
         pct = max((m.usage_pct(account, now_s) for m in models), default=0)
         return pct, max((m.regain_s(account, now_s) for m in models), default=0.0)
+
+    def usage_by_account(self, now_s: float) -> dict[str, int]:
+        """Each account's figure as its header would give it, for inspection: no call spent."""
+        with self._lock:
+            return {account: self._usage(account, now_s)[0] for account in self._calls}
 
     def business_usage(self, account: str | None, now_s: float) -> dict[str, Any] | None:
         """The X-Business-Use-Case-Usage value: {} when the call names no known account, None

@@ -45,13 +45,7 @@ def upload(
     try:
         sandbox.auth(req, params)
         audience = sandbox.audience(audience_id, "post", call)
-        admission = sandbox.limiter.admit(audience.ad_account_id, time.monotonic())
-        if not admission.admitted:
-            with sandbox.lock:
-                stats.throttled += 1
-                stats.calls_in_penalty += admission.in_penalty
-                stats.throttled_by[str(admission.by)] += 1
-            raise admission.fault()
+        sandbox.admit(audience.ad_account_id)
         if payload_fault is not None:
             raise payload_fault
         try:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from audiencesync.sandbox.budget import RollingWindow, Score, regain_minutes
+from audiencesync.sandbox.budget import Bucket, RollingWindow, Score, regain_minutes
 from audiencesync.sandbox.config import SandboxConfig
 from audiencesync.sandbox.limits import Limits
 
 
-def admit(model: RollingWindow | Score, now_s: float, account: str = "a") -> bool:
+def admit(model: Bucket | RollingWindow | Score, now_s: float, account: str = "a") -> bool:
     """What limits.Limits does with one model in force."""
     ok = model.check(account, now_s)
     model.record(account, now_s, admitted=ok, refused_here=not ok)
@@ -95,3 +95,18 @@ def test_window_refusal_is_metas_80003_and_changed_knobs_start_fresh() -> None:
     assert limits.admit("a", 3.0).admitted  # a new budget starts empty
     limits.configure(SandboxConfig())
     assert all(limits.admit("a", 4.0).admitted for _ in range(100))  # no model in force
+
+
+def test_a_read_costs_its_points_counts_in_the_window_and_passes_the_labs_bucket() -> None:
+    score = Score(max_points=5, decay_s=1000, write_points=3, block_s=4, read_points=1)
+    assert admit(score, 0.0) and score.check("a", 0.0, read=True)
+    score.record("a", 0.0, admitted=True, refused_here=False, read=True)
+    assert score.points("a", 0.0) == pytest.approx(4.0)  # a write (3) and a read (1)
+    assert not score.check("a", 0.0) and score.check("a", 0.0, read=True)
+    window = RollingWindow(calls=2, window_s=60.0)
+    window.record("a", 0.0, admitted=True, refused_here=False, read=True)
+    assert admit(window, 0.0) and not window.check("a", 0.0, read=True)
+    bucket = Bucket(rate_per_s=1, penalty_s=2.0)
+    assert admit(bucket, 0.0) and bucket.check("a", 0.0, read=True)
+    bucket.record("a", 0.0, admitted=True, refused_here=False, read=True)
+    assert bucket.usage_pct("a", 0.0) == 100  # the upload alone fills it
