@@ -37,12 +37,12 @@ def _finished_chunk(store: RunStore, run_id: str, chunk: int) -> Leases:
     return leases
 
 
-def _held_upload(store: RunStore, run_id: str, chunk: int, tag: str) -> None:
-    """The chunk's upload message, delivered to DEAD and never acknowledged."""
-    body = base64.b64encode(orjson.dumps([[{"chunk": chunk}, run_id, chunk], {}, {}])).decode()
+def _held(store: RunStore, task: str, args: list, tag: str) -> None:
+    """A message of `task`, delivered to DEAD and never acknowledged."""
+    body = base64.b64encode(orjson.dumps([args, {}, {}])).decode()
     message = {
         "body": body,
-        "headers": {"task": "audiencesync.upload", "id": tag},
+        "headers": {"task": f"audiencesync.{task}", "id": tag},
         "properties": {"body_encoding": "base64"},
     }
     store.r.hset("unacked", tag, orjson.dumps([message, "critical", "critical"]))
@@ -54,7 +54,7 @@ def test_a_finished_chunk_whose_worker_died_before_the_chord_counted_it_is_hande
     goes back to its queue (its redelivery returns the outcome, the chord counts it); dropping
     the lease alone left the chord one short until the visibility timeout."""
     leases = _finished_chunk(store, "rec-r1", 0)
-    _held_upload(store, "rec-r1", 0, "tag-r1")
+    _held(store, "upload", [{"chunk": 0}, "rec-r1", 0], "tag-r1")
     settings = Settings()
     counts = reap_once(store, leases, settings, NOW)
     assert counts["restored"] == 1 and counts["dropped"] == 0
@@ -69,19 +69,6 @@ def test_a_finished_chunk_with_no_message_left_only_loses_its_lease(store):
     counts = reap_once(store, leases, Settings(), NOW)
     assert counts["dropped"] == 1 and counts["restored"] == 0
     assert leases.deadline("rec-r2", 0) is None and store.r.llen("critical") == 0
-
-
-def _finalize_message(store: RunStore, run_id: str, tag: str) -> None:
-    """The run's finalize, as its chord publishes it, delivered to DEAD, never acknowledged."""
-    args = [[{"chunk": 0, "failed": False}], run_id]
-    body = base64.b64encode(orjson.dumps([args, {"attempt": 0}, {}])).decode()
-    message = {
-        "body": body,
-        "headers": {"task": "audiencesync.finalize", "id": tag},
-        "properties": {"body_encoding": "base64"},
-    }
-    store.r.hset("unacked", tag, orjson.dumps([message, "critical", "critical"]))
-    store.r.zadd("unacked_index", {tag: NOW - 31})
 
 
 def _staged_run(store: RunStore, run_id: str, chunks: int, progress_at: float) -> Leases:
@@ -109,7 +96,7 @@ def test_a_finalize_whose_worker_died_is_handed_back(store):
     its message goes back to its queue at once, not after the broker's visibility timeout."""
     leases = _staged_run(store, "rec-f1", 1, NOW - 60)
     assert leases.take("rec-f1", FINALIZE, DEAD, deadline=NOW - 1, now=NOW - 31)
-    _finalize_message(store, "rec-f1", "tag-f1")
+    _held(store, "finalize", [[{"chunk": 0, "failed": False}], "rec-f1"], "tag-f1")  # the chord's
     settings = Settings()
     counts = reap_once(store, leases, settings, NOW)
     assert counts["restored"] == 1
