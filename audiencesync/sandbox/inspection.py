@@ -68,8 +68,7 @@ def handle(sandbox: Sandbox, req: Request) -> Response:
 RUNTIME_KNOBS = {
     "token", "latency_ms", "jitter_ms", "latency_per_inflight_ms", "rate_per_s", "penalty_s",
     "budget_calls", "budget_window_s", "score_max", "score_decay_s", "write_points", "read_points",
-    "block_s",
-    "usage_header_after_calls", "replace_window_s", "transient_rate", "fail_batch_seq",
+    "block_s", "usage_header_after_calls", "replace_window_s", "transient_rate", "fail_batch_seq",
 }  # fmt: skip
 
 
